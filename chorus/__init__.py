@@ -1,0 +1,39 @@
+"""Chorus: a chat application in which a team of AI agents answers the user.
+
+This module is the public API plugin authors import from::
+
+    from chorus import AgentSpec, ToolSpec, hookimpl
+
+    @hookimpl
+    def chorus_register_tools():
+        return [ToolSpec(func=my_tool, keywords=("weather",))]
+
+    @hookimpl
+    def chorus_register_agents():
+        return [AgentSpec(name="forecaster", description="Answers weather questions.", tools=("my_tool",))]
+
+Everything else (``chorus.turn``, ``chorus.models``, ``chorus.teams``) is
+importable too, but only the names below are promised to stay stable.
+"""
+
+from __future__ import annotations
+
+from chorus._env import apply_offline_defaults
+
+apply_offline_defaults()
+
+__version__ = "0.1.0"
+
+from chorus.plugins import AgentContext, AgentSpec, ToolSpec, hookimpl, hookspec  # noqa: E402
+from chorus.settings import Settings, get_settings  # noqa: E402
+
+__all__ = [
+    "AgentContext",
+    "AgentSpec",
+    "Settings",
+    "ToolSpec",
+    "__version__",
+    "get_settings",
+    "hookimpl",
+    "hookspec",
+]

@@ -1,0 +1,26 @@
+"""Offline switches, applied before litellm, MLflow or Chroma are imported.
+
+Chorus must start with no network: litellm would fetch its cost map at import,
+and MLflow and Chroma would phone home with telemetry.  Users who want the
+remote behaviour can still set these variables themselves; we only fill in
+defaults.
+"""
+
+from __future__ import annotations
+
+import os
+
+OFFLINE_DEFAULTS: dict[str, str] = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_LOG": "ERROR",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "ANONYMIZED_TELEMETRY": "False",
+    "HF_HUB_OFFLINE": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def apply_offline_defaults() -> None:
+    """Set every offline switch that the user has not set explicitly."""
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,378 @@
+"""The Chainlit page: maps Chainlit callbacks to ``run_turn`` and turn events to the page.
+
+Kept thin on purpose: every decision about a turn lives in :mod:`chorus.turn`.
+This file lives inside the package (not at the repository root) so that
+``chorus run`` serves the page from an installed wheel too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import chainlit as cl
+from chainlit.config import config
+from chainlit.data import get_data_layer
+from chainlit.server import app as chainlit_app
+from chainlit.server import sio
+from chainlit.utils import utc_now
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from chorus.auth import ensure_auth_secret
+from chorus.events import (
+    DoneEvent,
+    ErrorEvent,
+    MessageEvent,
+    NoticeEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnEvent,
+)
+from chorus.logs import quiet_autogen
+from chorus.store import database_url, make_engine, upgrade
+from chorus.store.accounts import account_exists, accounts_exist, authenticate
+from chorus.store.checkpoints import CheckpointStore
+from chorus.turn import ChatSession, Chorus, ChorusError, run_turn
+
+log = logging.getLogger("chorus.app")
+quiet_autogen()
+
+CHORUS = Chorus.load()
+for _problem in CHORUS.problems():
+    log.error("%s", _problem)
+
+# Storage: migrate at start-up; history and logins switch on once an account exists
+# (`chorus users add NAME`), so a first start needs no set-up at all.
+DATABASE_URL = database_url(CHORUS.settings)
+upgrade(DATABASE_URL)  # done once per process: `chorus run` has usually migrated already
+HISTORY = accounts_exist(DATABASE_URL)
+_engine: AsyncEngine | None = None
+
+
+def _store_engine() -> AsyncEngine:
+    """The server's engine, made on first use inside the server's event loop."""
+    global _engine
+    if _engine is None:
+        _engine = make_engine(DATABASE_URL)
+    return _engine
+
+
+def _checkpoints() -> CheckpointStore | None:
+    return CheckpointStore(_store_engine()) if HISTORY else None
+
+config.ui.name = "Chorus"
+config.ui.custom_js = "/chorus/static/chorus.js"
+config.ui.cot = "full"
+config.features.edit_message = True  # run_turn rewinds the team to before the edited message
+if config.features.spontaneous_file_upload is not None:
+    config.features.spontaneous_file_upload.enabled = False  # uploads arrive with the history issue
+# Over-long messages must reach run_turn to be refused with a clear message; python-socketio's
+# default 1 MB frame limit would drop the connection instead.
+sio.eio.max_http_buffer_size = max(8 * 1024 * 1024, 4 * CHORUS.settings.max_message_chars + 65_536)
+
+SYSTEM = "Chorus"
+PARTIAL_REPLY_EVERY_S = 1.5
+INTERRUPTED_MARK = "\n\n⚠️ _Interrupted: the server stopped before this reply was finished._"
+OFFLINE_BANNER = (
+    "Offline model in use: answers come from Chorus's deterministic local model, which routes "
+    "questions and calls tools but does not understand free-form requests. Set CHORUS_MODEL to a "
+    "litellm model string and restart for a real model."
+)
+STATIC = Path(__file__).with_name("static")
+
+
+async def _static(request: Request) -> Response:
+    path = (STATIC / request.path_params["name"]).resolve()
+    if path.parent != STATIC.resolve() or not path.is_file():
+        return Response(status_code=404)
+    return FileResponse(path)
+
+
+async def _status(request: Request) -> Response:
+    """What the page's banner shows: which teams (by chat profile name) use the offline model."""
+    teams = {spec.title: CHORUS.uses_offline_model(spec.name) for spec in CHORUS.catalog.teams.values()}
+    return JSONResponse({"default": CHORUS.catalog.default.title, "offline": teams, "notice": OFFLINE_BANNER})
+
+
+# Chainlit's catch-all route would answer first: put ours ahead of it.
+chainlit_app.router.routes.insert(0, Route("/chorus/static/{name}", _static))
+chainlit_app.router.routes.insert(0, Route("/chorus/status", _status))
+
+
+async def _logo(request: Request) -> Response:
+    theme = "light" if request.query_params.get("theme") == "light" else "dark"
+    return FileResponse(STATIC / f"logo_{theme}.svg", media_type="image/svg+xml")
+
+
+chainlit_app.router.routes.insert(0, Route("/logo", _logo))
+
+
+@cl.set_chat_profiles
+async def chat_profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:
+    """One chat profile per team; the default team first."""
+    profiles = []
+    for spec in CHORUS.catalog.teams.values():
+        starters = [cl.Starter(label=s.label, message=s.message) for s in spec.starters]
+        profiles.append(
+            cl.ChatProfile(
+                name=spec.title,
+                markdown_description=spec.description or f"The {spec.title} team.",
+                default=spec.default,
+                starters=starters or _default_starters(spec.name),
+            )
+        )
+    return profiles
+
+
+def _default_starters(team: str) -> list[cl.Starter]:
+    from chorus.teams.build import resolve_members
+
+    members, _ = resolve_members(CHORUS.team(team), CHORUS.registry)
+    starters = []
+    for member in members:
+        examples = list(member.examples) + [
+            e for t in member.tools if t in CHORUS.registry.tools for e in CHORUS.registry.tools[t].examples
+        ]
+        if examples:
+            starters.append(cl.Starter(label=examples[0], message=examples[0]))
+    return starters[:4]
+
+
+def _session() -> ChatSession:
+    """This chat's session, opened on first use (a message can arrive while on_chat_start runs).
+
+    Synchronous on purpose: no other handler can interleave, so a chat never gets two sessions.
+    Raises ChorusError for an unknown team or model.
+    """
+    session = cl.user_session.get("chorus")
+    if isinstance(session, ChatSession):
+        return session
+    user = cl.user_session.get("user")
+    session = CHORUS.open_session(
+        cl.user_session.get("chat_profile"),
+        user_id=getattr(user, "identifier", None) or "anonymous",
+        thread_id=cl.context.session.thread_id,
+        checkpoints=_checkpoints(),
+    )
+    cl.user_session.set("chorus", session)
+    return session
+
+
+if HISTORY:
+    ensure_auth_secret(CHORUS.settings.home)
+
+    @cl.password_auth_callback
+    async def login(username: str, password: str) -> cl.User | None:
+        if await authenticate(_store_engine(), username, password):
+            return cl.User(identifier=username.strip(), metadata={"provider": "password"})
+        return None
+
+    @cl.data_layer
+    def data_layer() -> Any:
+        from chorus.store.datalayer import ChorusDataLayer
+
+        return ChorusDataLayer(DATABASE_URL)
+
+    @cl.on_chat_resume
+    async def resume(thread: Any) -> None:
+        """Reopen a thread from the history: the page shows its messages; the team gets its memory back."""
+        reconnect = isinstance(cl.user_session.get("chorus"), ChatSession)  # a socket blip, not a reopen
+        session = await _open()
+        if session is None or reconnect:
+            return
+        if not await session.resume():
+            await cl.Message(
+                content="ℹ️ The team has no saved memory of this conversation; it starts afresh from here.",
+                author=SYSTEM,
+            ).send()
+
+
+EXPORT_COMMAND = "Export"
+
+
+async def _offer_commands() -> None:
+    if HISTORY:
+        await cl.context.emitter.set_commands([{
+            "id": EXPORT_COMMAND,
+            "description": "Download this conversation as Markdown (write 'json' for JSON)",
+            "icon": "download",
+            "button": True,
+            "persistent": False,
+            "selected": False,
+        }])
+
+
+async def _export(message: cl.Message) -> None:
+    """The current conversation as a file: the user's own thread only."""
+    from chorus.store.export import ThreadNotFound, load_thread, render
+
+    fmt: Literal["md", "json"] = "json" if "json" in (message.content or "").lower() else "md"
+    user = cl.user_session.get("user")
+    thread_id = cl.context.session.thread_id
+    try:
+        thread = await load_thread(_store_engine(), thread_id, owner=getattr(user, "identifier", None) or "")
+    except ThreadNotFound:
+        await cl.ErrorMessage(content="There is nothing to export yet: ask the team something first.",
+                              author=SYSTEM).send()
+        return
+    name = f"chorus-{thread_id[:8]}.{fmt}"
+    mime = "text/markdown" if fmt == "md" else "application/json"
+    file = cl.File(name=name, content=render(thread, fmt).encode("utf-8"), mime=mime, display="inline")
+    await cl.Message(content=f"Here is this conversation as {fmt.upper()}: {name}", author=SYSTEM,
+                     elements=[file]).send()
+
+
+async def _account_ok() -> bool:
+    """With logins on, a removed account's old login token opens nothing."""
+    if not HISTORY:
+        return True
+    user = cl.user_session.get("user")
+    if user is not None and await account_exists(_store_engine(), user.identifier):
+        return True
+    await cl.ErrorMessage(content="This account no longer exists; ask the operator.", author=SYSTEM).send()
+    return False
+
+
+async def _open() -> ChatSession | None:
+    """Open (or find) this chat's session for a new or reopened conversation; None after telling why."""
+    if not await _account_ok():
+        return None
+    try:
+        session = _session()
+    except ChorusError as exc:
+        await cl.ErrorMessage(content=str(exc), author=SYSTEM).send()
+        return None
+    await _offer_commands()
+    return session
+
+
+@cl.on_chat_start
+async def start() -> None:
+    session = await _open()
+    if session is None:
+        return
+    for notice in session.notices():
+        if notice.code == "offline_model":
+            continue  # shown as a banner above the composer (chorus.js), so starters stay visible
+        prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
+        await cl.Message(content=prefix + notice.text, author=SYSTEM).send()
+
+
+@cl.on_message
+async def on_message(message: cl.Message | None) -> None:
+    if message is None:  # Chainlit passes None when an edited message cannot be found
+        return
+    if message.command == EXPORT_COMMAND:
+        await _export(message)
+        return
+    try:
+        session = _session()
+    except ChorusError as exc:
+        await cl.ErrorMessage(content=f"{exc} Start a new chat once this is fixed.", author=SYSTEM).send()
+        return
+    if HISTORY:
+        # Commit the user's message before any model is called (Chainlit stores it in the background).
+        await get_data_layer().create_step(message.to_dict())
+    renderer = _Renderer(persist_every=PARTIAL_REPLY_EVERY_S if HISTORY else None)
+    try:
+        # aclosing: a stop that lands while the page is drawing must still end the turn (and its lock).
+        async with contextlib.aclosing(run_turn(session, message.content or "", message_id=message.id)) as events:
+            async for event in events:
+                await renderer.show(event)
+    finally:
+        await renderer.close()  # the stop button cancels this task: finish the cut-off bubbles
+
+
+@cl.on_stop
+async def on_stop() -> None:
+    session = cl.user_session.get("chorus")
+    if isinstance(session, ChatSession):
+        session.stop()
+
+
+class _Renderer:
+    """Turns one turn's events into Chainlit messages (one per agent reply) and tool steps.
+
+    A message is sent (and so stored) once, when it is finished: sending it early and
+    updating it later races two writes to the database, and the empty one could win.
+    """
+
+    def __init__(self, persist_every: float | None = None) -> None:
+        self.messages: dict[str, cl.Message] = {}  # the open message of each agent speaking now
+        self.steps: dict[str, cl.Step] = {}
+        self.persist_every = persist_every
+        self.persisted_at: dict[str, float] = {}
+
+    async def _persist_partial(self, msg: cl.Message) -> None:
+        """Store the reply so far, marked interrupted: what a crash leaves is what was said."""
+        now = time.monotonic()
+        if self.persist_every is None or now - self.persisted_at.setdefault(msg.id, now) < self.persist_every:
+            return
+        self.persisted_at[msg.id] = now
+        partial = msg.to_dict()
+        partial["output"] = (msg.content or "") + INTERRUPTED_MARK
+        partial["streaming"] = False
+        try:
+            await get_data_layer().create_step(partial)
+        except Exception as exc:  # never let a storage hiccup break the live stream
+            log.error("could not checkpoint a streaming reply (step %s): %s", msg.id, exc)
+
+    def _message(self, agent: str) -> cl.Message:
+        msg = self.messages.get(agent)
+        if msg is None:
+            msg = self.messages[agent] = cl.Message(content="", author=agent)
+            msg.created_at = utc_now()  # a partial checkpoint must sort where the reply began
+        return msg
+
+    async def show(self, event: TurnEvent) -> None:
+        if isinstance(event, TokenEvent):
+            msg = self._message(event.agent)
+            await msg.stream_token(event.text)
+            await self._persist_partial(msg)
+        elif isinstance(event, MessageEvent):
+            open_msg = self.messages.pop(event.agent) if event.agent in self.messages else None
+            if open_msg is None:
+                await cl.Message(content=event.content, author=event.agent).send()
+            else:
+                msg = open_msg
+                msg.content = event.content  # the finished text is the truth, whatever streamed
+                await msg.send()
+        elif isinstance(event, ToolCallEvent):
+            step = cl.Step(name=event.name, type="tool", show_input="json")
+            step.input = _pretty_json(event.arguments)
+            self.steps[event.call_id] = step
+            await step.send()
+        elif isinstance(event, ToolResultEvent):
+            step = self.steps.pop(event.call_id) if event.call_id in self.steps else cl.Step(event.name, type="tool")
+            step.output = event.result
+            step.is_error = event.is_error
+            await step.update()
+        elif isinstance(event, ErrorEvent):
+            await cl.ErrorMessage(content=event.message, author=SYSTEM).send()
+        elif isinstance(event, NoticeEvent):
+            prefix = "⚠️ " if event.level == "warning" else "ℹ️ "
+            await cl.Message(content=prefix + event.text, author=SYSTEM).send()
+        elif isinstance(event, DoneEvent):
+            await self.close()
+
+    async def close(self) -> None:
+        """Finish every message still streaming (a stop cut it short): keep what was said."""
+        open_messages, self.messages = list(self.messages.values()), {}
+        for msg in open_messages:
+            await msg.send()
+
+
+def _pretty_json(arguments: str) -> Any:
+    import json
+
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments

@@ -1,0 +1,1 @@
+"""Chorus's built-in agents: ordinary plugins, listed in ``chorus.plugins.DEFAULT_PLUGINS``."""

@@ -1,0 +1,313 @@
+"""The ``chorus`` command: serve the page, ask one question, inspect plugins.
+
+Heavy imports (Chainlit, AutoGen, litellm) happen inside the commands, so
+``chorus --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="chorus",
+    help="Chorus: a team of AI agents answers you. Serve the chat page, ask from the terminal, inspect plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+APP_FILE = Path(__file__).with_name("app.py")
+
+
+def _quiet_logging(verbose: bool = False) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from chorus.logs import quiet_autogen
+
+    quiet_autogen()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def run(
+    port: Annotated[int, typer.Option(help="Port of the chat page.", envvar="CHORUS_PORT")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.", envvar="CHORUS_HOST")] = "127.0.0.1",
+    watch: Annotated[bool, typer.Option(help="Reload when source files change (development).")] = False,
+) -> None:
+    """Serve the chat page (http://localhost:8000 by default)."""
+    _quiet_logging()
+    _migrated_url()  # a database that cannot be reached or migrated stops here, with a clear message
+    os.environ["CHAINLIT_HOST"] = host
+    os.environ["CHAINLIT_PORT"] = str(port)
+    from chainlit.cli import run_chainlit
+    from chainlit.config import config
+
+    config.run.headless = True
+    config.run.watch = watch
+    typer.echo(f"Chorus is serving the chat page on http://{'localhost' if host == '127.0.0.1' else host}:{port}")
+    run_chainlit(str(APP_FILE))
+
+
+@app.command()
+def ask(
+    text: Annotated[str, typer.Argument(help="Your message to the team ('-' reads it from standard input).")],
+    team: Annotated[str | None, typer.Option(help="Team to ask (see `chorus teams`); default team if unset.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON event per line; the last is 'done'.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log plugin loading and model calls.")] = False,
+) -> None:
+    """Ask the team one question in the terminal (one turn, no page)."""
+    _quiet_logging(verbose)
+    if text == "-":
+        text = sys.stdin.read()
+    from chorus.turn import Chorus, ChorusError
+
+    chorus = Chorus.load()
+    try:
+        session = chorus.open_session(team)
+    except ChorusError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        code = asyncio.run(_print_turn(session, text, as_json))
+    except BrokenPipeError:  # `chorus ask ... | head`: the reader left, which is fine
+        sys.stderr.close()
+        code = 0
+    raise typer.Exit(code)
+
+
+async def _print_turn(session: object, text: str, as_json: bool) -> int:
+    from chorus.events import DoneEvent, ErrorEvent, MessageEvent, TokenEvent, ToolCallEvent
+    from chorus.turn import ChatSession, run_turn
+
+    assert isinstance(session, ChatSession)
+    for notice in session.notices():
+        if as_json:
+            print(json.dumps(notice.to_dict(), ensure_ascii=False), flush=True)
+        elif notice.code == "offline_model":
+            typer.secho("(offline model: set CHORUS_MODEL for a real one; see README)", dim=True, err=True)
+        else:
+            typer.secho(notice.text, fg=typer.colors.YELLOW, err=True)
+    speaking: str | None = None
+    code = 0
+    async for event in run_turn(session, text):
+        if as_json:
+            print(json.dumps(event.to_dict(), ensure_ascii=False), flush=True)
+        elif isinstance(event, TokenEvent):
+            if speaking != event.agent:
+                typer.secho(f"\n[{event.agent}]", bold=True)
+                speaking = event.agent
+            print(event.text, end="", flush=True)
+        elif isinstance(event, MessageEvent) and not event.streamed:
+            typer.secho(f"\n[{event.agent}]", bold=True)
+            print(event.content, flush=True)
+            speaking = None
+        elif isinstance(event, ToolCallEvent):
+            typer.secho(f"\n  ↳ {event.agent} calls {event.name}({event.arguments})", dim=True, err=True)
+            speaking = None
+        elif isinstance(event, ErrorEvent):
+            typer.secho(f"\nerror: {event.message}", fg=typer.colors.RED, err=True)
+        if isinstance(event, DoneEvent):
+            if not as_json and speaking is not None:
+                print()
+            if event.stop_reason in ("error", "rejected"):
+                code = 1
+    return code
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plugins as a JSON list.")] = False,
+) -> None:
+    """List every plugin: what it registers and whether it loaded (status ok/error with the reason)."""
+    _quiet_logging()
+    logging.getLogger("chorus.plugins").setLevel(logging.CRITICAL)  # errors are shown below instead
+    from chorus.plugins import load_plugins
+    from chorus.settings import get_settings
+
+    registry = load_plugins(get_settings())
+    if as_json:
+        print(json.dumps([r.to_dict() for r in registry.reports], indent=2))
+        return
+    if not registry.reports:
+        typer.echo("No plugins loaded (check CHORUS_PLUGINS).")
+    for r in registry.reports:
+        color = typer.colors.GREEN if r.status == "ok" else typer.colors.RED
+        typer.secho(f"{r.name}  [{r.status}]", fg=color, bold=True, nl=False)
+        typer.echo(f"  {r.distribution} {r.version}{'  (built in)' if r.builtin else ''}")
+        if r.agents:
+            typer.echo(f"    agents: {', '.join(r.agents)}")
+        if r.tools:
+            typer.echo(f"    tools:  {', '.join(r.tools)}")
+        if r.error:
+            typer.secho(f"    error:  {r.error}", fg=typer.colors.RED)
+
+
+@app.command()
+def teams(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the teams as a JSON list.")] = False,
+) -> None:
+    """List the teams of this deployment (the agents/ folder) and their members."""
+    _quiet_logging()
+    from chorus.teams.build import resolve_members
+    from chorus.turn import Chorus
+
+    chorus = Chorus.load()
+    if as_json:
+        rows = []
+        for spec in chorus.catalog.teams.values():
+            members, problems = resolve_members(spec, chorus.registry)
+            rows.append({"name": spec.name, "title": spec.title, "type": spec.type, "default": spec.default,
+                         "members": [m.name for m in members], "problems": problems, "source": spec.source})
+        print(json.dumps({"teams": rows, "errors": chorus.catalog.errors}, indent=2))
+        return
+    for spec in chorus.catalog.teams.values():
+        members, problems = resolve_members(spec, chorus.registry)
+        default = "  (default)" if spec.default else ""
+        typer.secho(f"{spec.name}{default}", bold=True)
+        typer.echo(f"    {spec.title}: {spec.description or spec.type}")
+        typer.echo(f"    {spec.type}; members: {', '.join(m.name for m in members) or '-'}")
+        for problem in problems:
+            typer.secho(f"    problem: {problem}", fg=typer.colors.YELLOW)
+    for error in chorus.catalog.errors:
+        typer.secho(f"skipped: {error}", fg=typer.colors.RED)
+
+
+users_app = typer.Typer(help="Password accounts: adding one turns on logins and conversation history.",
+                        no_args_is_help=True)
+db_app = typer.Typer(help="The database (SQLite in CHORUS_HOME, or CHORUS_DATABASE_URL).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(db_app, name="db")
+
+
+def _migrated_url() -> str:
+    from chorus.settings import get_settings
+    from chorus.store import StoreError, database_url, upgrade
+
+    try:
+        url = database_url(get_settings())
+        upgrade(url)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    return url
+
+
+def _db(url: str, action: Any) -> Any:
+    """``chorus.store.db.run_with_engine``, imported when a command needs it (keeps --help fast)."""
+    from chorus.store.db import run_with_engine
+
+    return run_with_engine(url, action)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="The user name to log in with.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (for scripts).")
+    ] = False,
+) -> None:
+    """Add a password account (asks for the password twice). Restart `chorus run` after the first one."""
+    from chorus.store.accounts import AccountError, add_account
+
+    _quiet_logging()
+    url = _migrated_url()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        _db(url, lambda engine: add_account(engine, name, password))
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"Added user {name.strip()!r}. Logins and history are on once `chorus run` (re)starts.")
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the accounts as JSON.")] = False,
+) -> None:
+    """List the password accounts."""
+    from chorus.store.accounts import list_accounts
+
+    _quiet_logging()
+    rows = _db(_migrated_url(), list_accounts)
+    if as_json:
+        print(json.dumps([{"name": a.identifier, "created_at": str(a.created_at)} for a in rows], indent=2))
+        return
+    if not rows:
+        typer.echo("No accounts: the page runs without logins or history. Add one with `chorus users add NAME`.")
+    for account in rows:
+        typer.echo(f"{account.identifier}  (since {account.created_at:%Y-%m-%d})" if account.created_at
+                   else account.identifier)
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="The user name to remove.")]) -> None:
+    """Remove a password account and its conversations. Its open sessions end at their next page load."""
+    from chorus.store.accounts import AccountError, remove_account
+
+    _quiet_logging()
+    try:
+        _db(_migrated_url(), lambda engine: remove_account(engine, name))
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"Removed user {name!r}.")
+
+
+@app.command("export")
+def export(
+    thread_id: Annotated[str, typer.Argument(help="The conversation's id (the last part of its page URL).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md or json.")] = "md",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only if this user owns the conversation.")] = None,
+) -> None:
+    """Export a stored conversation as Markdown or JSON."""
+    from chorus.store.export import ThreadNotFound, load_thread, render
+
+    _quiet_logging()
+    if fmt not in ("md", "json"):
+        raise _fail(f"unknown format {fmt!r}: use md or json")
+    try:
+        thread = _db(_migrated_url(), lambda engine: load_thread(engine, thread_id, owner=user))
+    except ThreadNotFound as exc:
+        raise _fail(str(exc)) from None
+    text = render(thread, "md" if fmt == "md" else "json")
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    typer.echo(f"Wrote {output}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest revision (also done at start-up)."""
+    from sqlalchemy.engine import make_url
+
+    from chorus.store.db import current_revision
+
+    _quiet_logging()
+    url = _migrated_url()
+    typer.echo(f"{make_url(url).render_as_string(hide_password=True)} is at revision {current_revision(url)}.")
+
+
+def main() -> None:
+    """Entry point of the ``chorus`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The typed events a turn yields; every front end (page, widget, CLI, tests) reads these.
+
+Each event is a frozen dataclass with a ``type`` tag; ``to_dict()`` gives the
+JSON shape ``chorus ask --json`` prints, one event per line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+StopReason = Literal["completed", "max_messages", "text_mention", "stopped", "cancelled", "error", "rejected"]
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    type: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class SelectionEvent(TurnEvent):
+    """The team chose who speaks next."""
+
+    type: ClassVar[str] = "selection"
+    agents: list[str]
+
+
+@dataclass(frozen=True)
+class TokenEvent(TurnEvent):
+    """A streamed chunk of ``agent``'s message ``message_id``."""
+
+    type: ClassVar[str] = "token"
+    agent: str
+    text: str
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageEvent(TurnEvent):
+    """An agent's finished message (the tokens streamed before it join to ``content``)."""
+
+    type: ClassVar[str] = "message"
+    agent: str
+    content: str
+    message_id: str
+    streamed: bool = False
+
+
+@dataclass(frozen=True)
+class ToolCallEvent(TurnEvent):
+    """An agent asks for a tool."""
+
+    type: ClassVar[str] = "tool_call"
+    agent: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolResultEvent(TurnEvent):
+    """A tool answered (or failed: ``is_error``)."""
+
+    type: ClassVar[str] = "tool_result"
+    agent: str
+    call_id: str
+    name: str
+    result: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class HandoffEvent(TurnEvent):
+    """An agent handed the conversation to another."""
+
+    type: ClassVar[str] = "handoff"
+    agent: str
+    target: str
+    content: str = ""
+
+
+@dataclass(frozen=True)
+class UsageEvent(TurnEvent):
+    """One model call finished: tokens, cost (None when litellm has no price) and latency."""
+
+    type: ClassVar[str] = "usage"
+    agent: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class NoticeEvent(TurnEvent):
+    """Something the user should know that is not an agent's answer."""
+
+    type: ClassVar[str] = "notice"
+    text: str
+    level: Literal["info", "warning"] = "info"
+    code: str = ""
+    """What the notice is about: ``offline_model``, ``plugin_problem`` (empty for others)."""
+
+
+@dataclass(frozen=True)
+class ErrorEvent(TurnEvent):
+    """The turn could not go on; ``message`` is written for the user."""
+
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DoneEvent(TurnEvent):
+    """Always the last event of a turn."""
+
+    type: ClassVar[str] = "done"
+    stop_reason: StopReason
+    detail: str = ""
+    messages: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = 0.0
+    duration_ms: float = 0.0
+    agents: list[str] = field(default_factory=list)

@@ -1,0 +1,489 @@
+"""The one AutoGen ``ChatCompletionClient`` Chorus uses, for every model.
+
+Remote models go through ``litellm.acompletion`` (streaming, with usage);
+local models (``offline``, ``scripted``, your own) run in process. Both are
+normalised into the same stream of deltas, so token streaming, tool-call
+accumulation, usage, cost and cancellation are one code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,  # type: ignore[attr-defined]
+    ModelFamily,
+    ModelInfo,
+    RequestUsage,
+)
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel
+
+from chorus.models._convert import (
+    dumps_args,
+    function_calls,
+    text_of,
+    to_openai_messages,
+    to_openai_tools,
+    tool_choice_arg,
+)
+from chorus.models.local import LocalModel, ModelHints, ModelRequest, local_model, split_tokens
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """A model call failed in a way the user should be told about."""
+
+
+class ModelRequestRefused(ModelError):
+    """A request to a real provider while ``CHORUS_FORBID_REAL_MODELS`` is set."""
+
+
+@dataclass
+class CallRecord:
+    """One finished model call: what it cost and how long it took."""
+
+    label: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    latency_s: float
+    first_chunk_s: float | None
+    finish_reason: str
+
+
+@dataclass
+class _Delta:
+    text: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: tuple[int, int] | None = None
+
+
+def _litellm() -> Any:
+    """litellm, imported on first use (it takes seconds) and told not to print to stdout."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _is_loopback(url: str | None) -> bool:
+    if not url:
+        return False
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_model(model: str) -> str | None:
+    """A user-facing error for a model string neither local nor known to litellm, else None."""
+    from chorus.models.local import is_local_model
+
+    if is_local_model(model):
+        return None
+    litellm = _litellm()
+
+    try:
+        litellm.get_llm_provider(model)
+    except Exception:
+        return (
+            f"Unknown model {model!r}: it is not a local model (offline, scripted) and litellm "
+            "cannot tell its provider. Use a litellm model string such as 'gpt-4o-mini', "
+            "'anthropic/claude-3-5-haiku-latest' or 'ollama/llama3.1'."
+        )
+    return None
+
+
+class ChorusModelClient(ChatCompletionClient):
+    """A streaming ``ChatCompletionClient`` over litellm, or over a local model.
+
+    ``label`` names who uses the client (an agent, or ``selector``) in usage
+    records. ``on_call`` receives a :class:`CallRecord` after every call.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        label: str = "",
+        hints: ModelHints | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        forbid_real_models: bool = False,
+        on_call: Callable[[CallRecord], None] | None = None,
+        local: LocalModel | None = None,
+        token_delay: float | None = None,
+    ) -> None:
+        self.model = model
+        self.label = label
+        self.hints = hints or ModelHints(agent=label or None)
+        self.api_base = api_base
+        self.api_key = api_key
+        self.timeout = timeout
+        self.forbid_real_models = forbid_real_models
+        self.on_call = on_call
+        self._local = local if local is not None else local_model(model)
+        # Pacing of a local model's chunks; None keeps the model's own ``token_delay``.
+        self.token_delay = token_delay
+        self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._actual = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self.calls: list[CallRecord] = []
+
+    @property
+    def is_local(self) -> bool:
+        return self._local is not None
+
+    # -- ChatCompletionClient -------------------------------------------------------------
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        result: CreateResult | None = None
+        async for item in self.create_stream(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
+        ):
+            if isinstance(item, CreateResult):
+                result = item
+        assert result is not None
+        return result
+
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        oa_messages = to_openai_messages(messages)
+        oa_tools = to_openai_tools(tools)
+        started = time.perf_counter()
+        first_chunk: float | None = None
+        text_parts: list[str] = []
+        tool_calls: dict[int, dict[str, str]] = {}
+        finish_reason: str | None = None
+        usage: tuple[int, int] | None = None
+
+        if self._local is not None:
+            deltas = self._local_deltas(oa_messages, oa_tools, tool_choice)
+        else:
+            deltas = self._litellm_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
+
+        try:
+            async for delta in _cancellable(deltas, cancellation_token):
+                if delta.text:
+                    if first_chunk is None:
+                        first_chunk = time.perf_counter() - started
+                    text_parts.append(delta.text)
+                    yield delta.text
+                for tc in delta.tool_calls:
+                    slot = tool_calls.setdefault(tc["index"], {"id": "", "name": "", "arguments": ""})
+                    slot["id"] = tc.get("id") or slot["id"]
+                    slot["name"] += tc.get("name") or ""
+                    slot["arguments"] += tc.get("arguments") or ""
+                if delta.finish_reason:
+                    finish_reason = delta.finish_reason
+                if delta.usage:
+                    usage = delta.usage
+        finally:
+            await deltas.aclose()
+
+        text = "".join(text_parts)
+        if usage is None:
+            usage = (self._estimate_tokens(oa_messages), len(split_tokens(text)) + len(tool_calls))
+        request_usage = RequestUsage(prompt_tokens=usage[0], completion_tokens=usage[1])
+        self._actual = request_usage
+        self._total = RequestUsage(
+            prompt_tokens=self._total.prompt_tokens + usage[0],
+            completion_tokens=self._total.completion_tokens + usage[1],
+        )
+        content: str | list[Any]
+        thought: str | None = None
+        if tool_calls:
+            content = function_calls(tool_calls)
+            thought = text or None
+            reason = "function_calls"
+        else:
+            content = text
+            reason = _finish_reason(finish_reason)
+        record = CallRecord(
+            label=self.label,
+            model=self.model,
+            prompt_tokens=usage[0],
+            completion_tokens=usage[1],
+            cost=self._cost(usage),
+            latency_s=time.perf_counter() - started,
+            first_chunk_s=first_chunk,
+            finish_reason=reason,
+        )
+        self.calls.append(record)
+        if self.on_call is not None:
+            self.on_call(record)
+        yield CreateResult(
+            finish_reason=reason,  # type: ignore[arg-type]
+            content=content,
+            usage=request_usage,
+            cached=False,
+            thought=thought,
+        )
+
+    async def close(self) -> None:
+        return None
+
+    def actual_usage(self) -> RequestUsage:
+        return self._actual
+
+    def total_usage(self) -> RequestUsage:
+        return self._total
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        oa_messages = to_openai_messages(messages)
+        if self.is_local:
+            return self._estimate_tokens(oa_messages)
+        litellm = _litellm()
+
+        try:
+            return int(litellm.token_counter(model=self.model, messages=oa_messages))
+        except Exception:
+            return self._estimate_tokens(oa_messages)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        limit = 128_000
+        if not self.is_local:
+            litellm = _litellm()
+
+            with contextlib.suppress(Exception):
+                limit = int(litellm.get_max_tokens(self.model) or limit)
+        return limit - self.count_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        info = self.model_info
+        return {"vision": info["vision"], "function_calling": info["function_calling"],
+                "json_output": info["json_output"]}
+
+    @property
+    def model_info(self) -> ModelInfo:
+        if self.is_local:
+            return ModelInfo(vision=False, function_calling=True, json_output=False,
+                             family=ModelFamily.UNKNOWN, structured_output=False,
+                             multiple_system_messages=True)
+        litellm = _litellm()
+
+        def supports(check: Callable[..., bool], default: bool) -> bool:
+            try:
+                return bool(check(model=self.model))
+            except Exception:
+                return default
+
+        return ModelInfo(
+            vision=supports(litellm.supports_vision, False),
+            # Most chat models call tools; refusing tools for an unknown model would be worse.
+            function_calling=True,
+            json_output=supports(litellm.supports_response_schema, False),
+            family=ModelFamily.UNKNOWN,
+            structured_output=supports(litellm.supports_response_schema, False),
+            multiple_system_messages=True,
+        )
+
+    # -- sources of deltas -------------------------------------------------------------------
+
+    async def _local_deltas(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any
+    ) -> AsyncGenerator[_Delta, None]:
+        assert self._local is not None
+        request = ModelRequest(self.model, messages, tools, tool_choice_arg(tool_choice), self.hints)
+        reply = await self._local.reply(request)
+        delay = self._local.token_delay if self.token_delay is None else self.token_delay
+        for token in split_tokens(reply.text):
+            if delay:
+                await asyncio.sleep(delay)
+            yield _Delta(text=token)
+        for index, call in enumerate(reply.tool_calls):
+            arguments = dumps_args(dict(call.arguments))
+            half = len(arguments) // 2
+            # Two pieces, like a provider streaming its arguments.
+            yield _Delta(tool_calls=[{"index": index, "id": call.id, "name": call.name, "arguments": arguments[:half]}])
+            yield _Delta(tool_calls=[{"index": index, "arguments": arguments[half:]}])
+        yield _Delta(finish_reason="tool_calls" if reply.tool_calls else "stop")
+
+    async def _litellm_deltas(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        tool_choice: Any,
+        json_output: bool | type[BaseModel] | None,
+        extra: Mapping[str, Any],
+    ) -> AsyncGenerator[_Delta, None]:
+        target = extra.get("api_base") or extra.get("base_url") or self.api_base
+        if self.forbid_real_models and not _is_loopback(target):
+            raise ModelRequestRefused(
+                f"refusing a real model request to {self.model!r}: CHORUS_FORBID_REAL_MODELS is set "
+                "(tests must use the offline or scripted model, or a loopback api_base)"
+            )
+        litellm = _litellm()
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "timeout": self.timeout,
+        }
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        if tools:
+            kwargs["tools"] = tools
+            kwargs["tool_choice"] = tool_choice_arg(tool_choice)
+        if json_output is True:
+            kwargs["response_format"] = {"type": "json_object"}
+        elif isinstance(json_output, type):
+            kwargs["response_format"] = json_output
+        kwargs.update(extra)
+        try:
+            stream = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise ModelError(f"model {self.model!r} failed: {_short(exc)}") from exc
+        try:
+            async for chunk in stream:
+                delta = _Delta()
+                usage = getattr(chunk, "usage", None)
+                if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
+                    delta.usage = (int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+                for choice in chunk.choices or []:
+                    d = choice.delta
+                    if d is not None:
+                        delta.text = d.content or None
+                        for tc in d.tool_calls or []:
+                            fn = tc.function
+                            delta.tool_calls.append({
+                                "index": tc.index or 0,
+                                "id": tc.id,
+                                "name": fn.name if fn else None,
+                                "arguments": fn.arguments if fn else None,
+                            })
+                    if choice.finish_reason:
+                        delta.finish_reason = choice.finish_reason
+                yield delta
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise ModelError(f"model {self.model!r} failed while streaming: {_short(exc)}") from exc
+        finally:
+            # Close the HTTP response now, not at garbage collection (a stopped turn ends early).
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _cost(self, usage: tuple[int, int]) -> float | None:
+        if self.is_local:
+            return 0.0
+        litellm = _litellm()
+
+        try:
+            prompt_cost, completion_cost = litellm.cost_per_token(
+                model=self.model, prompt_tokens=usage[0], completion_tokens=usage[1]
+            )
+            return float(prompt_cost + completion_cost)
+        except Exception:
+            return None  # litellm does not know this model's price
+
+    @staticmethod
+    def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
+        words = sum(len(split_tokens(text_of(m))) for m in messages)
+        return words + 3 * len(messages)
+
+
+async def _cancellable(
+    deltas: AsyncIterator[_Delta], token: CancellationToken | None
+) -> AsyncGenerator[_Delta, None]:
+    """Yield from ``deltas`` until ``token`` is cancelled, then raise CancelledError.
+
+    Cancelling the token cancels the task that is waiting on the model (a
+    provider may keep us waiting long between chunks), but only while this
+    stream is being read: the token outlives the call.
+    """
+    if token is None:
+        async for delta in deltas:
+            yield delta
+        return
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    reading = True
+
+    def interrupt() -> None:
+        # The token may be cancelled from another thread: cancel the task on its own loop.
+        if reading and task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    token.add_callback(interrupt)
+    try:
+        async for delta in deltas:
+            if token.is_cancelled():
+                raise asyncio.CancelledError("model call cancelled")
+            reading = False
+            yield delta
+            if token.is_cancelled():  # cancelled while the consumer handled this chunk
+                raise asyncio.CancelledError("model call cancelled")
+            reading = True
+    finally:
+        reading = False
+
+
+def _finish_reason(reason: str | None) -> str:
+    if reason in (None, "stop", "end_turn", "eos"):
+        return "stop"
+    if reason in ("length", "max_tokens"):
+        return "length"
+    if reason == "content_filter":
+        return "content_filter"
+    if reason in ("tool_calls", "function_call"):
+        return "function_calls"
+    return "unknown"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+__all__ = ["CallRecord", "ChorusModelClient", "ModelError", "ModelRequestRefused", "validate_model"]

@@ -1,0 +1,332 @@
+"""The offline model: deterministic, local, and useful without a network or a key.
+
+It does not understand prose. It reads the specs Chorus hands it
+(:class:`~chorus.models.local.ModelHints`): as a team's selector it routes
+the user's message to the member whose keywords, tools and description match
+it best; as an agent it calls a tool when the message asks for what a tool
+provides (the tool's ``offline_args`` parser, or numbers and words matched to
+the tool's parameters), reports the tool's result, and otherwise explains
+what the team can do and how to switch to a real model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from chorus.models._convert import text_of
+from chorus.models.local import ModelHints, ModelReply, ModelRequest, ToolCall, register_local_model
+from chorus.plugins._specs import AgentSpec, ToolSpec
+
+OFFLINE_NOTICE = (
+    "You are talking to Chorus's **offline model**: a deterministic local stand-in that routes "
+    "questions, calls tools and explains itself, but does not understand free-form requests. "
+    "Set `CHORUS_MODEL` to a litellm model string (for example `gpt-4o-mini` with `OPENAI_API_KEY`, "
+    "or `ollama/llama3.1`) and restart to use a real model."
+)
+
+CONFIGURE_HINT = (
+    "To use a real model, set `CHORUS_MODEL` to any litellm model string and restart Chorus, "
+    "for example:\n\n"
+    "- OpenAI: `CHORUS_MODEL=gpt-4o-mini` and `OPENAI_API_KEY=...`\n"
+    "- Anthropic: `CHORUS_MODEL=anthropic/claude-3-5-haiku-latest` and `ANTHROPIC_API_KEY=...`\n"
+    "- Ollama on this machine: `CHORUS_MODEL=ollama/llama3.1`\n"
+    "- Any OpenAI-compatible server: `CHORUS_MODEL=openai/<model>` and `CHORUS_MODEL_API_BASE=http://host:port/v1`"
+)
+
+_STOPWORDS = frozenset(
+    "a an the and or but of to in on at for from by with about as is are was were be been am do does did "
+    "i me my you your we our it its this that these those what which who whom how can could would should "
+    "will shall may might please tell show give get let us some any there here just like want need know "
+    "have has had not no yes if then than so very much many more most also too into out up down over "
+    "use using used one".split()
+)
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case content words of ``text`` with a light plural stem."""
+    result = []
+    for w in _WORD.findall(text.lower()):
+        if w in _STOPWORDS:
+            continue
+        if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        result.append(w)
+    return result
+
+
+def _keyword_hits(text: str, keywords: Iterable[str]) -> int:
+    low = f" {' '.join(_WORD.findall(text.lower()))} "
+    hits = 0
+    for kw in keywords:
+        phrase = " ".join(_WORD.findall(kw.lower()))
+        if phrase and f" {phrase} " in low:
+            hits += 1
+    return hits
+
+
+def _overlap(text_words: set[str], description: str) -> int:
+    return len(text_words & set(words(description)))
+
+
+def tool_score(text: str, tool: ToolSpec) -> int:
+    """How strongly ``text`` asks for ``tool``: keyword phrases count triple."""
+    tw = set(words(text))
+    return 3 * _keyword_hits(text, tool.keywords) + _overlap(tw, f"{tool.name.replace('_', ' ')} {tool.description}")
+
+
+def agent_score(text: str, agent: AgentSpec, tools: Mapping[str, ToolSpec]) -> int:
+    """How well ``agent`` (its keywords, tools and description) fits ``text``."""
+    tw = set(words(text))
+    score = 3 * _keyword_hits(text, agent.keywords) + _overlap(tw, agent.description)
+    for name in agent.tools:
+        tool = tools.get(name)
+        if tool is not None and _can_call(text, tool):
+            score += tool_score(text, tool)
+    return score
+
+
+def _can_call(text: str, tool: ToolSpec) -> bool:
+    """False when the tool's own parser says the message gives it nothing to work with.
+
+    Keeps a generic keyword ("what is") from routing every question to an agent
+    whose tool could not answer it.
+    """
+    if tool.offline_args is None:
+        return True
+    try:
+        return tool.offline_args(text) is not None
+    except Exception:
+        return False
+
+
+_GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|howdy|good (morning|afternoon|evening)|greetings)\b", re.I)
+_THANKS = re.compile(r"\b(thanks|thank you|thx|cheers)\b", re.I)
+_HELP = re.compile(
+    r"\b(help|what can you do|what do you do|who are you|what are you|capabilit\w*|what can i ask)\b", re.I
+)
+_MODEL_SETUP = re.compile(
+    r"\b(real model|api key|openai|anthropic|claude|gpt|ollama|llm|provider|configure|chorus_model|litellm)\b",
+    re.I,
+)
+
+
+class OfflineModel:
+    """Chorus's deterministic local model (``CHORUS_MODEL=offline``)."""
+
+    def __init__(self, token_delay: float = 0.0) -> None:
+        self.token_delay = token_delay
+
+    async def reply(self, request: ModelRequest) -> ModelReply:
+        if request.hints.role == "selector":
+            return ModelReply(text=self.select_speaker(request))
+        return self.answer(request)
+
+    # -- selector ---------------------------------------------------------------------------
+
+    def select_speaker(self, request: ModelRequest) -> str:
+        hints = request.hints
+        prompt = "\n".join(text_of(m) for m in request.messages)
+        candidates = _candidates(prompt, hints.agents)
+        user_text = _last_user_turn(prompt, set(hints.agents))
+        best = max(
+            candidates,
+            key=lambda name: (agent_score(user_text, hints.agents[name], hints.tools), -candidates.index(name)),
+        )
+        return best
+
+    # -- agent ------------------------------------------------------------------------------
+
+    def answer(self, request: ModelRequest) -> ModelReply:
+        messages = request.messages
+        if messages and messages[-1].get("role") == "tool":
+            return ModelReply(text=_report_tool_results(messages))
+        user_text = _last_user_message(messages)
+        call = self._tool_call(user_text, request)
+        if call is not None:
+            return ModelReply(tool_calls=(call,))
+        summarised = _team_summary_given(messages)
+        return ModelReply(text=self._text_answer(user_text, request.hints, summarised=summarised))
+
+    def _tool_call(self, text: str, request: ModelRequest) -> ToolCall | None:
+        if not text or request.tool_choice == "none":
+            return None
+        offered = [t["function"]["name"] for t in request.tools]
+        ranked = []
+        for name in offered:
+            spec = request.hints.tools.get(name)
+            if spec is None:
+                continue
+            score = tool_score(text, spec)
+            if _keyword_hits(text, spec.keywords) or score >= 2:
+                ranked.append((score, -offered.index(name), spec))
+        for _score, _order, spec in sorted(ranked, key=lambda r: (r[0], r[1]), reverse=True):
+            schema = next(t["function"] for t in request.tools if t["function"]["name"] == spec.name)
+            args = _arguments(text, spec, schema.get("parameters") or {})
+            if args is not None:
+                return ToolCall(name=spec.name, arguments=args)
+        return None
+
+    def _text_answer(self, text: str, hints: ModelHints, *, summarised: bool = False) -> str:
+        me = hints.agents.get(hints.agent or "")
+        if summarised:  # a teammate already listed what the team can do in this turn
+            return f"Hello! {intro_of(me)} See above for what the rest of the team can do."
+        intro = intro_of(me)
+        if _MODEL_SETUP.search(text):
+            return CONFIGURE_HINT
+        if _THANKS.search(text) and len(words(text)) <= 4:
+            return "You're welcome! Ask me anything else I can help with."
+        if _GREETING.search(text) or _HELP.search(text):
+            return f"Hello! {intro}\n\n{_team_summary(hints)}\n\n{_offline_footer()}"
+        return (
+            f"{intro} I'm running on Chorus's offline model, which answers only what its tools "
+            f"and built-in knowledge cover, so I can't answer that one.\n\n{_team_summary(hints)}\n\n"
+            f"{_offline_footer()}"
+        )
+
+
+def intro_of(me: AgentSpec | None) -> str:
+    return f"I'm **{me.name}**: {me.description.rstrip('.')}." if me else "I'm a Chorus agent."
+
+
+def _team_summary_given(messages: list[dict[str, Any]]) -> bool:
+    """Whether a teammate's message after the user's latest one already has the team summary."""
+    for message in reversed(messages):
+        if message.get("role") == "user" and message.get("name", "user") == "user":
+            return False
+        if _SUMMARY_HEAD in text_of(message):
+            return True
+    return False
+
+
+_SUMMARY_HEAD = "Here is what this team can do:"
+
+
+def _offline_footer() -> str:
+    return "_Offline model in use: set `CHORUS_MODEL` to a litellm model string for free-form answers._"
+
+
+def _team_summary(hints: ModelHints) -> str:
+    if not hints.agents:
+        return "This team has no agents with tools."
+    lines = [_SUMMARY_HEAD]
+    for spec in hints.agents.values():
+        examples = list(spec.examples)
+        for name in spec.tools:
+            tool = hints.tools.get(name)
+            if tool is not None:
+                examples.extend(tool.examples)
+        example = f" Try: “{examples[0]}”" if examples else ""
+        lines.append(f"- **{spec.name}**: {spec.description.rstrip('.')}.{example}")
+    return "\n".join(lines)
+
+
+def _report_tool_results(messages: list[dict[str, Any]]) -> str:
+    results = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        results.append(text_of(message).strip())
+    results.reverse()
+    return "\n\n".join(_humanise(r) for r in results if r) or "The tool returned nothing."
+
+
+def _humanise(result: str) -> str:
+    try:
+        value = json.loads(result)
+    except ValueError:
+        return result
+    if isinstance(value, dict):
+        return "\n".join(f"- **{k}**: {v}" for k, v in value.items())
+    if isinstance(value, list):
+        return "\n".join(f"- {v}" for v in value)
+    return str(value)
+
+
+def _last_user_message(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user" and message.get("name", "user") == "user":
+            return text_of(message)
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return text_of(message)
+    return ""
+
+
+_CANDIDATES = re.compile(r"\[([^\[\]]*)\]")
+
+
+def _candidates(prompt: str, agents: Mapping[str, AgentSpec]) -> list[str]:
+    """The speakers the selector may choose, in team order (from the prompt's ``[...]`` list)."""
+    for match in reversed(_CANDIDATES.findall(prompt)):
+        names = [n.strip().strip("'\"") for n in match.split(",")]
+        found = [n for n in names if n in agents]
+        if found:
+            return found
+    return list(agents) or ["assistant"]
+
+
+SELECTOR_INSTRUCTIONS = "Read the conversation, then choose"
+"""Where the transcript ends in Chorus's selector prompt (``chorus.teams.SELECTOR_PROMPT`` uses it)."""
+
+
+def _last_user_turn(prompt: str, members: set[str]) -> str:
+    """The user's latest message in a selector prompt's transcript (``name: text`` blocks)."""
+    speaker = re.compile(r"^(\w+):\s?(.*)$")
+    current: str | None = None
+    blocks: list[tuple[str, list[str]]] = []
+    for line in prompt.splitlines():
+        if line.startswith(SELECTOR_INSTRUCTIONS):
+            current = None  # the instructions after the transcript (see teams.SELECTOR_PROMPT)
+            continue
+        m = speaker.match(line)
+        if m and (m.group(1) == "user" or m.group(1) in members):
+            current = m.group(1)
+            blocks.append((current, [m.group(2)]))
+        elif current is not None:
+            blocks[-1][1].append(line)
+    for who, lines in reversed(blocks):
+        if who == "user":
+            return "\n".join(lines).strip()
+    return prompt
+
+
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
+
+
+def _arguments(text: str, spec: ToolSpec, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Arguments for ``spec`` from ``text``, or None when the required ones can't be found."""
+    if spec.offline_args is not None:
+        parsed = spec.offline_args(text)
+        return dict(parsed) if parsed is not None else None
+    props: Mapping[str, Any] = parameters.get("properties", {})
+    required = set(parameters.get("required", []))
+    numbers = [float(n.replace(",", ".")) for n in _NUMBER.findall(text)]
+    args: dict[str, Any] = {}
+    for name, prop in props.items():
+        kind = prop.get("type")
+        if "enum" in prop:
+            choice = next((v for v in prop["enum"] if str(v).lower() in text.lower()), None)
+            if choice is not None:
+                args[name] = choice
+        elif kind in ("number", "integer") and numbers:
+            value = numbers.pop(0)
+            args[name] = int(value) if kind == "integer" else value
+        elif kind == "string" and name in required and len([p for p in props if p in required]) == 1:
+            args[name] = text.strip()
+    if not required <= set(args):
+        return None
+    return args
+
+
+register_local_model("offline", lambda: OfflineModel(token_delay=_offline_delay()))
+
+
+def _offline_delay() -> float:
+    from chorus.settings import get_settings
+
+    return get_settings().offline_token_delay

@@ -1,0 +1,29 @@
+"""Plugins: hook specifications, the specs plugins return, and the loader."""
+
+from __future__ import annotations
+
+from chorus.plugins._specs import AgentContext, AgentFactory, AgentSpec, ToolSpec
+from chorus.plugins.hookspecs import hookimpl, hookspec
+from chorus.plugins.manager import (
+    DEFAULT_PLUGINS,
+    ENTRY_POINT_GROUP,
+    PluginLoader,
+    PluginReport,
+    Registry,
+    load_plugins,
+)
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "AgentContext",
+    "AgentFactory",
+    "AgentSpec",
+    "PluginLoader",
+    "PluginReport",
+    "Registry",
+    "ToolSpec",
+    "hookimpl",
+    "hookspec",
+    "load_plugins",
+]

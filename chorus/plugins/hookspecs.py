@@ -1,0 +1,53 @@
+"""The hooks a Chorus plugin can implement.
+
+A plugin is a module (or object) with functions decorated by
+``chorus.hookimpl`` whose names match the specifications below. Chorus calls
+each hook once per plugin when it loads plugins (at start-up, and once for
+``chorus plugins`` and ``chorus ask``); a hook that raises marks only its own
+plugin as failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from autogen_core.tools import BaseTool
+
+    from chorus.plugins._specs import AgentSpec, ToolSpec
+    from chorus.settings import Settings
+
+PROJECT = "chorus"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def chorus_register_tools(settings: Settings) -> Sequence[ToolSpec | BaseTool[Any, Any] | Callable[..., Any]]:
+    """Offer tools that agents can call.
+
+    Called: once per plugin load, before ``chorus_register_agents``.
+    Receives: ``settings``, the process's :class:`chorus.Settings` (optional
+    argument: declare it only if you need it).
+    Returns: a sequence of :class:`chorus.ToolSpec`, AutoGen tools, or plain
+    typed functions (their name, docstring and annotations describe them).
+    Tool names are global: a second tool with a taken name is reported and
+    skipped.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def chorus_register_agents(settings: Settings) -> Sequence[AgentSpec]:
+    """Offer agents that teams can use.
+
+    Called: once per plugin load, after every plugin's tools are registered.
+    Receives: ``settings`` (optional argument).
+    Returns: a sequence of :class:`chorus.AgentSpec`. Agents are built later,
+    once per chat session, from the spec's factory (or the default assistant);
+    a factory that raises is reported and that agent is left out of the team.
+    """
+    raise NotImplementedError

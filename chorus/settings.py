@@ -1,0 +1,70 @@
+"""All configuration of Chorus: one pydantic-settings class, env prefix ``CHORUS_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFLINE_MODEL = "offline"
+
+
+class Settings(BaseSettings):
+    """Settings read from the environment (and an optional ``.env`` file).
+
+    Every field is documented in the README's configuration table.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHORUS_", env_file=".env", extra="ignore")
+
+    model: str = Field(
+        default=OFFLINE_MODEL,
+        description="litellm model string for every agent, or 'offline' for the local model.",
+    )
+    model_api_base: str | None = Field(default=None, description="Override the provider's API base URL.")
+    model_api_key: str | None = Field(default=None, description="API key passed to litellm.")
+    model_timeout: float = Field(default=120.0, description="Seconds before a model call is abandoned.")
+    offline_token_delay: float = Field(
+        default=0.012, description="Seconds between streamed chunks of the offline model (0 = instant)."
+    )
+    plugins: str | None = Field(
+        default=None,
+        description="Comma-separated allow-list of plugin or distribution names; unset loads all.",
+    )
+    agents_dir: Path = Field(default=Path("agents"), description="Directory of team YAML files.")
+    home: Path = Field(default=Path(".chorus"), description="Data directory.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database (PostgreSQL at scale); unset = SQLite in the data directory.",
+    )
+    default_team: str | None = Field(default=None, description="Team used when none is chosen.")
+    max_message_chars: int = Field(default=20_000, description="Longest user message accepted.")
+    forbid_real_models: bool = Field(
+        default=False,
+        description="Refuse every model request that would leave this machine (set by the tests).",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _strip_model(cls, value: str) -> str:
+        value = value.strip()
+        return value or OFFLINE_MODEL
+
+    def plugin_allow_list(self) -> set[str] | None:
+        """The normalised allow-list, or None when every plugin is allowed."""
+        if self.plugins is None or not self.plugins.strip():
+            return None
+        return {normalise_name(p) for p in self.plugins.split(",") if p.strip()}
+
+
+def normalise_name(name: str) -> str:
+    """Compare plugin and distribution names the way pip does (case, '-', '_', '.')."""
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

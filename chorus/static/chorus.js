@@ -1,0 +1,60 @@
+// Chorus additions to the Chainlit page (served at /chorus/static/chorus.js).
+(function () {
+  // 1. Each agent's name above its messages. Chainlit renders the author only as an avatar's
+  //    alt text; in a team chat, who is speaking is the point.
+  const PREFIX = "Avatar for ";
+  function labelAuthors(root) {
+    root.querySelectorAll("[data-step-type='assistant_message'] .ai-message").forEach(function (msg) {
+      if (msg.querySelector(":scope .chorus-author")) return;
+      const img = msg.querySelector("img[alt^='" + PREFIX + "']");
+      const column = msg.querySelector(":scope > div.flex.flex-col");
+      if (!img || !column) return;
+      const name = img.getAttribute("alt").slice(PREFIX.length);
+      const tag = document.createElement("div");
+      tag.className = "chorus-author text-sm font-semibold text-muted-foreground";
+      tag.setAttribute("data-author", name);
+      tag.textContent = name;
+      column.insertBefore(tag, column.firstChild);
+    });
+  }
+
+  // 2. A banner above the message composer while the chosen team uses the offline model.
+  //    (A chat message would hide Chainlit's starters, which only show on an empty chat.)
+  let status = null;
+  fetch("/chorus/status", { credentials: "same-origin" })
+    .then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (s) { status = s; update(); })
+    .catch(function () {});
+
+  function currentTeam() {
+    const picker = document.getElementById("chat-profiles");
+    const name = picker ? picker.textContent.trim() : "";
+    return name || (status && status.default);
+  }
+
+  function showBanner() {
+    if (!status) return;
+    const composer = document.getElementById("message-composer");
+    let banner = document.getElementById("chorus-model-banner");
+    const offline = status.offline[currentTeam()] ?? status.offline[status.default];
+    if (!composer || !offline) {
+      if (banner) banner.remove();
+      return;
+    }
+    if (!banner) {
+      banner = document.createElement("div");
+      banner.id = "chorus-model-banner";
+      banner.setAttribute("role", "status");
+      banner.className = "text-xs text-muted-foreground rounded-md border px-3 py-1.5 mb-2";
+      banner.textContent = "ℹ️ " + status.notice;
+    }
+    if (banner.nextElementSibling !== composer) composer.parentElement.insertBefore(banner, composer);
+  }
+
+  function update() {
+    labelAuthors(document);
+    showBanner();
+  }
+  new MutationObserver(update).observe(document.documentElement, { childList: true, subtree: true });
+  update();
+})();

@@ -1,0 +1,131 @@
+"""Password accounts: scrypt hashes in ``chorus_accounts``; ``chorus users`` and the login form use them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chorus.store.schema import accounts, checkpoints, elements, feedbacks, steps, threads, users
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
+MIN_PASSWORD = 8
+
+
+class AccountError(ValueError):
+    """An account operation the operator asked for cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Account:
+    identifier: str
+    created_at: datetime | None
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash, as ``scrypt$n$r$p$salt$digest`` (base64)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches ``stored`` (constant time)."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def check_identifier(identifier: str) -> str:
+    identifier = identifier.strip()
+    if not _IDENTIFIER.match(identifier):
+        raise AccountError(
+            "a user name is 1-128 letters, digits and . _ @ + - (starting with a letter or digit)"
+        )
+    return identifier
+
+
+async def add_account(engine: AsyncEngine, identifier: str, password: str) -> None:
+    identifier = check_identifier(identifier)
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+    async with engine.begin() as conn:
+        exists = await conn.scalar(sa.select(accounts.c.identifier).where(accounts.c.identifier == identifier))
+        if exists:
+            raise AccountError(f"user {identifier!r} already exists")
+        await conn.execute(sa.insert(accounts).values(identifier=identifier, password_hash=hash_password(password)))
+
+
+async def remove_account(engine: AsyncEngine, identifier: str) -> None:
+    """Remove the account and everything it owns (conversations, checkpoints): a later account
+    with the same name must not inherit them."""
+    identifier = identifier.strip()
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.delete(accounts).where(accounts.c.identifier == identifier))
+        if result.rowcount == 0:
+            raise AccountError(f"no user {identifier!r}")
+        owned = sa.select(threads.c.id).where(threads.c.userIdentifier == identifier)
+        for table in (steps, elements, feedbacks):
+            await conn.execute(sa.delete(table).where(table.c.threadId.in_(owned)))
+        await conn.execute(sa.delete(threads).where(threads.c.userIdentifier == identifier))
+        await conn.execute(sa.delete(checkpoints).where(checkpoints.c.user_identifier == identifier))
+        await conn.execute(sa.delete(users).where(users.c.identifier == identifier))
+
+
+async def account_exists(engine: AsyncEngine, identifier: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.scalar(sa.select(accounts.c.identifier).where(accounts.c.identifier == identifier))
+    return found is not None
+
+
+async def list_accounts(engine: AsyncEngine) -> list[Account]:
+    async with engine.connect() as conn:
+        query = sa.select(accounts.c.identifier, accounts.c.created_at).order_by(accounts.c.identifier)
+        rows = await conn.execute(query)
+        return [Account(identifier=r.identifier, created_at=r.created_at) for r in rows]
+
+
+async def authenticate(engine: AsyncEngine, identifier: str, password: str) -> bool:
+    """Whether the password is right. The same work for unknown names, and off the event loop."""
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            sa.select(accounts.c.password_hash).where(accounts.c.identifier == identifier.strip())
+        )
+    ok = await asyncio.to_thread(verify_password, password, stored or _dummy_hash())
+    return ok and stored is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_hex(16))
+
+
+async def has_accounts(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return bool(await conn.scalar(sa.select(sa.func.count()).select_from(accounts)))
+
+
+def accounts_exist(url: str) -> bool:
+    """Whether the database at ``url`` has any account (blocking; for start-up and the CLI)."""
+    from chorus.store.db import run_with_engine
+
+    return run_with_engine(url, has_accounts)

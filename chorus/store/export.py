@@ -1,0 +1,95 @@
+"""A conversation as Markdown or JSON: ``chorus export`` and the page's export buttons."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chorus.store.schema import steps, threads
+
+Format = Literal["md", "json"]
+_MESSAGE_TYPES = ("user_message", "assistant_message")
+
+
+class ThreadNotFound(LookupError):
+    """No such thread (or, with an owner given, not one of theirs)."""
+
+
+@dataclass
+class ExportedStep:
+    kind: Literal["message", "tool"]
+    author: str
+    text: str
+    created_at: str | None
+    input: str | None = None
+    is_error: bool = False
+
+
+@dataclass
+class ExportedThread:
+    id: str
+    name: str | None
+    user: str | None
+    created_at: str | None
+    steps: list[ExportedStep] = field(default_factory=list)
+
+
+async def load_thread(engine: AsyncEngine, thread_id: str, *, owner: str | None = None) -> ExportedThread:
+    """The thread's messages and tool calls in order; ``owner`` restricts it to that user's threads."""
+    async with engine.connect() as conn:
+        query = sa.select(threads).where(threads.c.id == thread_id)
+        if owner is not None:
+            query = query.where(threads.c.userIdentifier == owner)
+        head = (await conn.execute(query)).mappings().first()
+        if head is None:
+            raise ThreadNotFound(f"no conversation {thread_id!r}" + (f" of user {owner!r}" if owner else ""))
+        rows = (
+            await conn.execute(
+                sa.select(steps).where(steps.c.threadId == thread_id).order_by(steps.c.createdAt, steps.c.start)
+            )
+        ).mappings().all()
+    result = ExportedThread(id=thread_id, name=head["name"], user=head["userIdentifier"], created_at=head["createdAt"])
+    for row in rows:
+        if row["type"] in _MESSAGE_TYPES:
+            result.steps.append(ExportedStep("message", row["name"], row["output"] or "", row["createdAt"],
+                                             is_error=bool(row["isError"])))
+        elif row["type"] == "tool":
+            result.steps.append(ExportedStep("tool", row["name"], row["output"] or "", row["createdAt"],
+                                             input=row["input"], is_error=bool(row["isError"])))
+    return result
+
+
+def to_json(thread: ExportedThread) -> str:
+    return json.dumps(asdict(thread), indent=2, ensure_ascii=False)
+
+
+def to_markdown(thread: ExportedThread) -> str:
+    lines = [f"# {thread.name or 'Conversation'}", ""]
+    lines.append(f"- thread: `{thread.id}`")
+    if thread.user:
+        lines.append(f"- user: {thread.user}")
+    if thread.created_at:
+        lines.append(f"- started: {thread.created_at}")
+    for step in thread.steps:
+        lines.append("")
+        if step.kind == "message":
+            lines += [f"## {step.author}" + (" (error)" if step.is_error else ""), "", step.text]
+        else:
+            lines += [f"> **tool {step.author}**" + (" (error)" if step.is_error else "")]
+            if step.input:
+                lines.append(f"> input: `{_one_line(step.input)}`")
+            lines.append(f"> result: {_one_line(step.text)}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def render(thread: ExportedThread, fmt: Format) -> str:
+    return to_markdown(thread) if fmt == "md" else to_json(thread)

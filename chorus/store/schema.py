@@ -1,0 +1,123 @@
+"""The whole database schema, as SQLAlchemy tables; Alembic migrations (``migrations/``) own it.
+
+Two groups of tables:
+
+- Chainlit's (``users``, ``threads``, ``steps``, ``elements``, ``feedbacks``): every column the
+  installed Chainlit's SQLAlchemy data layer writes, with its quoted camelCase names. Chainlit
+  ships no DDL and silently ignores a missing column, so this file is the contract.
+- Chorus's own (``chorus_accounts``, ``chorus_checkpoints``): password logins and the team's
+  saved state after each turn.
+
+Types are portable: ids are text (Chainlit passes strings), JSON is JSON, and tag lists are a
+text array on PostgreSQL and JSON text on SQLite (see ``chorus.store.datalayer``).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+Tags = sa.Text().with_variant(postgresql.ARRAY(sa.Text()), "postgresql")
+# JSONB on PostgreSQL: Chainlit's thread queries compare JSON values, which plain json cannot.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("identifier", sa.Text, nullable=False, unique=True),
+    sa.Column("metadata", Json, nullable=False),
+    sa.Column("createdAt", sa.Text),
+)
+
+threads = sa.Table(
+    "threads",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("createdAt", sa.Text),
+    sa.Column("name", sa.Text),
+    sa.Column("userId", sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), index=True),
+    sa.Column("userIdentifier", sa.Text, index=True),
+    sa.Column("tags", Tags),
+    sa.Column("metadata", Json),
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("threadId", sa.Text, sa.ForeignKey("threads.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("parentId", sa.Text),
+    sa.Column("streaming", sa.Boolean, nullable=False),
+    sa.Column("waitForAnswer", sa.Boolean),
+    sa.Column("isError", sa.Boolean),
+    sa.Column("metadata", Json),
+    sa.Column("tags", Tags),
+    sa.Column("input", sa.Text),
+    sa.Column("output", sa.Text),
+    sa.Column("createdAt", sa.Text),
+    sa.Column("command", sa.Text),
+    sa.Column("modes", Json),
+    sa.Column("start", sa.Text),
+    sa.Column("end", sa.Text),
+    sa.Column("generation", Json),
+    sa.Column("showInput", sa.Text),
+    sa.Column("language", sa.Text),
+    sa.Column("indent", sa.Integer),
+    sa.Column("defaultOpen", sa.Boolean),
+    sa.Column("autoCollapse", sa.Boolean),
+    sa.Column("icon", sa.Text),
+)
+
+elements = sa.Table(
+    "elements",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("threadId", sa.Text, sa.ForeignKey("threads.id", ondelete="CASCADE"), index=True),
+    sa.Column("type", sa.Text),
+    sa.Column("url", sa.Text),
+    sa.Column("chainlitKey", sa.Text),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("display", sa.Text),
+    sa.Column("objectKey", sa.Text),
+    sa.Column("size", sa.Text),
+    sa.Column("page", sa.Integer),
+    sa.Column("language", sa.Text),
+    sa.Column("forId", sa.Text),
+    sa.Column("mime", sa.Text),
+    sa.Column("props", Json),
+    sa.Column("autoPlay", sa.Boolean),
+    sa.Column("playerConfig", Json),
+)
+
+feedbacks = sa.Table(
+    "feedbacks",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("forId", sa.Text, nullable=False, index=True),
+    sa.Column("threadId", sa.Text, sa.ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("value", sa.Integer, nullable=False),
+    sa.Column("comment", sa.Text),
+)
+
+accounts = sa.Table(
+    "chorus_accounts",
+    metadata,
+    sa.Column("identifier", sa.Text, primary_key=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+checkpoints = sa.Table(
+    "chorus_checkpoints",
+    metadata,
+    sa.Column("thread_id", sa.Text, primary_key=True),
+    sa.Column("user_identifier", sa.Text, nullable=False, index=True),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("state", Json, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)

@@ -1,0 +1,212 @@
+"""Team specs -> AutoGen teams, with every member built from its plugin's spec."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
+from autogen_agentchat.conditions import ExternalTermination, MaxMessageTermination, TextMentionTermination
+from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
+
+from chorus.models import CallRecord, ChorusModelClient, ModelHints
+from chorus.models.offline import SELECTOR_INSTRUCTIONS
+from chorus.plugins._specs import AgentContext, AgentSpec
+from chorus.plugins.manager import Registry
+from chorus.settings import OFFLINE_MODEL, Settings
+from chorus.teams.spec import TeamSpec
+
+log = logging.getLogger(__name__)
+
+SELECTOR_PROMPT = """You choose which member of a team answers next in a chat with a user.
+
+Team members:
+{roles}
+
+Conversation so far:
+{history}
+
+""" + SELECTOR_INSTRUCTIONS + """ the one member best suited to answer the user's latest message.
+Reply with the member's name only, one of: {participants}"""
+
+
+class TeamBuildError(RuntimeError):
+    """The team cannot be built at all (no member could be built)."""
+
+
+@dataclass
+class BuiltTeam:
+    """An AutoGen team ready to run, and what went wrong while building it."""
+
+    spec: TeamSpec
+    team: Team
+    members: list[AgentSpec]
+    clients: dict[str, ChorusModelClient]
+    stop: ExternalTermination
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def models(self) -> set[str]:
+        return {c.model for c in self.clients.values()}
+
+
+def resolve_members(spec: TeamSpec, registry: Registry) -> tuple[list[AgentSpec], list[str]]:
+    """The team's members as effective agent specs (overrides applied), and problems."""
+    problems: list[str] = []
+    names: list[str] = []
+    for member in spec.members:
+        if member == "*":
+            names.extend(n for n in registry.agents if n not in names)
+            names.extend(n for n in spec.agents if n not in names and n not in registry.agents)
+        elif member not in names:
+            names.append(member)
+    members: list[AgentSpec] = []
+    for name in names:
+        override = spec.agents.get(name)
+        base = registry.agents.get(name)
+        if base is None:
+            if override is None or not (override.description and override.system_message):
+                problems.append(
+                    f"team {spec.name!r}: agent {name!r} is not registered by any loaded plugin "
+                    "(is its plugin installed and allowed by CHORUS_PLUGINS?)"
+                )
+                continue
+            base = AgentSpec(name=name, description=override.description, plugin=f"team:{spec.name}")
+        if override is not None:
+            missing = [t for t in override.tools or [] if t not in registry.tools]
+            if missing:
+                problems.append(f"team {spec.name!r}: agent {name!r} uses unknown tools {missing}")
+            base = replace(
+                base,
+                description=override.description or base.description,
+                system_message=override.system_message or base.system_message,
+                model=override.model or base.model,
+                tools=tuple(t for t in override.tools if t in registry.tools)
+                if override.tools is not None
+                else base.tools,
+                keywords=(*base.keywords, *override.keywords),
+            )
+        members.append(base)
+    return members, problems
+
+
+def termination_for(spec: TeamSpec, stop: ExternalTermination) -> TerminationCondition:
+    """The team's termination, always combined with the stop button's external one."""
+    max_messages = spec.termination.max_messages
+    if max_messages is None:
+        # One answer per user message by default; a round robin lets everyone speak once.
+        max_messages = len(spec.members) + 1 if spec.type == "round_robin" and "*" not in spec.members else 2
+    condition: TerminationCondition = MaxMessageTermination(max_messages) | stop
+    if spec.termination.text_mention:
+        condition = condition | TextMentionTermination(spec.termination.text_mention)
+    return condition
+
+
+def build_team(
+    spec: TeamSpec,
+    registry: Registry,
+    settings: Settings,
+    *,
+    on_call: Callable[[CallRecord], None] | None = None,
+    stream: bool = True,
+) -> BuiltTeam:
+    """Build the AutoGen team for ``spec``; members that fail are left out and reported."""
+    members, problems = resolve_members(spec, registry)
+    hints_agents = {m.name: m for m in members}
+
+    def client(model: str, label: str, role: Any = "agent") -> ChorusModelClient:
+        return ChorusModelClient(
+            model,
+            label=label,
+            hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=registry.tools),
+            api_base=settings.model_api_base,
+            api_key=settings.model_api_key,
+            timeout=settings.model_timeout,
+            forbid_real_models=settings.forbid_real_models,
+            on_call=on_call,
+            token_delay=settings.offline_token_delay if model == OFFLINE_MODEL else None,
+        )
+
+    agents: list[ChatAgent | Team] = []
+    built: list[AgentSpec] = []
+    clients: dict[str, ChorusModelClient] = {}
+    for member in members:
+        model = member.model or spec.model or settings.model
+        model_client = client(model, member.name)
+        try:
+            agent = build_agent(member, model_client, registry, settings, stream=stream)
+        except Exception as exc:
+            report = registry.report_for(member.plugin)
+            if report is not None:
+                report.fail("build", exc)
+            problems.append(f"agent {member.name!r} ({member.plugin}) failed to build: {type(exc).__name__}: {exc}")
+            continue
+        agents.append(agent)
+        built.append(member)
+        clients[member.name] = model_client
+
+    if not agents:
+        detail = "; ".join(problems) or "the team has no members"
+        raise TeamBuildError(f"team {spec.name!r} has no agent that could be built: {detail}")
+
+    stop = ExternalTermination()
+    termination = termination_for(spec, stop)
+    team: Team
+    if spec.type == "selector" and len(agents) > 1:
+        selector = client(spec.model or settings.model, "selector", role="selector")
+        clients["selector"] = selector
+        team = SelectorGroupChat(
+            agents,
+            model_client=selector,
+            termination_condition=termination,
+            selector_prompt=SELECTOR_PROMPT,
+            allow_repeated_speaker=spec.allow_repeated_speaker,
+            emit_team_events=True,
+        )
+    else:
+        team = RoundRobinGroupChat(agents, termination_condition=termination, emit_team_events=True)
+    for problem in problems:
+        log.warning("%s", problem)
+    return BuiltTeam(spec=spec, team=team, members=built, clients=clients, stop=stop, problems=problems)
+
+
+def build_agent(
+    spec: AgentSpec, model_client: ChorusModelClient, registry: Registry, settings: Settings, *, stream: bool = True
+) -> ChatAgent:
+    """One agent from its spec: the plugin's factory, or a streaming AssistantAgent."""
+    tools = [registry.tools[name].to_autogen() for name in spec.tools]
+    context = AgentContext(
+        name=spec.name,
+        description=spec.description,
+        system_message=spec.system_message,
+        model_client=model_client,
+        tools=tools,
+        settings=settings,
+        stream=stream,
+    )
+    if spec.factory is not None:
+        agent = spec.factory(context)
+        if not isinstance(agent, ChatAgent):
+            raise TypeError(f"factory returned {type(agent).__name__}, not an AutoGen ChatAgent")
+        if agent.name != spec.name:
+            raise ValueError(f"factory returned an agent named {agent.name!r}, expected {spec.name!r}")
+        return agent
+    return default_agent(context)
+
+
+def default_agent(context: AgentContext) -> ChatAgent:
+    """The agent Chorus builds when a spec has no factory: streams, calls tools, reflects."""
+    from autogen_agentchat.agents import AssistantAgent
+
+    return AssistantAgent(
+        name=context.name,
+        description=context.description,
+        system_message=context.system_message,
+        model_client=context.model_client,
+        tools=list(context.tools) or None,
+        model_client_stream=context.stream,
+        reflect_on_tool_use=bool(context.tools),
+        max_tool_iterations=3,
+    )

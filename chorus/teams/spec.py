@@ -1,0 +1,143 @@
+"""Team definitions as data: YAML files under ``agents/`` (``CHORUS_AGENTS_DIR``).
+
+One file per team; see ``agents/README.md`` for every field. A file that does
+not parse or validate is reported and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+log = logging.getLogger(__name__)
+
+_TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class Starter(BaseModel):
+    """A suggested first message shown on an empty chat."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str
+    message: str
+
+
+class AgentOverride(BaseModel):
+    """Per-team changes to an agent, or a whole agent declared in YAML alone."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = None
+    system_message: str | None = None
+    model: str | None = None
+    tools: list[str] | None = None
+    keywords: list[str] = Field(default_factory=list)
+
+
+class Termination(BaseModel):
+    """When a turn ends. Either condition stops it; ``max_messages`` counts the user's message."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_messages: int | None = Field(default=None, ge=2, le=100)
+    text_mention: str | None = None
+
+
+class TeamSpec(BaseModel):
+    """A team: who is in it, how the next speaker is chosen, and when a turn ends."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    display_name: str | None = None
+    description: str = ""
+    type: Literal["selector", "round_robin"] = "selector"
+    members: list[str] = Field(default_factory=lambda: ["*"])
+    model: str | None = None
+    termination: Termination = Field(default_factory=Termination)
+    allow_repeated_speaker: bool = True
+    agents: dict[str, AgentOverride] = Field(default_factory=dict)
+    starters: list[Starter] = Field(default_factory=list)
+    default: bool = False
+    source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _TEAM_NAME.match(value):
+            raise ValueError("team names are lower-case letters, digits, '-' and '_' (at most 64)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_members(self) -> TeamSpec:
+        if not self.members:
+            raise ValueError("a team needs at least one member ('*' means every registered agent)")
+        return self
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name.replace("-", " ").replace("_", " ").title()
+
+
+DEFAULT_TEAM = TeamSpec(
+    name="chorus",
+    display_name="Chorus",
+    description="Every installed agent; the best one for each message answers.",
+    default=True,
+)
+"""Used when the agents directory has no team at all."""
+
+
+class TeamCatalog(BaseModel):
+    """The teams of this deployment and the files that could not be read."""
+
+    teams: dict[str, TeamSpec]
+    errors: list[str] = Field(default_factory=list)
+
+    @property
+    def default(self) -> TeamSpec:
+        return next((t for t in self.teams.values() if t.default), next(iter(self.teams.values())))
+
+    def get(self, name: str | None) -> TeamSpec:
+        """The team called ``name`` (or the default); KeyError with the choices otherwise."""
+        if name is None:
+            return self.default
+        key = name.strip().lower()
+        for team in self.teams.values():
+            if key in (team.name, team.title.lower()):
+                return team
+        raise KeyError(f"unknown team {name!r}; available: {', '.join(self.teams)}")
+
+
+def load_teams(directory: Path, default_team: str | None = None) -> TeamCatalog:
+    """Read every ``*.yaml``/``*.yml`` under ``directory``; bad files become errors."""
+    teams: dict[str, TeamSpec] = {}
+    errors: list[str] = []
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]) if directory.is_dir() else []
+    for path in files:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("the file must hold a mapping with at least 'name'")
+            spec = TeamSpec.model_validate({**data, "source": str(path)})
+        except (OSError, yaml.YAMLError, ValueError, ValidationError) as exc:
+            message = f"{path}: {exc}"
+            log.error("skipping team file %s", message)
+            errors.append(message)
+            continue
+        if spec.name in teams:
+            errors.append(f"{path}: team {spec.name!r} is already defined in {teams[spec.name].source}")
+            continue
+        teams[spec.name] = spec
+    if not teams:
+        teams[DEFAULT_TEAM.name] = DEFAULT_TEAM
+    if default_team:
+        if default_team not in teams:
+            errors.append(f"CHORUS_DEFAULT_TEAM={default_team!r} is not a team; using the first one")
+        else:
+            teams = {n: t.model_copy(update={"default": n == default_team}) for n, t in teams.items()}
+    # The default team comes first: it is the first chat profile in the page.
+    ordered = sorted(teams.values(), key=lambda t: not t.default)
+    return TeamCatalog(teams={t.name: t for t in ordered}, errors=errors)

@@ -1,0 +1,501 @@
+"""``run_turn``: the one path every turn takes, whoever asks (page, widget, CLI, tests).
+
+A :class:`Chorus` holds what a process loads once (settings, plugins, teams).
+A :class:`ChatSession` is one conversation with one team: it owns the built
+AutoGen team, so the team remembers earlier turns. :func:`run_turn` takes the
+user's text and yields the typed events of :mod:`chorus.events`, ending with
+exactly one :class:`~chorus.events.DoneEvent`. Nothing here imports Chainlit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import unicodedata
+import uuid
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from autogen_agentchat.base import TaskResult
+from autogen_agentchat.messages import (
+    BaseChatMessage,
+    HandoffMessage,
+    ModelClientStreamingChunkEvent,
+    SelectSpeakerEvent,
+    TextMessage,
+    ToolCallExecutionEvent,
+    ToolCallRequestEvent,
+)
+from autogen_core import CancellationToken
+
+from chorus.events import (
+    DoneEvent,
+    ErrorEvent,
+    HandoffEvent,
+    MessageEvent,
+    NoticeEvent,
+    SelectionEvent,
+    StopReason,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnEvent,
+    UsageEvent,
+)
+from chorus.models import OFFLINE_NOTICE, CallRecord, ModelError, validate_model
+from chorus.plugins.manager import Registry, load_plugins
+from chorus.settings import OFFLINE_MODEL, Settings, get_settings
+from chorus.store.checkpoints import CheckpointStore
+from chorus.teams import BuiltTeam, TeamCatalog, TeamSpec, build_team, load_teams
+
+log = logging.getLogger(__name__)
+
+USER = "user"
+
+
+class ChorusError(Exception):
+    """A problem the user (or operator) caused and can fix; the message says how."""
+
+
+@dataclass
+class Chorus:
+    """What one process loads once: settings, the plugin registry and the team catalog."""
+
+    settings: Settings
+    registry: Registry
+    catalog: TeamCatalog
+
+    @classmethod
+    def load(cls, settings: Settings | None = None, *, extra_plugins: Iterable[tuple[str, object]] = ()) -> Chorus:
+        """Load plugins and teams; broken plugins and team files are reported, never fatal."""
+        settings = settings or get_settings()
+        registry = load_plugins(settings, extra=extra_plugins)
+        catalog = load_teams(settings.agents_dir, settings.default_team)
+        return cls(settings=settings, registry=registry, catalog=catalog)
+
+    def team(self, name: str | None = None) -> TeamSpec:
+        """The team called ``name`` (default team when None); ChorusError if unknown."""
+        try:
+            return self.catalog.get(name)
+        except KeyError as exc:
+            raise ChorusError(exc.args[0]) from None
+
+    def open_session(
+        self,
+        team: str | None = None,
+        *,
+        user_id: str = "local",
+        thread_id: str | None = None,
+        stream: bool = True,
+        checkpoints: CheckpointStore | None = None,
+    ) -> ChatSession:
+        """A new conversation with ``team``. Raises ChorusError for an unknown team or model.
+
+        With ``checkpoints``, the team's state is saved after every turn and
+        :meth:`ChatSession.resume` restores it.
+        """
+        spec = self.team(team)
+        session = ChatSession(
+            chorus=self,
+            spec=spec,
+            user_id=user_id,
+            thread_id=thread_id or uuid.uuid4().hex,
+            stream=stream,
+            checkpoints=checkpoints,
+        )
+        session.build()
+        return session
+
+    def uses_offline_model(self, team: str | None = None) -> bool:
+        """Whether any member (or the selector) of ``team`` answers with the offline model."""
+        from chorus.teams.build import resolve_members
+
+        spec = self.team(team)
+        members, _ = resolve_members(spec, self.registry)
+        team_model = spec.model or self.settings.model
+        models = {m.model or team_model for m in members} | {team_model}
+        return OFFLINE_MODEL in models
+
+    def problems(self) -> list[str]:
+        """Plugins and team files that failed to load, one line each, for the page and the CLI."""
+        lines = [f"plugin {r.name!r} ({r.distribution}) was skipped: {r.error}" for r in self.registry.problems]
+        lines += [f"team file skipped: {e}" for e in self.catalog.errors]
+        return lines
+
+
+@dataclass
+class ChatSession:
+    """One conversation: a team that remembers, keyed by user and thread."""
+
+    chorus: Chorus
+    spec: TeamSpec
+    user_id: str
+    thread_id: str
+    stream: bool = True
+    checkpoints: CheckpointStore | None = None
+    built: BuiltTeam | None = None
+    _usage: list[CallRecord] = field(default_factory=list)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _cancel: CancellationToken | None = None
+    _stopped: bool = False
+    # The team's state before each turn, by the id of the user's message: an edit rewinds to it.
+    _before: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    _rewind_failed: bool = False
+
+    def build(self) -> None:
+        settings = self.chorus.settings
+        self.built = build_team(
+            self.spec, self.chorus.registry, settings, on_call=self._usage.append, stream=self.stream
+        )
+        for model in sorted(self.built.models):
+            error = validate_model(model)
+            if error:
+                raise ChorusError(error)
+
+    @property
+    def team_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def uses_offline_model(self) -> bool:
+        return self.built is not None and OFFLINE_MODEL in self.built.models
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def notices(self) -> list[NoticeEvent]:
+        """What the user should see when the conversation opens."""
+        notes = []
+        if self.uses_offline_model:
+            notes.append(NoticeEvent(text=OFFLINE_NOTICE, code="offline_model"))
+        problems = self.chorus.problems() + (self.built.problems if self.built else [])
+        for problem in problems:
+            notes.append(NoticeEvent(text=problem, level="warning", code="plugin_problem"))
+        return notes
+
+    async def resume(self) -> bool:
+        """Load this thread's saved team state (its owner's only); False when there is none."""
+        if self.checkpoints is None or self.built is None:
+            return False
+        saved = await self.checkpoints.load(self.thread_id, self.user_id)
+        if saved is None:
+            return False
+        team, state = saved
+        if team != self.spec.name and team in self.chorus.catalog.teams:
+            # The page may not know the thread's team (after a crash): the saved one wins.
+            self.spec = self.chorus.catalog.teams[team]
+            self.build()
+        try:
+            await self.built.team.load_state(state)
+        except Exception as exc:  # the team's members changed since: start afresh rather than half-restored
+            log.warning("could not restore thread %s into team %r: %s", self.thread_id, self.spec.name, exc)
+            self.build()
+            return False
+        return True
+
+    async def _checkpoint(self) -> NoticeEvent | None:
+        """Save the team's state after a turn; a notice (not a crash) when the store fails."""
+        if self.checkpoints is None or self.built is None:
+            return None
+        if self._rewind_failed:
+            self._rewind_failed = False
+            return None
+        try:
+            state = await self.built.team.save_state()
+            await self.checkpoints.save(self.thread_id, self.user_id, self.spec.name, state)
+        except Exception as exc:
+            log.error("could not checkpoint thread %s: %s", self.thread_id, exc)
+            return NoticeEvent(
+                text=f"This conversation's memory could not be saved ({exc}); it may be lost on restart.",
+                level="warning",
+                code="checkpoint_failed",
+            )
+        return None
+
+    def stop(self) -> None:
+        """Stop the running turn now (the stop button). Safe to call when idle."""
+        if not self.busy:
+            return
+        self._stopped = True
+        if self.built is not None:
+            self.built.stop.set()
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+
+def clean_text(text: str) -> str:
+    """The user's text as the model should see it: valid Unicode, no control characters.
+
+    Lone surrogates (what invalid UTF-8 becomes after a lenient decode) turn
+    into U+FFFD; control characters other than newline and tab are dropped.
+    """
+    kept = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            kept.append("\ufffd")
+        elif category != "Cc" or ch in "\n\t":
+            kept.append(ch)
+    return "".join(kept).strip()
+
+
+def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
+    detail = result.stop_reason or ""
+    if stopped:
+        return "stopped", "stopped by the user"
+    low = detail.lower()
+    if "maximum number of messages" in low:
+        return "max_messages", detail
+    if "text" in low and "mentioned" in low:
+        return "text_mention", detail
+    if "external" in low:
+        return "stopped", detail
+    return "completed", detail
+
+
+async def run_turn(
+    session: ChatSession, text: str, *, message_id: str | None = None
+) -> AsyncGenerator[TurnEvent, None]:
+    """Run one turn of ``session`` with the user's ``text``; yields events, ``done`` last.
+
+    ``message_id`` identifies the user's message. Running again with the id of an earlier
+    message (the user edited it) first rewinds the team to where it was before that message,
+    so the agents forget it and everything after it.
+
+    Input the user got wrong (empty, too long, a turn already running) ends in
+    an ``error`` event and ``done`` with ``stop_reason="rejected"``; the
+    session is untouched. A model failure ends in ``error`` and ``done`` with
+    ``"error"``; a stop in ``"stopped"``. In both cases the team is rewound
+    to where it was before the turn, so the next message works.
+    """
+    started = time.perf_counter()
+    text = clean_text(text) if isinstance(text, str) else ""
+    limit = session.chorus.settings.max_message_chars
+    rejection: tuple[str, str] | None = None
+    if not text:
+        rejection = ("empty_message", "Your message is empty: type a question for the team.")
+    elif len(text) > limit:
+        rejection = (
+            "message_too_long",
+            f"Your message has {len(text):,} characters; the limit is {limit:,}. "
+            "Shorten it, or split it into several messages.",
+        )
+    elif session.busy:
+        rejection = ("busy", "The team is still answering your previous message: wait for it, or press stop.")
+    if rejection is not None:
+        yield ErrorEvent(code=rejection[0], message=rejection[1])
+        yield DoneEvent(stop_reason="rejected", detail=rejection[0], duration_ms=_ms(started))
+        return
+
+    async with session._lock:
+        events = _run_locked(session, text, started, message_id)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # a consumer that stops reading must end the team's run too
+
+
+async def _run_locked(
+    session: ChatSession, text: str, started: float, message_id: str | None
+) -> AsyncGenerator[TurnEvent, None]:
+    if message_id is not None and message_id in session._before:
+        # An edit: forget this message's turn and every later one, then answer the new text.
+        ids = list(session._before)
+        for later in ids[ids.index(message_id) + 1 :]:
+            del session._before[later]
+        await _restore(session, session._before[message_id])
+        yield NoticeEvent(text="The team was rewound to before your edited message.", code="rewound")
+    built = session.built
+    assert built is not None, "ChatSession.build() was not called"
+    team = built.team
+    snapshot: Mapping[str, Any] = await team.save_state()
+    if message_id is not None:
+        session._before[message_id] = snapshot
+    session._usage.clear()
+    session._stopped = False
+    session._cancel = token = CancellationToken()
+    totals = _Totals()
+    streamed: set[str] = set()
+    stop_reason: StopReason = "completed"
+    detail = ""
+    restore = False
+    # The team runs in its own task and hands items over through a queue, so that a
+    # cancelled consumer can cancel the team's token *before* waiting for it to wind down
+    # (iterating run_stream directly would first wait for the model to finish talking).
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    producer = asyncio.create_task(_pump(team, text, token, queue), name=f"chorus-turn-{session.thread_id}")
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            for usage in totals.drain(session._usage):
+                yield usage
+            if isinstance(item, TaskResult):
+                stop_reason, detail = _stop_reason(item, session._stopped)
+                continue
+            for event in _translate(item, streamed):
+                if isinstance(event, MessageEvent):
+                    totals.messages += 1
+                    totals.agents.append(event.agent)
+                yield event
+    except GeneratorExit:
+        # The consumer stopped reading (closed the generator): end the team's run the same way.
+        token.cancel()
+        await asyncio.wait([producer], timeout=10)
+        await _restore(session, snapshot)
+        raise
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # The consumer was cancelled (the page's stop button cancels its task): stop the
+            # team's run, rewind it, and let the cancellation go on.
+            token.cancel()
+            await asyncio.wait([producer], timeout=10)
+            await _restore(session, snapshot)
+            raise
+        # The team's run was cancelled from inside: by our stop(), or by a cancelled model call.
+        restore = True
+        if not session._stopped:
+            stop_reason, detail = "error", "the team's run was cancelled"
+            yield ErrorEvent(code="cancelled", message="The team's run was interrupted; your message was kept.")
+    except Exception as exc:
+        restore = True
+        if session._stopped:
+            stop_reason, detail = "stopped", "stopped by the user"
+        else:
+            stop_reason, detail = "error", f"{type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, (ModelError, ChorusError)) else (
+                f"The team failed to answer ({type(exc).__name__}: {exc}). Your message was kept; try again."
+            )
+            where = f"team={session.team_name} user={session.user_id} thread={session.thread_id}"
+            if isinstance(exc, ModelError):  # the provider's fault or the configuration's: no traceback
+                log.warning("model call failed (%s): %s", where, exc)
+            else:
+                log.exception("turn failed (%s)", where)
+            yield ErrorEvent(code="model_error" if isinstance(exc, ModelError) else "turn_failed", message=message)
+    finally:
+        session._cancel = None
+    if session._stopped and stop_reason != "stopped":
+        stop_reason, detail = "stopped", "stopped by the user"
+    if stop_reason not in ("stopped", "error") and totals.messages == 0:
+        # Never end silently: a team that ended without a reply is a failure the user must see.
+        log.error("team %s ended a turn without any reply (thread=%s): %s", session.team_name, session.thread_id,
+                  detail)
+        stop_reason, restore = "error", True
+        yield ErrorEvent(code="no_answer", message="The team ended without answering; please send that again.")
+    if stop_reason == "stopped":
+        restore = restore or token.is_cancelled()
+    if restore:
+        await _restore(session, snapshot)
+    for usage in totals.drain(session._usage):
+        yield usage
+    notice = await session._checkpoint()
+    if notice is not None:
+        yield notice
+    yield DoneEvent(
+        stop_reason=stop_reason,
+        detail=detail,
+        messages=totals.messages,
+        prompt_tokens=totals.prompt_tokens,
+        completion_tokens=totals.completion_tokens,
+        cost=totals.cost,
+        duration_ms=_ms(started),
+        agents=totals.agents,
+    )
+
+
+_END = object()
+
+
+async def _pump(team: Any, text: str, token: CancellationToken, queue: asyncio.Queue[Any]) -> None:
+    """Run the team and put every item (or the exception that ended it) on ``queue``, then _END."""
+    try:
+        async for item in team.run_stream(task=TextMessage(content=text, source=USER), cancellation_token=token):
+            queue.put_nowait(item)
+    except BaseException as exc:  # handed to the consumer, who decides what it means
+        queue.put_nowait(exc)
+    finally:
+        queue.put_nowait(_END)
+
+
+async def _restore(session: ChatSession, snapshot: Mapping[str, Any]) -> bool:
+    """Rewind the conversation to ``snapshot`` after a stop or an error.
+
+    The team is rebuilt rather than reset: a cancelled run can leave AutoGen's
+    runtime with a miscounted message queue, after which the next run stops
+    before the manager has seen the agent's reply (every other turn came back
+    empty). A fresh team with the saved state has no such history.
+    """
+    try:
+        session.build()
+        assert session.built is not None
+        await session.built.team.load_state(snapshot)
+    except Exception:
+        log.exception("could not rewind the team after an interrupted turn (thread=%s)", session.thread_id)
+        session._rewind_failed = True  # keep the last good checkpoint rather than overwrite it
+        return False
+    return True
+
+
+def _translate(item: Any, streamed: set[str]) -> list[TurnEvent]:
+    """AutoGen's stream items -> Chorus events (unknown kinds are ignored)."""
+    if isinstance(item, ModelClientStreamingChunkEvent):
+        if item.full_message_id:
+            streamed.add(item.full_message_id)
+        return [TokenEvent(agent=item.source, text=item.content, message_id=item.full_message_id)]
+    if isinstance(item, SelectSpeakerEvent):
+        return [SelectionEvent(agents=list(item.content))]
+    if isinstance(item, ToolCallRequestEvent):
+        return [
+            ToolCallEvent(agent=item.source, call_id=c.id, name=c.name, arguments=c.arguments) for c in item.content
+        ]
+    if isinstance(item, ToolCallExecutionEvent):
+        return [
+            ToolResultEvent(agent=item.source, call_id=r.call_id, name=r.name, result=r.content,
+                            is_error=bool(r.is_error))
+            for r in item.content
+        ]
+    if isinstance(item, HandoffMessage):
+        return [HandoffEvent(agent=item.source, target=item.target, content=item.content)]
+    if isinstance(item, BaseChatMessage) and item.source != USER:
+        return [MessageEvent(agent=item.source, content=item.to_text(), message_id=item.id,
+                             streamed=item.id in streamed)]
+    return []
+
+
+@dataclass
+class _Totals:
+    messages: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = 0.0
+    agents: list[str] = field(default_factory=list)
+
+    def drain(self, records: list[CallRecord]) -> list[UsageEvent]:
+        events = []
+        while records:
+            r = records.pop(0)
+            self.prompt_tokens += r.prompt_tokens
+            self.completion_tokens += r.completion_tokens
+            self.cost = None if self.cost is None or r.cost is None else self.cost + r.cost
+            events.append(UsageEvent(agent=r.label, model=r.model, prompt_tokens=r.prompt_tokens,
+                                     completion_tokens=r.completion_tokens, cost=r.cost,
+                                     latency_ms=round(r.latency_s * 1000, 3)))
+        return events
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+async def ask(chorus: Chorus, text: str, *, team: str | None = None, user_id: str = "local") -> list[TurnEvent]:
+    """One turn in a fresh session, all events collected (for scripts and tests)."""
+    session = chorus.open_session(team, user_id=user_id)
+    return [event async for event in run_turn(session, text)]
+
+
+__all__ = ["USER", "ChatSession", "Chorus", "ChorusError", "ask", "clean_text", "run_turn"]

@@ -1,0 +1,195 @@
+"""Shared fixtures: a real Chorus server, a real headless Chromium, and the no-real-model guard."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a real model provider: the model client refuses anything but loopback.
+os.environ["CHORUS_FORBID_REAL_MODELS"] = "1"
+
+import chorus  # noqa: F401  (applies the offline switches before litellm is imported)
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+POSTGRES_ADMIN = os.environ.get("CHORUS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty database on the local PostgreSQL server (dropped afterwards), as an async URL.
+
+    Skips when no server answers at CHORUS_TEST_POSTGRES_URL; under CI=true that is a failure.
+    """
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from chorus.store import make_engine
+
+    async def admin(statement: str) -> None:
+        engine = make_engine(POSTGRES_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text(statement))
+        finally:
+            await engine.dispose()
+
+    def run(statement: str) -> None:
+        # In a thread of its own: Playwright's sync API may be running an event loop in this one.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, asyncio.wait_for(admin(statement), 15)).result()
+
+    name = f"chorus_test_{uuid.uuid4().hex[:12]}"
+    try:
+        run(f'CREATE DATABASE "{name}"')
+    except (OSError, TimeoutError, sa.exc.DBAPIError, sa.exc.InterfaceError) as exc:
+        message = (f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({type(exc).__name__}: {exc}); "
+                   "set CHORUS_TEST_POSTGRES_URL")
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_chromium() -> str:
+    """The Chromium binary; skip (fail in CI) when Debian's chromium is not installed."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    message = (
+        f"browser tests need Debian's chromium at {CHROMIUM} "
+        "(`apt-get install chromium`; the test command installs it when run as root)"
+    )
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class ChorusServer:
+    """``chorus run`` in a subprocess, in its own working directory and data directory."""
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        self.log = workdir / "server.log"
+        self.env = {
+            **os.environ,
+            "CHORUS_HOME": str(workdir / "data"),
+            "CHORUS_AGENTS_DIR": str(ROOT / "agents"),
+            "CHORUS_FORBID_REAL_MODELS": "1",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> ChorusServer:
+        import httpx
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chorus.cli", "run", "--port", str(self.port)],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chorus run exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/project/settings", timeout=1).status_code < 500:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"chorus run did not answer within {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChorusServer]:
+    """One real Chorus server (offline model, paced like a real stream) for the whole session."""
+    srv = ChorusServer(tmp_path_factory.mktemp("server"), env={"CHORUS_OFFLINE_TOKEN_DELAY": "0.02"})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """A real headless Chromium (Debian's), driven by Playwright; never a downloaded browser.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread
+    while it is open, which would break the asyncio tests collected after it.
+    """
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,153 @@
+"""The ``chorus`` command, run as a user runs it: a subprocess of the installed script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chorus(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "CHORUS_OFFLINE_TOKEN_DELAY": "0", "CHORUS_AGENTS_DIR": str(ROOT / "agents")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "chorus.cli", *args],
+        capture_output=True, text=True, env=full_env, input=stdin, timeout=120, cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def broken_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An installed distribution whose ``chorus`` entry point names a module that does not exist."""
+    site = tmp_path_factory.mktemp("site")
+    dist = site / "chorus_broken_demo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: chorus-broken-demo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[chorus]\nbroken = chorus_broken_demo_missing\n")
+    return str(site)
+
+
+def test_ask_json_prints_one_event_per_line_ending_with_done() -> None:
+    result = chorus("ask", "hello", "--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["type"] == "done" and events[-1]["stop_reason"] in ("completed", "max_messages")
+    assert any(e["type"] == "notice" and "offline model" in e["text"] for e in events)
+    message = next(e for e in events if e["type"] == "message")
+    tokens = "".join(e["text"] for e in events if e["type"] == "token")
+    assert tokens == message["content"] and "Here is what this team can do" in message["content"]
+
+
+def test_ask_prints_the_answer_and_calls_tools() -> None:
+    result = chorus("ask", "What time is it in Tokyo?")
+    assert result.returncode == 0, result.stderr
+    assert "[assistant]" in result.stdout and "Asia/Tokyo" in result.stdout
+    assert "current_time" in result.stderr
+
+
+def test_ask_reads_standard_input_and_uses_the_chosen_team() -> None:
+    result = chorus("ask", "-", "--team", "panel", "--json", stdin="hello panel")
+    assert result.returncode == 0, result.stderr
+    agents = [json.loads(line)["agent"] for line in result.stdout.splitlines() if '"type": "message"' in line]
+    assert agents == ["assistant", "guide"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (("ask", "hi", "--team", "nope"), 2, "unknown team 'nope'"),
+        (("ask", "   "), 1, "empty"),
+        (("ask", "x" * 30_000), 1, "limit is 20,000"),
+    ],
+)
+def test_bad_input_gives_a_clear_error_and_non_zero_exit(args: tuple[str, ...], code: int, needle: str) -> None:
+    result = chorus(*args)
+    assert result.returncode == code
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_stops_run_with_a_clear_error() -> None:
+    result = chorus("run", "--port", "1", env={"CHORUS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert result.returncode == 2
+    assert "could not migrate the database postgresql+asyncpg://nobody@127.0.0.1:1/none" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_database_url_and_unwritable_export_are_clear_errors(tmp_path: Path) -> None:
+    bad = chorus("users", "list", env={"CHORUS_DATABASE_URL": "localhost:5432/chorus"})
+    assert bad.returncode == 2 and "not a database URL" in bad.stderr and "Traceback" not in bad.stderr
+    env = {"CHORUS_HOME": str(tmp_path / "home")}
+    missing = chorus("export", "no-such-thread", env=env)
+    assert missing.returncode == 2 and "no conversation" in missing.stderr
+
+
+def test_users_and_db_commands(tmp_path: Path) -> None:
+    env = {"CHORUS_HOME": str(tmp_path / "home")}
+    assert "at revision 0001" in chorus("db", "upgrade", env=env).stdout
+    added = chorus("users", "add", "alice", "--password-stdin", env=env, stdin="long enough\n")
+    assert added.returncode == 0, added.stderr
+    again = chorus("users", "add", "alice", "--password-stdin", env=env, stdin="long enough\n")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    listed = json.loads(chorus("users", "list", "--json", env=env).stdout)
+    assert [u["name"] for u in listed] == ["alice"]
+    assert chorus("users", "remove", "alice", env=env).returncode == 0
+    assert "No accounts" in chorus("users", "list", env=env).stdout
+
+
+def test_unknown_model_is_a_clear_error() -> None:
+    result = chorus("ask", "hi", env={"CHORUS_MODEL": "no-such-provider/zzz"})
+    assert result.returncode == 2 and "Unknown model 'no-such-provider/zzz'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plugins_json_lists_builtins_and_the_example_plugin() -> None:
+    result = chorus("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["assistant"]["status"] == "ok" and plugins["assistant"]["builtin"]
+    assert plugins["guide"]["agents"] == ["guide"]
+    math = plugins["mathematician"]
+    assert (math["status"], math["distribution"]) == ("ok", "chorus-mathematician")
+    assert math["agents"] == ["mathematician"] and "calculate" in math["tools"]
+
+
+def test_broken_installed_plugin_is_listed_with_its_error_and_ask_still_works(broken_plugin_path: str) -> None:
+    env = {"PYTHONPATH": broken_plugin_path}
+    listed = chorus("plugins", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    broken = next(p for p in json.loads(listed.stdout) if p["name"] == "broken")
+    assert broken["status"] == "error" and "ModuleNotFoundError" in broken["error"]
+    assert broken["distribution"] == "chorus-broken-demo"
+    human = chorus("plugins", env=env)
+    assert "broken  [error]" in human.stdout and "chorus_broken_demo_missing" in human.stdout
+    asked = chorus("ask", "hello", "--json", env=env)
+    assert asked.returncode == 0
+    lines = [json.loads(line) for line in asked.stdout.splitlines()]
+    assert any(e["type"] == "notice" and "broken" in e["text"] for e in lines)
+    assert lines[-1]["type"] == "done"
+
+
+def test_allow_list_limits_the_plugins() -> None:
+    result = chorus("plugins", "--json", env={"CHORUS_PLUGINS": "mathematician"})
+    assert [p["name"] for p in json.loads(result.stdout)] == ["mathematician"]
+
+
+def test_teams_json_lists_the_deployment_teams() -> None:
+    result = chorus("teams", "--json")
+    assert result.returncode == 0, result.stderr
+    teams = {t["name"]: t for t in json.loads(result.stdout)["teams"]}
+    assert teams["chorus"]["default"] and teams["chorus"]["type"] == "selector"
+    assert teams["panel"]["members"] == ["assistant", "guide"]
+
+
+@pytest.mark.parametrize("command", [(), ("run",), ("ask",), ("plugins",), ("teams",)])
+def test_help_everywhere(command: tuple[str, ...]) -> None:
+    result = chorus(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout

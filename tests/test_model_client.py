@@ -1,0 +1,600 @@
+"""ChorusModelClient over real HTTP (litellm -> a fake OpenAI server on 127.0.0.1) and over local models.
+
+Nothing here leaves the machine: every test runs under ``loopback_only()``,
+which refuses name lookups and connections to anything but loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from autogen_core import CancellationToken, FunctionCall
+from autogen_core.models import (
+    AssistantMessage,
+    CreateResult,
+    FunctionExecutionResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    SystemMessage,
+    UserMessage,
+)
+from autogen_core.tools import FunctionTool
+from fake_openai import FakeOpenAI, FakeToolCall, loopback_only
+
+import chorus  # noqa: F401  (sets the offline switches before anything imports litellm)
+from chorus.models import (
+    CallRecord,
+    ChorusModelClient,
+    ModelError,
+    ModelReply,
+    ModelRequestRefused,
+    OfflineModel,
+    ScriptedModel,
+    ScriptExhausted,
+    ToolCall,
+    scripted_model,
+    tool_call,
+    validate_model,
+)
+from chorus.models.local import split_tokens
+
+MODEL = "openai/fake-model"
+KEY = "sk-test"
+# litellm retries 5xx/429 itself (three requests and about 2 s of back-off); one attempt keeps tests fast.
+NO_RETRY = {"num_retries": 0}
+
+USER = [UserMessage(content="Say hello", source="user")]
+
+pytestmark = pytest.mark.filterwarnings(
+    # litellm 1.105 reads pydantic's model_fields on instances; not ours to fix.
+    "ignore:Accessing the 'model_:DeprecationWarning",
+)
+
+
+# -- fixtures and helpers ------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_network() -> Iterator[list[str]]:
+    """Every test: only loopback; yields the refused attempts."""
+    with loopback_only() as blocked:
+        yield blocked
+    assert not blocked, f"a test tried to leave the machine: {blocked}"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedModel]:
+    """The process-wide scripted model, clean before and after the test."""
+    scripted_model.reset()
+    yield scripted_model
+    scripted_model.reset()
+
+
+def client_for(server: FakeOpenAI, **kwargs: Any) -> ChorusModelClient:
+    return ChorusModelClient(MODEL, api_base=server.url, api_key=KEY, **kwargs)
+
+
+async def collect(stream: Any) -> tuple[list[str], list[CreateResult]]:
+    chunks: list[str] = []
+    results: list[CreateResult] = []
+    async for item in stream:
+        if isinstance(item, CreateResult):
+            results.append(item)
+        else:
+            assert not results, "a chunk came after the CreateResult"
+            assert isinstance(item, str)
+            chunks.append(item)
+    return chunks, results
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+ADD_TOOL = FunctionTool(add, description="Add two integers.", name="add")
+
+
+# -- litellm over real HTTP: text ------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_streams_text_chunks_then_one_result(fake: FakeOpenAI) -> None:
+    fake.queue_text("Hello there, how are you today?", usage=(21, 8))
+    records: list[CallRecord] = []
+    client = client_for(fake, label="assistant", on_call=records.append)
+
+    chunks, results = await collect(client.create_stream(USER))
+
+    assert chunks == ["Hello", " there,", " how", " are", " you", " today?"]
+    assert len(results) == 1
+    result = results[0]
+    assert result.content == "".join(chunks) == "Hello there, how are you today?"
+    assert result.finish_reason == "stop"
+    assert result.cached is False
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (21, 8)
+    assert client.actual_usage() == result.usage
+    assert client.total_usage() == result.usage
+
+    assert len(records) == 1 and client.calls == records
+    record = records[0]
+    assert (record.label, record.model) == ("assistant", MODEL)
+    assert (record.prompt_tokens, record.completion_tokens) == (21, 8)
+    assert record.finish_reason == "stop"
+    assert record.first_chunk_s is not None and 0 <= record.first_chunk_s <= record.latency_s
+    assert record.cost is None  # litellm has no price for fake-model
+
+    body = fake.last_request
+    assert body["model"] == "fake-model"
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["messages"] == [{"role": "user", "content": "Say hello", "name": "user"}]
+    assert "tools" not in body and "tool_choice" not in body
+    assert fake.headers[-1]["authorization"] == f"Bearer {KEY}"
+    assert fake.paths[-1] == "/v1/chat/completions"
+
+
+@pytest.mark.asyncio
+async def test_create_accumulates_usage_and_prices_known_models(fake: FakeOpenAI) -> None:
+    fake.queue_text("One.", usage=(10, 2)).queue_text("Two.", usage=(30, 4))
+    client = ChorusModelClient("openai/gpt-4o-mini", api_base=fake.url, api_key=KEY)
+
+    first = await client.create(USER)
+    second = await client.create([*USER, AssistantMessage(content="One.", source="assistant"),
+                                  UserMessage(content="Again", source="user")])
+
+    assert (first.content, second.content) == ("One.", "Two.")
+    assert (client.actual_usage().prompt_tokens, client.actual_usage().completion_tokens) == (30, 4)
+    assert (client.total_usage().prompt_tokens, client.total_usage().completion_tokens) == (40, 6)
+    assert all(record.cost is not None and record.cost > 0 for record in client.calls)
+    assert fake.requests[1]["messages"][1] == {"role": "assistant", "content": "One."}
+
+
+@pytest.mark.asyncio
+async def test_json_output_asks_for_a_json_object(fake: FakeOpenAI) -> None:
+    fake.queue_text('{"ok": true}')
+    result = await client_for(fake).create(USER, json_output=True)
+    assert json.loads(str(result.content)) == {"ok": True}
+    assert fake.last_request["response_format"] == {"type": "json_object"}
+
+
+# -- litellm over real HTTP: tools -----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_streamed_tool_call_arguments_are_joined(fake: FakeOpenAI) -> None:
+    arguments = {"a": 1234, "b": 5678}
+    fake.queue_tool_call("add", arguments, id="call_add_1", pieces=4, usage=(50, 12))
+    records: list[CallRecord] = []
+    client = client_for(fake, on_call=records.append)
+
+    chunks, [result] = await collect(client.create_stream(USER, tools=[ADD_TOOL]))
+
+    assert chunks == []
+    assert result.finish_reason == "function_calls"
+    assert result.content == [FunctionCall(id="call_add_1", name="add", arguments=json.dumps(arguments))]
+    assert json.loads(result.content[0].arguments) == arguments
+    assert result.thought is None
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (50, 12)
+    assert records[0].finish_reason == "function_calls"
+
+    body = fake.last_request
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "add",
+                "description": "Add two integers.",
+                "parameters": ADD_TOOL.schema["parameters"],
+            },
+        }
+    ]
+    assert body["tools"][0]["function"]["parameters"]["required"] == ["a", "b"]
+    assert body["tool_choice"] == "auto"
+
+
+@pytest.mark.asyncio
+async def test_several_tool_calls_after_some_text(fake: FakeOpenAI) -> None:
+    fake.queue_tool_calls(
+        [FakeToolCall("add", {"a": 1, "b": 2}, id="call_1", pieces=2),
+         FakeToolCall("add", '{"a": 3, "b": 4}', id="call_2", pieces=5)],
+        text="Let me add both.",
+    )
+    chunks, [result] = await collect(client_for(fake).create_stream(USER, tools=[ADD_TOOL.schema]))
+
+    assert "".join(chunks) == "Let me add both."
+    assert result.thought == "Let me add both."
+    assert result.content == [
+        FunctionCall(id="call_1", name="add", arguments='{"a": 1, "b": 2}'),
+        FunctionCall(id="call_2", name="add", arguments='{"a": 3, "b": 4}'),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_tool_choice_variants_are_sent(fake: FakeOpenAI) -> None:
+    client = client_for(fake)
+    fake.queue_tool_call("add", {"a": 1, "b": 1})
+    await client.create(USER, tools=[ADD_TOOL], tool_choice=ADD_TOOL)
+    assert fake.last_request["tool_choice"] == {"type": "function", "function": {"name": "add"}}
+
+    fake.queue_tool_call("add", {"a": 1, "b": 1})
+    await client.create(USER, tools=[ADD_TOOL], tool_choice="required")
+    assert fake.last_request["tool_choice"] == "required"
+
+    fake.queue_text("No tools.")
+    await client.create(USER, tools=[ADD_TOOL], tool_choice="none")
+    assert fake.last_request["tool_choice"] == "none"
+
+
+@pytest.mark.asyncio
+async def test_tool_conversation_is_sent_as_openai_messages(fake: FakeOpenAI) -> None:
+    fake.queue_text("1 + 2 is 3 and 3 + 4 is 7.")
+    conversation: list[LLMMessage] = [
+        SystemMessage(content="You add numbers."),
+        UserMessage(content="Add 1+2 and 3+4", source="user"),
+        UserMessage(content="I can help.", source="math agent!"),
+        AssistantMessage(
+            content=[FunctionCall(id="call_1", name="add", arguments='{"a": 1, "b": 2}'),
+                     FunctionCall(id="call_2", name="add", arguments='{"a": 3, "b": 4}')],
+            thought="Adding both.",
+            source="assistant",
+        ),
+        FunctionExecutionResultMessage(content=[
+            FunctionExecutionResult(call_id="call_1", name="add", content="3", is_error=False),
+            FunctionExecutionResult(call_id="call_2", name="add", content="7", is_error=False),
+        ]),
+    ]
+
+    result = await client_for(fake).create(conversation, tools=[ADD_TOOL])
+
+    assert result.content == "1 + 2 is 3 and 3 + 4 is 7."
+    sent = fake.last_request["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "user", "assistant", "tool", "tool"]
+    assert sent[0]["content"] == "You add numbers."
+    assert sent[1]["name"] == "user"
+    assert sent[2]["name"] == "math_agent_"  # OpenAI names allow [a-zA-Z0-9_-] only
+    assistant = sent[3]
+    assert assistant["content"] == "Adding both."
+    assert assistant["tool_calls"] == [
+        {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "add", "arguments": '{"a": 3, "b": 4}'}},
+    ]
+    assert [(m["tool_call_id"], m["content"]) for m in sent[4:]] == [("call_1", "3"), ("call_2", "7")]
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(500, "the fake provider broke"), (401, "Incorrect API key provided: sk-test")],
+)
+async def test_provider_http_error_becomes_model_error(fake: FakeOpenAI, status: int, message: str) -> None:
+    fake.queue_error(status, message)
+    records: list[CallRecord] = []
+    client = client_for(fake, on_call=records.append)
+
+    started = time.perf_counter()
+    with pytest.raises(ModelError) as caught:
+        await client.create(USER, extra_create_args=NO_RETRY)
+
+    assert time.perf_counter() - started < 5
+    text = str(caught.value)
+    assert text.startswith(f"model {MODEL!r} failed: ")
+    assert message in text
+    assert "\n" not in text and len(text) <= 600
+    assert not isinstance(caught.value, ModelRequestRefused)
+    assert len(fake.requests) == 1
+    assert records == [] and client.calls == []
+
+
+@pytest.mark.asyncio
+async def test_error_in_the_middle_of_a_stream_becomes_model_error(fake: FakeOpenAI) -> None:
+    fake.queue_text("one two three four", stream_error="the stream broke", stream_error_after=2)
+    chunks: list[str] = []
+    with pytest.raises(ModelError, match=r"failed while streaming.*the stream broke"):
+        async for item in client_for(fake).create_stream(USER, extra_create_args=NO_RETRY):
+            assert isinstance(item, str)
+            chunks.append(item)
+    assert chunks == ["one", " two"]
+
+
+# -- cancellation ------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_token_while_the_provider_is_slow_ends_the_call(fake: FakeOpenAI) -> None:
+    fake.queue_text("one two three four", chunk_delay=30)
+    token = CancellationToken()
+    received: list[str | CreateResult] = []
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for item in client_for(fake).create_stream(USER, cancellation_token=token):
+            received.append(item)
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 10)
+    await asyncio.sleep(0.05)  # the client is now waiting for the server's next chunk
+    started = time.perf_counter()
+    token.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert time.perf_counter() - started < 2
+    assert received == ["one"]
+    # The HTTP stream was closed, not left open until the server's next chunk.
+    assert await asyncio.to_thread(fake.wait_for_disconnect, 1, 2)
+
+
+@pytest.mark.asyncio
+async def test_an_already_cancelled_token_cancels_the_call(fake: FakeOpenAI) -> None:
+    fake.queue_text("never read")
+    token = CancellationToken()
+    token.cancel()
+
+    async def call() -> None:
+        await client_for(fake).create(USER, cancellation_token=token)
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.create_task(call()), 2)
+    # litellm created its request coroutine before the cancellation reached it: drop it quietly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_token_does_not_cancel_the_caller_after_the_call(fake: FakeOpenAI) -> None:
+    fake.queue_text("All done.")
+    token = CancellationToken()
+    result = await client_for(fake).create(USER, cancellation_token=token)
+    assert result.content == "All done."
+    token.cancel()  # the token outlives the call; it must not cancel this task now
+    await asyncio.sleep(0.01)
+    assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_token_between_chunks_ends_the_call_promptly(fake: FakeOpenAI) -> None:
+    fake.queue_text("one two three four", chunk_delay=1.0)
+    token = CancellationToken()
+
+    async def consume() -> None:
+        async for _ in client_for(fake).create_stream(USER, cancellation_token=token):
+            token.cancel()  # e.g. the user pressed Stop while this chunk was being shown
+
+    started = time.perf_counter()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(consume())
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.asyncio
+async def test_closing_the_stream_early_closes_the_http_response(fake: FakeOpenAI) -> None:
+    fake.queue_text("one two three four", chunk_delay=30)
+    stream = client_for(fake).create_stream(USER)
+    assert await stream.__anext__() == "one"
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert await asyncio.to_thread(fake.wait_for_disconnect, 1, 0.5)
+
+
+# -- the no-real-model guard -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("model", "api_base"),
+    [("gpt-4o-mini", None), (MODEL, "https://api.openai.com/v1"), (MODEL, "http://10.0.0.5:8000/v1"),
+     (MODEL, "http://127.0.0.1.example.com/v1")],
+)
+async def test_forbid_real_models_refuses_non_loopback(no_network: list[str], model: str,
+                                                       api_base: str | None) -> None:
+    client = ChorusModelClient(model, api_base=api_base, api_key=KEY, forbid_real_models=True)
+    with pytest.raises(ModelRequestRefused, match="CHORUS_FORBID_REAL_MODELS"):
+        await client.create(USER)
+    assert no_network == []  # refused before any lookup or connection
+    assert client.calls == []
+
+
+@pytest.mark.asyncio
+async def test_forbid_real_models_allows_the_loopback_fake_server(fake: FakeOpenAI) -> None:
+    fake.queue_text("Local is fine.")
+    result = await client_for(fake, forbid_real_models=True).create(USER)
+    assert result.content == "Local is fine."
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_forbid_real_models_cannot_be_bypassed_by_extra_create_args(fake: FakeOpenAI,
+                                                                           no_network: list[str]) -> None:
+    client = client_for(fake, forbid_real_models=True)
+    try:
+        with pytest.raises(ModelRequestRefused):
+            await client.create(USER, extra_create_args={"api_base": "http://10.0.0.5:8000/v1", **NO_RETRY})
+    finally:
+        attempts = list(no_network)
+        no_network.clear()  # reported here rather than by the fixture's teardown
+    assert attempts == []
+
+
+# -- the wire path end to end through an AutoGen agent ---------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_assistant_agent_streams_and_calls_a_tool_over_http(fake: FakeOpenAI) -> None:
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.base import TaskResult
+    from autogen_agentchat.messages import (
+        ModelClientStreamingChunkEvent,
+        TextMessage,
+        ToolCallExecutionEvent,
+        ToolCallRequestEvent,
+    )
+
+    fake.queue_tool_call("add", {"a": 2, "b": 3}, id="call_sum", pieces=3)
+    fake.queue_text("The sum of 2 and 3 is 5.")
+    client = client_for(fake, label="assistant")
+    agent = AssistantAgent("assistant", model_client=client, tools=[ADD_TOOL], model_client_stream=True,
+                           reflect_on_tool_use=True, system_message="You add numbers.")
+
+    events = [event async for event in agent.run_stream(task="What is 2 + 3?")]
+
+    kinds = [type(e).__name__ for e in events]
+    request = next(e for e in events if isinstance(e, ToolCallRequestEvent))
+    assert request.content == [FunctionCall(id="call_sum", name="add", arguments='{"a": 2, "b": 3}')]
+    execution = next(e for e in events if isinstance(e, ToolCallExecutionEvent))
+    assert [(r.call_id, r.content, r.is_error) for r in execution.content] == [("call_sum", "5", False)]
+    chunks = [e for e in events if isinstance(e, ModelClientStreamingChunkEvent)]
+    assert "".join(c.content for c in chunks) == "The sum of 2 and 3 is 5."
+    assert len(chunks) > 1
+    final = events[-2]
+    assert isinstance(final, TextMessage), kinds
+    assert final.content == "The sum of 2 and 3 is 5." and final.source == "assistant"
+    assert isinstance(events[-1], TaskResult)
+    assert kinds.index("ToolCallRequestEvent") < kinds.index("ToolCallExecutionEvent") < kinds.index(
+        "ModelClientStreamingChunkEvent")
+
+    first, second = fake.requests
+    assert [m["role"] for m in first["messages"]] == ["system", "user"]
+    assert first["tools"][0]["function"]["name"] == "add"
+    assert second["messages"][-2]["tool_calls"][0]["id"] == "call_sum"
+    tool_message = second["messages"][-1]
+    assert (tool_message["role"], tool_message["tool_call_id"], tool_message["content"]) == ("tool", "call_sum", "5")
+    assert len(client.calls) == 2
+
+
+# -- local models ------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_scripted_model_streams_text_chunks(scripted: ScriptedModel) -> None:
+    reply = "Hello from the script, in several chunks."
+    scripted.queue(reply)
+    records: list[CallRecord] = []
+    client = ChorusModelClient("scripted", label="assistant", on_call=records.append, forbid_real_models=True)
+    assert client.is_local
+
+    chunks, [result] = await collect(client.create_stream(USER, tools=[ADD_TOOL]))
+
+    assert chunks == split_tokens(reply) and len(chunks) > 1
+    assert result.content == "".join(chunks) == reply
+    assert result.finish_reason == "stop"
+    assert records[0].cost == 0.0 and records[0].finish_reason == "stop"
+    request = scripted.requests[-1]
+    assert request.model == "scripted"
+    assert request.messages == [{"role": "user", "content": "Say hello", "name": "user"}]
+    assert request.tools[0]["function"]["name"] == "add"
+    assert request.tool_choice == "auto"
+    assert request.hints.agent == "assistant"
+
+
+@pytest.mark.asyncio
+async def test_scripted_tool_call_becomes_function_calls(scripted: ScriptedModel) -> None:
+    scripted.queue(tool_call("add", a=40, b=2), "It is 42.")
+    client = ChorusModelClient("scripted")
+
+    chunks, [result] = await collect(client.create_stream(USER, tools=[ADD_TOOL]))
+    assert chunks == []
+    assert result.finish_reason == "function_calls"
+    assert isinstance(result.content, list)
+    [call] = result.content
+    assert isinstance(call, FunctionCall)
+    assert call.name == "add" and json.loads(call.arguments) == {"a": 40, "b": 2}
+    assert call.id.startswith("call_")
+
+    follow_up = await client.create([
+        *USER,
+        AssistantMessage(content=[call], source="assistant"),
+        FunctionExecutionResultMessage(content=[FunctionExecutionResult(call_id=call.id, name="add",
+                                                                        content="42", is_error=False)]),
+    ])
+    assert follow_up.content == "It is 42."
+    tool_message = scripted.requests[-1].messages[-1]
+    assert (tool_message["role"], tool_message["tool_call_id"], tool_message["content"]) == ("tool", call.id, "42")
+
+
+@pytest.mark.asyncio
+async def test_own_scripted_model_with_text_and_several_tool_calls() -> None:
+    model = ScriptedModel(ModelReply(text="Adding.", tool_calls=(ToolCall("add", {"a": 1, "b": 2}, id="c1"),
+                                                                   ToolCall("add", {"a": 3, "b": 4}, id="c2"))),
+                          lambda request: f"You said: {request.messages[-1]['content']}")
+    client = ChorusModelClient("my-local-model", local=model)
+
+    chunks, [result] = await collect(client.create_stream(USER))
+    assert "".join(chunks) == "Adding." == result.thought
+    assert result.content == [FunctionCall(id="c1", name="add", arguments='{"a": 1, "b": 2}'),
+                              FunctionCall(id="c2", name="add", arguments='{"a": 3, "b": 4}')]
+    assert (await client.create(USER)).content == "You said: Say hello"
+
+
+@pytest.mark.asyncio
+async def test_scripted_model_raises_when_its_queue_is_empty(scripted: ScriptedModel) -> None:
+    client = ChorusModelClient("scripted", label="assistant")
+    with pytest.raises(ScriptExhausted, match="no reply queued"):
+        await client.create(USER)
+    assert client.calls == []
+
+    scripted.default = "Default answer."
+    assert (await client.create(USER)).content == "Default answer."
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_slow_local_model(scripted: ScriptedModel) -> None:
+    scripted.queue("one two three four five")
+    scripted.token_delay = 5.0
+    token = CancellationToken()
+
+    async def consume() -> None:
+        await ChorusModelClient("scripted").create(USER, cancellation_token=token)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    token.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.asyncio
+async def test_offline_model_answers_locally() -> None:
+    client = ChorusModelClient("offline", local=OfflineModel(token_delay=0), forbid_real_models=True)
+    chunks, [result] = await collect(client.create_stream([UserMessage(content="hello", source="user")]))
+    assert isinstance(result.content, str) and result.content.startswith("Hello!")
+    assert "".join(chunks) == result.content
+    assert result.usage.completion_tokens == len(chunks)
+    assert client.model_info["function_calling"] is True
+    assert client.count_tokens(USER) > 0
+    assert client.remaining_tokens(USER) < 128_000
+
+
+# -- validate_model ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["offline", "scripted", "gpt-4o-mini", "openai/fake-model",
+                                   "anthropic/claude-3-5-haiku-latest", "ollama/llama3.1"])
+def test_validate_model_accepts_local_and_litellm_models(model: str) -> None:
+    assert validate_model(model) is None
+
+
+@pytest.mark.parametrize("model", ["not-a-provider/xyz-model", "definitely-not-a-model"])
+def test_validate_model_rejects_unknown_models(model: str) -> None:
+    error = validate_model(model)
+    assert error is not None
+    assert error.startswith(f"Unknown model {model!r}")
+    assert "offline" in error

@@ -1,0 +1,230 @@
+"""Storage on a real SQLite file and a real PostgreSQL server: migrations, accounts, checkpoints, data layer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import fresh_postgres_database
+
+from chorus.models import scripted_model
+from chorus.settings import Settings
+from chorus.store import StoreError, database_url, make_engine, upgrade
+from chorus.store.accounts import (
+    AccountError,
+    accounts_exist,
+    add_account,
+    authenticate,
+    list_accounts,
+    remove_account,
+    verify_password,
+)
+from chorus.store.checkpoints import CheckpointStore
+from chorus.store.db import current_revision
+from chorus.teams import TeamCatalog, TeamSpec
+from chorus.turn import Chorus, run_turn
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = database_url(Settings(home=tmp_path / "home"))
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    return url
+
+
+def test_default_database_is_a_sqlite_file_in_the_data_directory(tmp_path: Path) -> None:
+    url = database_url(Settings(home=tmp_path / "home"))
+    assert url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'chorus.db'}"
+    upgrade(url)
+    assert (tmp_path / "home" / "chorus.db").exists()
+    assert current_revision(url) == "0001"
+
+    async def journal_mode() -> str:
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return str(await conn.scalar(sa.text("PRAGMA journal_mode")))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(journal_mode()) == "wal"
+
+
+def test_database_url_accepts_plain_driver_names() -> None:
+    assert database_url(Settings(database_url="postgresql://u:p@db/chorus")) == "postgresql+asyncpg://u:p@db/chorus"
+
+
+def test_migrations_are_idempotent_and_create_every_chainlit_column(db_url: str) -> None:
+    upgrade(db_url)  # a second run changes nothing
+    assert current_revision(db_url) == "0001"
+
+    async def columns() -> dict[str, set[str]]:
+        engine = make_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                def read(c: sa.Connection) -> dict[str, set[str]]:
+                    inspector = sa.inspect(c)
+                    return {t: {col["name"] for col in inspector.get_columns(t)} for t in inspector.get_table_names()}
+
+                return await conn.run_sync(read)
+        finally:
+            await engine.dispose()
+
+    found = columns_by_table = asyncio.run(columns())
+    assert {"users", "threads", "steps", "elements", "feedbacks", "chorus_accounts", "chorus_checkpoints"} <= set(found)
+    assert {"command", "modes", "defaultOpen", "autoCollapse", "icon", "showInput"} <= columns_by_table["steps"]
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="could not migrate the database"):
+        upgrade("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+
+
+def test_accounts(db_url: str) -> None:
+    async def scenario() -> None:
+        engine = make_engine(db_url)
+        try:
+            await add_account(engine, "alice", "correct horse")
+            assert await authenticate(engine, "alice", "correct horse")
+            assert not await authenticate(engine, "alice", "wrong password")
+            assert not await authenticate(engine, "mallory", "correct horse")
+            with pytest.raises(AccountError, match="already exists"):
+                await add_account(engine, "alice", "another password")
+            with pytest.raises(AccountError, match="at least 8"):
+                await add_account(engine, "bob", "short")
+            with pytest.raises(AccountError, match="user name"):
+                await add_account(engine, "bad name!", "long enough")
+            assert [a.identifier for a in await list_accounts(engine)] == ["alice"]
+            stored = await engine.connect()
+            try:
+                hashed = await stored.scalar(sa.text("SELECT password_hash FROM chorus_accounts"))
+            finally:
+                await stored.close()
+            assert "correct horse" not in hashed and verify_password("correct horse", hashed)
+            await remove_account(engine, "alice")
+            with pytest.raises(AccountError, match="no user"):
+                await remove_account(engine, "alice")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+    assert not accounts_exist(db_url)
+
+
+SOLO = TeamSpec(name="solo", type="round_robin", members=["assistant"], default=True)
+
+
+def _chorus() -> Chorus:
+    settings = Settings(model="scripted", plugins="assistant")
+    base = Chorus.load(settings)
+    return Chorus(settings=settings, registry=base.registry, catalog=TeamCatalog(teams={"solo": SOLO}))
+
+
+def test_resumed_conversation_gives_the_model_the_earlier_turns(db_url: str) -> None:
+    async def scenario() -> None:
+        engine = make_engine(db_url)
+        store = CheckpointStore(engine)
+        scripted_model.reset()
+        try:
+            first = _chorus().open_session(user_id="alice", thread_id="t-1", checkpoints=store)
+            scripted_model.queue("Noted: your favourite band is Queen.")
+            [e async for e in run_turn(first, "My favourite band is Queen.")]
+
+            # A new process: a fresh Chorus and session for the same thread.
+            again = _chorus().open_session(user_id="alice", thread_id="t-1", checkpoints=store)
+            assert await again.resume()
+            scripted_model.queue("Queen, as you told me.")
+            events = [e async for e in run_turn(again, "Which band did I say?")]
+            seen = [m.get("content") for m in scripted_model.requests[-1].messages]
+            assert "My favourite band is Queen." in seen and "Noted: your favourite band is Queen." in seen
+            assert events[-1].type == "done"
+
+            # Another user cannot load alice's thread, even knowing its id.
+            intruder = _chorus().open_session(user_id="mallory", thread_id="t-1", checkpoints=store)
+            assert not await intruder.resume()
+        finally:
+            scripted_model.reset()
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_data_layer_round_trip_and_sql_errors_are_not_swallowed(db_url: str) -> None:
+    from chainlit.user import User
+
+    from chorus.store.datalayer import ChorusDataLayer
+
+    async def scenario() -> None:
+        layer = ChorusDataLayer(db_url)
+        try:
+            user = await layer.create_user(User(identifier="alice", metadata={"provider": "password"}))
+            assert user is not None and user.identifier == "alice"
+            thread_id = str(uuid.uuid4())
+            await layer.update_thread(thread_id, name="Music talk", user_id=user.id, tags=["Chorus"])
+            step = {
+                "id": str(uuid.uuid4()), "threadId": thread_id, "name": "assistant", "type": "assistant_message",
+                "output": "Hello", "streaming": False, "createdAt": "2026-11-21T10:00:00Z",
+                "modes": {"a": "b"}, "defaultOpen": False, "autoCollapse": False, "icon": None,
+            }
+            await layer.execute_sql(  # create_step waits for a user message in Chainlit's context; insert directly
+                'INSERT INTO steps ("id", "threadId", "name", "type", "output", "streaming", "createdAt", "modes") '
+                "VALUES (:id, :threadId, :name, :type, :output, :streaming, :createdAt, :modes)",
+                {k: step[k] for k in ("id", "threadId", "name", "type", "output", "streaming", "createdAt", "modes")},
+            )
+            thread = await layer.get_thread(thread_id)
+            assert thread is not None and thread["name"] == "Music talk" and thread["tags"] == ["Chorus"]
+            assert [s["output"] for s in thread["steps"]] == ["Hello"]
+            assert await layer.get_thread_author(thread_id) == "alice"
+            with pytest.raises(StoreError, match="could not save"):
+                await layer.execute_sql('INSERT INTO steps ("nonexistent") VALUES (:x)', {"x": 1})
+            # Thread ids come from the client and Chainlit pastes stored ones into SQL: only UUIDs are stored.
+            with pytest.raises(StoreError, match="not a UUID"):
+                await layer.update_thread("x') OR ('1'='1", user_id=user.id)
+
+            # Removing the account removes what it owned: a new 'alice' inherits nothing.
+            engine = make_engine(db_url)
+            try:
+                await add_account(engine, "alice", "correct horse")
+                await CheckpointStore(engine).save(thread_id, "alice", "solo", {"x": 1})
+                await remove_account(engine, "alice")
+                assert await layer.get_thread(thread_id) is None
+                assert await CheckpointStore(engine).load(thread_id, "alice") is None
+            finally:
+                await engine.dispose()
+        finally:
+            await layer.engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_resume_into_a_team_whose_members_changed_starts_afresh(db_url: str) -> None:
+    async def scenario() -> None:
+        engine = make_engine(db_url)
+        store = CheckpointStore(engine)
+        try:
+            await store.save("t-2", "alice", "solo", {"type": "TeamState", "agent_states": {"ghost": {}}})
+            session = _chorus().open_session(user_id="alice", thread_id="t-2", checkpoints=store)
+            assert not await session.resume()
+            scripted_model.reset()
+            scripted_model.queue("fresh start")
+            events = [e async for e in run_turn(session, "hello")]
+            assert events[-1].type == "done" and any(e.type == "message" for e in events)
+        finally:
+            scripted_model.reset()
+            await engine.dispose()
+
+    asyncio.run(scenario())

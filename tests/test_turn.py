@@ -1,0 +1,262 @@
+"""run_turn: the one path of a turn. Events, stop, errors and bad input, with local models."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chorus import AgentSpec, ToolSpec, hookimpl
+from chorus.events import DoneEvent, ErrorEvent, MessageEvent, TokenEvent, ToolCallEvent, ToolResultEvent, TurnEvent
+from chorus.models import scripted_model, tool_call
+from chorus.settings import Settings
+from chorus.teams import TeamCatalog, TeamSpec, Termination
+from chorus.turn import ChatSession, Chorus, ChorusError, clean_text, run_turn
+
+
+def shout(text: str) -> str:
+    """Upper-case the text."""
+    return text.upper()
+
+
+class EchoPlugin:
+    """An in-process plugin with two agents, one of them with a tool."""
+
+    @hookimpl
+    def chorus_register_tools(self) -> list[ToolSpec]:
+        return [ToolSpec(func=shout, keywords=("shout",))]
+
+    @hookimpl
+    def chorus_register_agents(self) -> list[AgentSpec]:
+        return [
+            AgentSpec(name="alice", description="Alice answers first.", tools=("shout",)),
+            AgentSpec(name="bob", description="Bob answers second."),
+        ]
+
+
+def make_chorus(*teams: TeamSpec, model: str = "scripted", **settings: Any) -> Chorus:
+    cfg = Settings(model=model, plugins="echo", offline_token_delay=0, **settings)
+    base = Chorus.load(cfg, extra_plugins=[("echo", EchoPlugin())])
+    catalog = TeamCatalog(teams={t.name: t for t in teams} or {"duo": DUO})
+    return Chorus(settings=cfg, registry=base.registry, catalog=catalog)
+
+
+DUO = TeamSpec(name="duo", type="round_robin", members=["alice", "bob"], default=True,
+               termination=Termination(max_messages=3))
+SOLO = TeamSpec(name="solo", type="round_robin", members=["alice"], default=True)
+
+
+@pytest.fixture(autouse=True)
+def clean_script() -> Iterator[None]:
+    scripted_model.reset()
+    try:
+        yield
+    finally:
+        scripted_model.reset()
+
+
+async def collect(session: ChatSession, text: str) -> list[TurnEvent]:
+    return [e async for e in run_turn(session, text)]
+
+
+def messages(events: list[TurnEvent]) -> list[tuple[str, str]]:
+    return [(e.agent, e.content) for e in events if isinstance(e, MessageEvent)]
+
+
+async def test_round_robin_turn_streams_each_agent_and_ends_with_done() -> None:
+    scripted_model.queue("Hello from Alice.", "And Bob here.")
+    session = make_chorus().open_session()
+    events = await collect(session, "hi both")
+    assert messages(events) == [("alice", "Hello from Alice."), ("bob", "And Bob here.")]
+    for agent, content in messages(events):
+        streamed = "".join(e.text for e in events if isinstance(e, TokenEvent) and e.agent == agent)
+        assert streamed == content
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.stop_reason == "max_messages"
+    assert done.messages == 2 and done.agents == ["alice", "bob"]
+    assert sum(1 for e in events if isinstance(e, DoneEvent)) == 1
+
+
+async def test_streamed_and_non_streamed_runs_agree() -> None:
+    script = ("First answer, with several words.", "Second answer.")
+    scripted_model.queue(*script)
+    streamed = await collect(make_chorus().open_session(stream=True), "question")
+    scripted_model.queue(*script)
+    plain = await collect(make_chorus().open_session(stream=False), "question")
+    assert messages(streamed) == messages(plain) == [("alice", script[0]), ("bob", script[1])]
+    assert any(isinstance(e, TokenEvent) for e in streamed)
+    assert not any(isinstance(e, TokenEvent) for e in plain)
+    assert [e.stop_reason for e in streamed + plain if isinstance(e, DoneEvent)] == ["max_messages"] * 2
+
+
+async def test_tool_call_and_result_events() -> None:
+    scripted_model.queue(tool_call("shout", text="quiet please"), "Done shouting.")
+    session = make_chorus(SOLO).open_session()
+    events = await collect(session, "shout quiet please")
+    call = next(e for e in events if isinstance(e, ToolCallEvent))
+    result = next(e for e in events if isinstance(e, ToolResultEvent))
+    assert (call.agent, call.name) == ("alice", "shout")
+    assert result.call_id == call.call_id and result.result == "QUIET PLEASE" and not result.is_error
+    assert messages(events) == [("alice", "Done shouting.")]
+
+
+async def test_team_remembers_earlier_turns() -> None:
+    scripted_model.queue("noted", "you said blue")
+    session = make_chorus(SOLO).open_session()
+    await collect(session, "my favourite colour is blue")
+    await collect(session, "what is my favourite colour?")
+    seen = [m.get("content") for m in scripted_model.requests[-1].messages]
+    assert "my favourite colour is blue" in seen and "noted" in seen
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("", "empty_message"), ("   \n\t ", "empty_message"), ("x" * 1_000_001, "message_too_long")],
+)
+async def test_bad_input_is_rejected_clearly_and_session_keeps_working(text: str, code: str) -> None:
+    session = make_chorus(SOLO).open_session()
+    events = await collect(session, text)
+    assert isinstance(events[0], ErrorEvent) and events[0].code == code and events[0].message
+    assert isinstance(events[-1], DoneEvent) and events[-1].stop_reason == "rejected"
+    assert scripted_model.requests == []  # the model never saw it
+    scripted_model.queue("still here")
+    assert messages(await collect(session, "hello")) == [("alice", "still here")]
+
+
+def test_invalid_unicode_and_control_characters_are_cleaned() -> None:
+    assert clean_text("caf\udce9 ok\x00\x07 \n") == "caf\ufffd ok"
+    assert clean_text("line one\nline\ttwo") == "line one\nline\ttwo"
+
+
+async def test_a_second_message_while_a_turn_runs_is_refused_not_dropped() -> None:
+    scripted_model.token_delay = 0.02
+    scripted_model.queue("a slow answer " * 10, "next")
+    session = make_chorus(SOLO).open_session()
+    first = asyncio.create_task(collect(session, "first"))
+    await asyncio.sleep(0.05)
+    second = await collect(session, "second")
+    assert isinstance(second[0], ErrorEvent) and second[0].code == "busy"
+    assert messages(await first)[0][0] == "alice"
+
+
+async def test_stop_ends_the_turn_and_the_next_message_works() -> None:
+    scripted_model.token_delay = 0.05
+    scripted_model.queue("word " * 200)
+    session = make_chorus(SOLO).open_session()
+    events: list[TurnEvent] = []
+
+    async def consume() -> None:
+        async for e in run_turn(session, "talk a lot"):
+            events.append(e)
+            if isinstance(e, TokenEvent) and len(events) > 3:
+                session.stop()
+
+    await asyncio.wait_for(consume(), timeout=5)
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.stop_reason == "stopped"
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert 0 < len(tokens) < 200
+    scripted_model.token_delay = 0
+    for n in range(4):  # every later turn answers (AutoGen's runtime once lost every other one)
+        scripted_model.queue(f"fresh answer {n}")
+        assert messages(await collect(session, f"again {n}")) == [("alice", f"fresh answer {n}")]
+    # The stopped turn was rewound: the model does not see half a reply.
+    assert "word word word" not in str(scripted_model.requests[-1].messages)
+
+
+async def test_cancelling_the_consumer_task_leaves_the_session_usable() -> None:
+    scripted_model.token_delay = 0.05
+    scripted_model.queue("word " * 200)
+    session = make_chorus(SOLO).open_session()
+    task = asyncio.create_task(collect(session, "talk"))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    scripted_model.token_delay = 0
+    for n in range(4):
+        scripted_model.queue(f"back again {n}")
+        answer = await asyncio.wait_for(collect(session, f"hello {n}?"), 5)
+        assert messages(answer) == [("alice", f"back again {n}")]
+
+
+async def test_model_failure_is_an_error_event_and_the_session_recovers() -> None:
+    session = make_chorus(SOLO).open_session()
+    events = await collect(session, "hello")  # nothing queued: the scripted model raises
+    err = next(e for e in events if isinstance(e, ErrorEvent))
+    assert "scripted model" in err.message or "ScriptExhausted" in err.message
+    assert isinstance(events[-1], DoneEvent) and events[-1].stop_reason == "error"
+    scripted_model.queue("recovered")
+    assert messages(await collect(session, "hello")) == [("alice", "recovered")]
+
+
+def test_unknown_team_and_unknown_model_are_clear_errors() -> None:
+    with pytest.raises(ChorusError, match="unknown team 'nope'"):
+        make_chorus().open_session("nope")
+    with pytest.raises(ChorusError, match="Unknown model 'no-such-provider/zzz'"):
+        make_chorus(model="no-such-provider/zzz").open_session()
+
+
+def test_offline_session_announces_the_offline_model() -> None:
+    session = make_chorus(SOLO, model="offline").open_session()
+    assert any("offline model" in n.text for n in session.notices())
+    assert not any("offline model" in n.text for n in make_chorus(SOLO).open_session().notices())
+
+
+async def test_offline_model_routes_and_calls_tools_in_the_default_team() -> None:
+    chorus = Chorus.load(Settings(model="offline", offline_token_delay=0, plugins="assistant,guide"))
+    session = chorus.open_session()
+    events = await collect(session, "What time is it in Tokyo?")
+    call = next(e for e in events if isinstance(e, ToolCallEvent))
+    assert call.name == "current_time" and "Tokyo" in call.arguments
+    assert "Asia/Tokyo" in messages(events)[-1][1]
+    events = await collect(session, "How do I write a plugin?")
+    assert messages(events)[-1][0] == "guide" and "entry point" in messages(events)[-1][1]
+
+
+@pytest.mark.parametrize(
+    ("question", "agent", "needle"),
+    [
+        ("What is 12 * (3 + 4)?", "mathematician", "= 84"),
+        ("convert 5 km to miles", "mathematician", "3.1068"),
+        ("What is the capital of France?", "assistant", "can't answer that one"),
+        ("How many days until 2030-01-01?", "assistant", "day"),
+    ],
+)
+async def test_offline_selector_routes_to_the_agent_whose_tool_can_answer(
+    question: str, agent: str, needle: str
+) -> None:
+    chorus = Chorus.load(Settings(model="offline", offline_token_delay=0))
+    events = await collect(chorus.open_session(), question)
+    speaker, content = messages(events)[-1]
+    assert speaker == agent and needle in content
+
+
+async def test_a_consumer_that_stops_reading_leaves_the_session_usable() -> None:
+    scripted_model.token_delay = 0.05
+    scripted_model.queue("word " * 200)
+    session = make_chorus(SOLO).open_session()
+    events = run_turn(session, "talk")
+    async for event in events:
+        if isinstance(event, TokenEvent):
+            break
+    await asyncio.wait_for(events.aclose(), 5)  # type: ignore[attr-defined]
+    scripted_model.token_delay = 0
+    scripted_model.queue("listening again")
+    assert messages(await asyncio.wait_for(collect(session, "hello"), 5)) == [("alice", "listening again")]
+
+
+async def test_editing_an_earlier_message_rewinds_the_team() -> None:
+    session = make_chorus(SOLO).open_session()
+    scripted_model.queue("first answer", "second answer")
+    [e async for e in run_turn(session, "my name is Ann", message_id="m1")]
+    [e async for e in run_turn(session, "I like jazz", message_id="m2")]
+    scripted_model.queue("edited answer")
+    events = [e async for e in run_turn(session, "my name is Bob", message_id="m1")]
+    assert any(e.type == "notice" and "rewound" in e.text for e in events)  # type: ignore[attr-defined]
+    assert messages(events) == [("alice", "edited answer")]
+    seen = [m.get("content") for m in scripted_model.requests[-1].messages]
+    assert "my name is Bob" in seen
+    assert "my name is Ann" not in seen and "I like jazz" not in seen and "second answer" not in seen
