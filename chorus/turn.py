@@ -143,6 +143,7 @@ class ChatSession:
     # The team's state before each turn, by the id of the user's message: an edit rewinds to it.
     _before: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _rewind_failed: bool = False
+    _resumed: bool = False  # continues a stored conversation: earlier turn states are in the store
 
     def build(self) -> None:
         settings = self.chorus.settings
@@ -181,13 +182,18 @@ class ChatSession:
         if self.checkpoints is None or self.built is None:
             return False
         saved = await self.checkpoints.load(self.thread_id, self.user_id)
-        if saved is None:
+        if saved is None or not await self._load(*saved):
             return False
-        team, state = saved
+        self._resumed = True
+        return True
+
+    async def _load(self, team: str, state: Mapping[str, Any]) -> bool:
+        """Put the team in a saved ``state``; False (and a fresh team) when it no longer fits."""
         if team != self.spec.name and team in self.chorus.catalog.teams:
             # The page may not know the thread's team (after a crash): the saved one wins.
             self.spec = self.chorus.catalog.teams[team]
             self.build()
+        assert self.built is not None
         try:
             await self.built.team.load_state(state)
         except Exception as exc:  # the team's members changed since: start afresh rather than half-restored
@@ -196,8 +202,31 @@ class ChatSession:
             return False
         return True
 
-    async def _checkpoint(self) -> NoticeEvent | None:
-        """Save the team's state after a turn; a notice (not a crash) when the store fails."""
+    async def _state_before(self, message_id: str) -> Mapping[str, Any] | None:
+        """The team's state before the user's message ``message_id``, if it is an earlier message
+        of this conversation (so the user edited it); the turns after it are forgotten."""
+        if message_id in self._before:
+            ids = list(self._before)
+            for later in ids[ids.index(message_id) + 1 :]:
+                del self._before[later]
+            return self._before[message_id]
+        if not self._resumed or self.checkpoints is None:
+            return None  # a new message: only a resumed conversation has earlier ones we did not see
+        try:
+            saved = await self.checkpoints.rewind_to(self.thread_id, self.user_id, message_id)
+        except Exception as exc:
+            log.error("could not read the saved turn states of thread %s: %s", self.thread_id, exc)
+            return None
+        if saved is None:
+            return None
+        team, state = saved
+        if team != self.spec.name and team in self.chorus.catalog.teams:
+            self.spec = self.chorus.catalog.teams[team]
+        return state
+
+    async def _checkpoint(self, before: tuple[str, Mapping[str, Any]] | None = None) -> NoticeEvent | None:
+        """Save the team's state after a turn (and ``before`` it, for edits); a notice, not a crash,
+        when the store fails."""
         if self.checkpoints is None or self.built is None:
             return None
         if self._rewind_failed:
@@ -205,7 +234,7 @@ class ChatSession:
             return None
         try:
             state = await self.built.team.save_state()
-            await self.checkpoints.save(self.thread_id, self.user_id, self.spec.name, state)
+            await self.checkpoints.save(self.thread_id, self.user_id, self.spec.name, state, before=before)
         except Exception as exc:
             log.error("could not checkpoint thread %s: %s", self.thread_id, exc)
             return NoticeEvent(
@@ -302,12 +331,10 @@ async def run_turn(
 async def _run_locked(
     session: ChatSession, text: str, started: float, message_id: str | None
 ) -> AsyncGenerator[TurnEvent, None]:
-    if message_id is not None and message_id in session._before:
+    earlier = None if message_id is None else await session._state_before(message_id)
+    if earlier is not None:
         # An edit: forget this message's turn and every later one, then answer the new text.
-        ids = list(session._before)
-        for later in ids[ids.index(message_id) + 1 :]:
-            del session._before[later]
-        await _restore(session, session._before[message_id])
+        await _restore(session, earlier)
         yield NoticeEvent(text="The team was rewound to before your edited message.", code="rewound")
     built = session.built
     assert built is not None, "ChatSession.build() was not called"
@@ -393,7 +420,7 @@ async def _run_locked(
         await _restore(session, snapshot)
     for usage in totals.drain(session._usage):
         yield usage
-    notice = await session._checkpoint()
+    notice = await session._checkpoint(before=None if message_id is None else (message_id, snapshot))
     if notice is not None:
         yield notice
     yield DoneEvent(

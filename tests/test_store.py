@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -51,7 +52,7 @@ def test_default_database_is_a_sqlite_file_in_the_data_directory(tmp_path: Path)
     assert url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'chorus.db'}"
     upgrade(url)
     assert (tmp_path / "home" / "chorus.db").exists()
-    assert current_revision(url) == "0001"
+    assert current_revision(url) is not None
 
     async def journal_mode() -> str:
         engine = make_engine(url)
@@ -68,24 +69,37 @@ def test_database_url_accepts_plain_driver_names() -> None:
     assert database_url(Settings(database_url="postgresql://u:p@db/chorus")) == "postgresql+asyncpg://u:p@db/chorus"
 
 
-def test_migrations_are_idempotent_and_create_every_chainlit_column(db_url: str) -> None:
-    upgrade(db_url)  # a second run changes nothing
-    assert current_revision(db_url) == "0001"
+def test_migrations_are_idempotent_and_build_exactly_the_schema(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
-    async def columns() -> dict[str, set[str]]:
+    from chorus.store.db import _alembic_config
+    from chorus.store.schema import metadata
+
+    upgrade(db_url)  # a second run changes nothing
+    head = ScriptDirectory.from_config(_alembic_config(db_url)).get_current_head()
+    assert current_revision(db_url) == head
+
+    async def inspect() -> tuple[dict[str, set[str]], list[Any]]:
         engine = make_engine(db_url)
         try:
             async with engine.connect() as conn:
-                def read(c: sa.Connection) -> dict[str, set[str]]:
+                def read(c: sa.Connection) -> tuple[dict[str, set[str]], list[Any]]:
                     inspector = sa.inspect(c)
-                    return {t: {col["name"] for col in inspector.get_columns(t)} for t in inspector.get_table_names()}
+                    cols = {t: {col["name"] for col in inspector.get_columns(t)} for t in inspector.get_table_names()}
+                    diff = compare_metadata(MigrationContext.configure(c), metadata)
+                    return cols, [d for d in diff if not (isinstance(d, tuple) and d[0] == "remove_table"
+                                                          and d[1].name == "alembic_version")]
 
                 return await conn.run_sync(read)
         finally:
             await engine.dispose()
 
-    found = columns_by_table = asyncio.run(columns())
-    assert {"users", "threads", "steps", "elements", "feedbacks", "chorus_accounts", "chorus_checkpoints"} <= set(found)
+    columns_by_table, diff = asyncio.run(inspect())
+    assert diff == [], "the migrations and chorus.store.schema disagree"
+    assert {"users", "threads", "steps", "elements", "feedbacks", "chorus_accounts", "chorus_checkpoints",
+            "chorus_turn_states"} <= set(columns_by_table)
     assert {"command", "modes", "defaultOpen", "autoCollapse", "icon", "showInput"} <= columns_by_table["steps"]
 
 
@@ -156,6 +170,46 @@ def test_resumed_conversation_gives_the_model_the_earlier_turns(db_url: str) -> 
             # Another user cannot load alice's thread, even knowing its id.
             intruder = _chorus().open_session(user_id="mallory", thread_id="t-1", checkpoints=store)
             assert not await intruder.resume()
+        finally:
+            scripted_model.reset()
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_editing_a_message_from_before_a_restart_rewinds_the_team(db_url: str) -> None:
+    async def scenario() -> None:
+        engine = make_engine(db_url)
+        store = CheckpointStore(engine)
+        scripted_model.reset()
+        try:
+            first = _chorus().open_session(user_id="alice", thread_id="t-edit", checkpoints=store)
+            scripted_model.queue("Hello Ann.", "Jazz it is.", "Noted.")
+            for mid, text in [("m1", "My name is Ann."), ("m2", "I like jazz."), ("m3", "I live in Oslo.")]:
+                [e async for e in run_turn(first, text, message_id=mid)]
+
+            # A new process resumes the thread; the user edits their second message.
+            again = _chorus().open_session(user_id="alice", thread_id="t-edit", checkpoints=store)
+            assert await again.resume()
+            scripted_model.queue("Blues it is.")
+            events = [e async for e in run_turn(again, "I like blues.", message_id="m2")]
+            assert any(e.type == "notice" and e.code == "rewound" for e in events)  # type: ignore[attr-defined]
+            seen = [m.get("content") for m in scripted_model.requests[-1].messages]
+            assert "My name is Ann." in seen and "I like blues." in seen
+            assert "I like jazz." not in seen and "I live in Oslo." not in seen
+
+            # The rewound branch is gone: editing m3 (now forgotten) is a plain new message.
+            scripted_model.queue("Bergen, then.")
+            events = [e async for e in run_turn(again, "I live in Bergen.", message_id="m3")]
+            assert not any(e.type == "notice" for e in events)
+            seen = [m.get("content") for m in scripted_model.requests[-1].messages]
+            assert "I like blues." in seen and "I live in Oslo." not in seen
+
+            # Nobody else can rewind alice's thread, and forgetting it removes every saved state.
+            assert await store.rewind_to("t-edit", "mallory", "m1") is None
+            await store.forget("t-edit")
+            assert await store.rewind_to("t-edit", "alice", "m1") is None
+            assert await store.load("t-edit", "alice") is None
         finally:
             scripted_model.reset()
             await engine.dispose()

@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chorus.store.schema import accounts, checkpoints, elements, feedbacks, steps, threads, users
+from chorus.store.schema import accounts, checkpoints, elements, feedbacks, steps, threads, turn_states, users
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
@@ -87,7 +87,8 @@ async def remove_account(engine: AsyncEngine, identifier: str) -> None:
         for table in (steps, elements, feedbacks):
             await conn.execute(sa.delete(table).where(table.c.threadId.in_(owned)))
         await conn.execute(sa.delete(threads).where(threads.c.userIdentifier == identifier))
-        await conn.execute(sa.delete(checkpoints).where(checkpoints.c.user_identifier == identifier))
+        for saved in (checkpoints, turn_states):
+            await conn.execute(sa.delete(saved).where(saved.c.user_identifier == identifier))
         await conn.execute(sa.delete(users).where(users.c.identifier == identifier))
 
 

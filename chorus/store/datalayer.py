@@ -90,9 +90,10 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
             return int(result.rowcount)
 
     async def delete_thread(self, thread_id: str) -> None:
-        """Delete the thread, its steps, elements and feedback, and the team's checkpoint of it."""
+        """Delete the thread, its steps, elements (and their files) and feedback, and the team's saved states."""
         await super().delete_thread(thread_id)
-        await self.execute_sql("DELETE FROM chorus_checkpoints WHERE thread_id = :id", {"id": thread_id})
+        for table in ("chorus_checkpoints", "chorus_turn_states"):
+            await self.execute_sql(f"DELETE FROM {table} WHERE thread_id = :id", {"id": thread_id})
 
 
 def _check_id(thread_id: Any) -> None:

@@ -5,8 +5,9 @@ Two groups of tables:
 - Chainlit's (``users``, ``threads``, ``steps``, ``elements``, ``feedbacks``): every column the
   installed Chainlit's SQLAlchemy data layer writes, with its quoted camelCase names. Chainlit
   ships no DDL and silently ignores a missing column, so this file is the contract.
-- Chorus's own (``chorus_accounts``, ``chorus_checkpoints``): password logins and the team's
-  saved state after each turn.
+- Chorus's own (``chorus_accounts``, ``chorus_checkpoints``, ``chorus_turn_states``): password
+  logins, the team's saved state after each turn, and its state before each user message (what
+  an edit of that message rewinds to).
 
 Types are portable: ids are text (Chainlit passes strings), JSON is JSON, and tag lists are a
 text array on PostgreSQL and JSON text on SQLite (see ``chorus.store.datalayer``).
@@ -120,4 +121,15 @@ checkpoints = sa.Table(
     sa.Column("team", sa.Text, nullable=False),
     sa.Column("state", Json, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+turn_states = sa.Table(
+    "chorus_turn_states",
+    metadata,
+    sa.Column("thread_id", sa.Text, primary_key=True),
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("user_identifier", sa.Text, nullable=False, index=True),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("state", Json, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
