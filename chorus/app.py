@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from chorus.attachments import AttachmentError
 from chorus.auth import ensure_auth_secret
 from chorus.events import (
     DoneEvent,
@@ -39,7 +40,9 @@ from chorus.logs import quiet_autogen
 from chorus.store import database_url, make_engine, upgrade
 from chorus.store.accounts import account_exists, accounts_exist, authenticate
 from chorus.store.checkpoints import CheckpointStore
+from chorus.store.files import ROUTE, LocalFileStore, files_root
 from chorus.turn import ChatSession, Chorus, ChorusError, run_turn
+from chorus.webfiles import UploadLimit, configure_uploads, file_route, read_attachments
 
 log = logging.getLogger("chorus.app")
 quiet_autogen()
@@ -71,8 +74,8 @@ config.ui.name = "Chorus"
 config.ui.custom_js = "/chorus/static/chorus.js"
 config.ui.cot = "full"
 config.features.edit_message = True  # run_turn rewinds the team to before the edited message
-if config.features.spontaneous_file_upload is not None:
-    config.features.spontaneous_file_upload.enabled = False  # uploads arrive with the history issue
+configure_uploads(CHORUS.settings)
+chainlit_app.add_middleware(UploadLimit, max_mb=CHORUS.settings.upload_max_mb)
 # Over-long messages must reach run_turn to be refused with a clear message; python-socketio's
 # default 1 MB frame limit would drop the connection instead.
 sio.eio.max_http_buffer_size = max(8 * 1024 * 1024, 4 * CHORUS.settings.max_message_chars + 65_536)
@@ -166,7 +169,8 @@ def _session() -> ChatSession:
 
 
 if HISTORY:
-    ensure_auth_secret(CHORUS.settings.home)
+    FILES = LocalFileStore(files_root(CHORUS.settings), ensure_auth_secret(CHORUS.settings.home))
+    chainlit_app.router.routes.insert(0, Route(ROUTE + "{key:path}", file_route(FILES)))
 
     @cl.password_auth_callback
     async def login(username: str, password: str) -> cl.User | None:
@@ -178,7 +182,7 @@ if HISTORY:
     def data_layer() -> Any:
         from chorus.store.datalayer import ChorusDataLayer
 
-        return ChorusDataLayer(DATABASE_URL)
+        return ChorusDataLayer(DATABASE_URL, files=FILES)
 
     @cl.on_chat_resume
     async def resume(thread: Any) -> None:
@@ -280,10 +284,21 @@ async def on_message(message: cl.Message | None) -> None:
     if HISTORY:
         # Commit the user's message before any model is called (Chainlit stores it in the background).
         await get_data_layer().create_step(message.to_dict())
+        if not cl.user_session.get("profile_saved"):
+            # Chainlit saves the chat profile only when the socket closes; a crash would forget it.
+            await get_data_layer().update_thread(cl.context.session.thread_id,
+                                                 metadata={"chat_profile": session.spec.title})
+            cl.user_session.set("profile_saved", True)
+    try:
+        attachments = await read_attachments(message.elements or [], CHORUS.settings)
+    except AttachmentError as exc:
+        await cl.ErrorMessage(content=f"{exc}. Send the message again without it.", author=SYSTEM).send()
+        return
     renderer = _Renderer(persist_every=PARTIAL_REPLY_EVERY_S if HISTORY else None)
+    turn = run_turn(session, message.content or "", message_id=message.id, attachments=attachments)
     try:
         # aclosing: a stop that lands while the page is drawing must still end the turn (and its lock).
-        async with contextlib.aclosing(run_turn(session, message.content or "", message_id=message.id)) as events:
+        async with contextlib.aclosing(turn) as events:
             async for event in events:
                 await renderer.show(event)
     finally:

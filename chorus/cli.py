@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,27 +67,38 @@ def ask(
     team: Annotated[str | None, typer.Option(help="Team to ask (see `chorus teams`); default team if unset.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON event per line; the last is 'done'.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log plugin loading and model calls.")] = False,
+    files: Annotated[list[Path] | None, typer.Option(
+        "--file", "-f", help="Attach a text or PDF file (repeatable), as with the page's paperclip.")] = None,
 ) -> None:
     """Ask the team one question in the terminal (one turn, no page)."""
     _quiet_logging(verbose)
     if text == "-":
         text = sys.stdin.read()
+    from chorus.attachments import Attachment, AttachmentError, read_attachment
     from chorus.turn import Chorus, ChorusError
 
     chorus = Chorus.load()
+    attachments: list[Attachment] = []
+    budget = chorus.settings.max_attachment_chars
+    for path in files or []:
+        try:
+            attachments.append(read_attachment(path, path.name, max_chars=max(budget, 0)))
+        except (AttachmentError, OSError) as exc:
+            raise _fail(f"cannot attach {path}: {exc}") from None
+        budget -= len(attachments[-1].text)
     try:
         session = chorus.open_session(team)
     except ChorusError as exc:
         raise _fail(str(exc)) from None
     try:
-        code = asyncio.run(_print_turn(session, text, as_json))
+        code = asyncio.run(_print_turn(session, text, as_json, attachments))
     except BrokenPipeError:  # `chorus ask ... | head`: the reader left, which is fine
         sys.stderr.close()
         code = 0
     raise typer.Exit(code)
 
 
-async def _print_turn(session: object, text: str, as_json: bool) -> int:
+async def _print_turn(session: object, text: str, as_json: bool, attachments: Sequence[Any] = ()) -> int:
     from chorus.events import DoneEvent, ErrorEvent, MessageEvent, TokenEvent, ToolCallEvent
     from chorus.turn import ChatSession, run_turn
 
@@ -100,7 +112,7 @@ async def _print_turn(session: object, text: str, as_json: bool) -> int:
             typer.secho(notice.text, fg=typer.colors.YELLOW, err=True)
     speaking: str | None = None
     code = 0
-    async for event in run_turn(session, text):
+    async for event in run_turn(session, text, attachments=attachments):
         if as_json:
             print(json.dumps(event.to_dict(), ensure_ascii=False), flush=True)
         elif isinstance(event, TokenEvent):
@@ -253,12 +265,15 @@ def users_list(
 
 @users_app.command("remove")
 def users_remove(name: Annotated[str, typer.Argument(help="The user name to remove.")]) -> None:
-    """Remove a password account and its conversations. Its open sessions end at their next page load."""
+    """Remove a password account, its conversations and files. Its open sessions end at their next page load."""
+    from chorus.settings import get_settings
     from chorus.store.accounts import AccountError, remove_account
+    from chorus.store.files import files_root
 
     _quiet_logging()
+    root = files_root(get_settings())
     try:
-        _db(_migrated_url(), lambda engine: remove_account(engine, name))
+        _db(_migrated_url(), lambda engine: remove_account(engine, name, root))
     except AccountError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"Removed user {name!r}.")

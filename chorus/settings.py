@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     )
     default_team: str | None = Field(default=None, description="Team used when none is chosen.")
     max_message_chars: int = Field(default=20_000, description="Longest user message accepted.")
+    upload_max_mb: float = Field(default=10.0, description="Largest file a user may attach, in MB (0 = no uploads).")
+    upload_types: str = Field(
+        default="text/*,application/json,application/x-yaml,application/yaml,application/xml,application/pdf",
+        description="Comma-separated media types (wildcards allowed) a user may attach.",
+    )
+    max_attachment_chars: int = Field(
+        default=100_000, description="Most characters of attached files given to the team per message."
+    )
     forbid_real_models: bool = Field(
         default=False,
         description="Refuse every model request that would leave this machine (set by the tests).",
@@ -51,6 +59,9 @@ class Settings(BaseSettings):
     def _strip_model(cls, value: str) -> str:
         value = value.strip()
         return value or OFFLINE_MODEL
+
+    def upload_type_list(self) -> list[str]:
+        return [t.strip().lower() for t in self.upload_types.split(",") if t.strip()]
 
     def plugin_allow_list(self) -> set[str] | None:
         """The normalised allow-list, or None when every plugin is allowed."""

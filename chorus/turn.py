@@ -14,8 +14,8 @@ import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncGenerator, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autogen_agentchat.base import TaskResult
@@ -30,6 +30,7 @@ from autogen_agentchat.messages import (
 )
 from autogen_core import CancellationToken
 
+from chorus.attachments import Attachment, with_attachments
 from chorus.events import (
     DoneEvent,
     ErrorEvent,
@@ -286,10 +287,11 @@ def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
 
 
 async def run_turn(
-    session: ChatSession, text: str, *, message_id: str | None = None
+    session: ChatSession, text: str, *, message_id: str | None = None, attachments: Sequence[Attachment] = ()
 ) -> AsyncGenerator[TurnEvent, None]:
     """Run one turn of ``session`` with the user's ``text``; yields events, ``done`` last.
 
+    ``attachments`` (files the user attached, as text) follow the text in the team's task.
     ``message_id`` identifies the user's message. Running again with the id of an earlier
     message (the user edited it) first rewinds the team to where it was before that message,
     so the agents forget it and everything after it.
@@ -304,7 +306,7 @@ async def run_turn(
     text = clean_text(text) if isinstance(text, str) else ""
     limit = session.chorus.settings.max_message_chars
     rejection: tuple[str, str] | None = None
-    if not text:
+    if not text and not attachments:
         rejection = ("empty_message", "Your message is empty: type a question for the team.")
     elif len(text) > limit:
         rejection = (
@@ -319,6 +321,8 @@ async def run_turn(
         yield DoneEvent(stop_reason="rejected", detail=rejection[0], duration_ms=_ms(started))
         return
 
+    if attachments:
+        text = with_attachments(text, [replace(a, text=clean_text(a.text)) for a in attachments])
     async with session._lock:
         events = _run_locked(session, text, started, message_id)
         try:

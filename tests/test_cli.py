@@ -51,6 +51,18 @@ def test_ask_prints_the_answer_and_calls_tools() -> None:
     assert "current_time" in result.stderr
 
 
+def test_ask_with_attached_files(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.md"
+    policy.write_text("Shipping is free over 50 euros.\nRefunds take five days.\n", encoding="utf-8")
+    result = chorus("ask", "How long do refunds take?", "--file", str(policy))
+    assert result.returncode == 0, result.stderr
+    assert "Refunds take five days." in result.stdout and "Shipping" not in result.stdout
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n")
+    refused = chorus("ask", "what is this?", "--file", str(image))
+    assert refused.returncode == 2 and "photo.png" in refused.stderr and "text and PDF only" in refused.stderr
+
+
 def test_ask_reads_standard_input_and_uses_the_chosen_team() -> None:
     result = chorus("ask", "-", "--team", "panel", "--json", stdin="hello panel")
     assert result.returncode == 0, result.stderr

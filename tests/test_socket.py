@@ -19,6 +19,7 @@ class ChatClient:
         self.server = server
         self.cookie = cookie
         self.thread_id = thread_id or str(uuid.uuid4())
+        self.session_id = str(uuid.uuid4())
         self.sio = socketio.AsyncClient(reconnection=False)
         self.messages: list[dict[str, Any]] = []
         self.tokens: list[str] = []
@@ -35,13 +36,25 @@ class ChatClient:
             self.server.url,
             socketio_path="/ws/socket.io",
             transports=["websocket"],
-            auth={"clientType": "webapp", "sessionId": str(uuid.uuid4()), "threadId": self.thread_id},
+            auth={"clientType": "webapp", "sessionId": self.session_id, "threadId": self.thread_id},
             headers={"Cookie": self.cookie} if self.cookie else {},
         )
         await self.sio.emit("connection_successful")
         return self
 
-    async def send(self, text: str, *, event: str = "client_message", step_id: str | None = None) -> str:
+    async def upload(self, name: str, data: bytes, mime: str) -> Any:
+        """POST a file the way the page's paperclip does; the httpx response."""
+        import httpx
+
+        async with httpx.AsyncClient(timeout=60) as http:
+            return await http.post(
+                f"{self.server.url}/project/file", params={"session_id": self.session_id},
+                files={"file": (name, data, mime)}, headers={"Cookie": self.cookie} if self.cookie else {},
+            )
+
+    async def send(
+        self, text: str, *, event: str = "client_message", step_id: str | None = None, files: list[str] = ()  # type: ignore[assignment]
+    ) -> str:
         step = {
             "id": step_id or str(uuid.uuid4()),
             "name": "User",
@@ -49,7 +62,7 @@ class ChatClient:
             "output": text,
             "createdAt": datetime.now(UTC).isoformat(),
         }
-        await self.sio.emit(event, {"message": step, "fileReferences": []})
+        await self.sio.emit(event, {"message": step, "fileReferences": [{"id": f} for f in files]})
         return str(step["id"])
 
     async def wait_for(self, predicate: Any, timeout: float = 20) -> dict[str, Any]:
@@ -123,6 +136,35 @@ async def test_editing_a_message_rewinds_the_team_and_answers_the_new_text(serve
             lambda m: m.get("type") == "assistant_message" and "Asia/Tokyo" in (m.get("output") or "")
         )
         assert reply["name"] == "assistant"
+    finally:
+        await client.sio.disconnect()
+
+
+async def test_attached_files_reach_the_team_within_type_and_size_limits(server: ChorusServer) -> None:
+    client = await ChatClient(server).connect()
+    try:
+        policy = "# Store policy\nShipping is free over 50 euros.\nRefunds take five days.\n"
+        uploaded = await client.upload("policy.md", policy.encode(), "text/markdown")
+        assert uploaded.status_code == 200, uploaded.text
+        client.messages.clear()
+        await client.send("How long do refunds take?", files=[uploaded.json()["id"]])
+        reply = await client.wait_for(
+            lambda m: m.get("type") == "assistant_message" and "Refunds take five days." in (m.get("output") or "")
+        )
+        assert "policy.md" in reply["output"] and "Shipping" not in reply["output"]
+
+        too_big = await client.upload("big.txt", b"x" * (11 * 1024 * 1024), "text/plain")
+        assert too_big.status_code == 413 and "limit is 10 MB" in too_big.json()["detail"]
+        wrong_type = await client.upload("photo.exe", b"MZ\x90\x00", "application/x-msdownload")
+        assert wrong_type.status_code == 400 and "not allowed" in wrong_type.json()["detail"]
+
+        # A file the team cannot read is refused with its name; the session goes on.
+        binary = await client.upload("data.txt", b"\x00\x01" * 64, "text/plain")
+        client.messages.clear()
+        await client.send("what is in it?", files=[binary.json()["id"]])
+        refusal = await client.wait_for(lambda m: m.get("isError") and "data.txt" in (m.get("output") or ""))
+        assert "not a text file" in refusal["output"]
+        assert (await client.answer_to("What is 2 + 2?", "2 + 2 = 4"))["name"] == "mathematician"
     finally:
         await client.sio.disconnect()
 

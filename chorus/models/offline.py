@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from chorus.attachments import Attachment, split_attachments
 from chorus.models._convert import text_of
 from chorus.models.local import ModelHints, ModelReply, ModelRequest, ToolCall, register_local_model
 from chorus.plugins._specs import AgentSpec, ToolSpec
@@ -146,6 +147,9 @@ class OfflineModel:
         if messages and messages[-1].get("role") == "tool":
             return ModelReply(text=_report_tool_results(messages))
         user_text = _last_user_message(messages)
+        question, files = split_attachments(user_text)
+        if files:
+            return ModelReply(text=answer_from_files(question, files))
         call = self._tool_call(user_text, request)
         if call is not None:
             return ModelReply(tool_calls=(call,))
@@ -187,6 +191,35 @@ class OfflineModel:
             f"and built-in knowledge cover, so I can't answer that one.\n\n{_team_summary(hints)}\n\n"
             f"{_offline_footer()}"
         )
+
+
+def answer_from_files(question: str, files: Iterable[Attachment], *, most: int = 6) -> str:
+    """What a deterministic reader can say about attached files: the lines that share words with
+    the question, quoted with their file; else what each file is and how it begins."""
+    wanted = set(words(question))
+    files = list(files)
+    hits: list[tuple[int, str, str]] = []
+    for item in files:
+        for line in item.text.splitlines():
+            score = len(wanted & set(words(line)))
+            if score and line.strip():
+                hits.append((score, item.name, line.strip()))
+    if hits:
+        hits.sort(key=lambda h: -h[0])
+        quoted = "\n".join(f"> {line[:300]}\n> — _{name}_" for _s, name, line in hits[:most])
+        return f"Here is what the attached {'file says' if len(files) == 1 else 'files say'} about that:\n\n{quoted}"
+    parts = []
+    for item in files:
+        lines = [line for line in item.text.splitlines() if line.strip()]
+        start = "\n".join(f"> {line[:200]}" for line in lines[:3]) or "> (empty)"
+        size = f"{_count(len(lines), 'line')}, {_count(len(item.text.split()), 'word')}"
+        parts.append(f"**{item.name}**: {size}. It begins:\n\n{start}")
+    ask = "" if wanted else "\n\nAsk about a word or topic in it and I will quote the lines that mention it."
+    return "You attached:\n\n" + "\n\n".join(parts) + ask
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def intro_of(me: AgentSpec | None) -> str:

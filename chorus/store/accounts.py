@@ -11,10 +11,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chorus.store.files import delete_owner_files
 from chorus.store.schema import accounts, checkpoints, elements, feedbacks, steps, threads, turn_states, users
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -75,11 +77,12 @@ async def add_account(engine: AsyncEngine, identifier: str, password: str) -> No
         await conn.execute(sa.insert(accounts).values(identifier=identifier, password_hash=hash_password(password)))
 
 
-async def remove_account(engine: AsyncEngine, identifier: str) -> None:
-    """Remove the account and everything it owns (conversations, checkpoints): a later account
-    with the same name must not inherit them."""
+async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path | None = None) -> None:
+    """Remove the account and everything it owns (conversations, checkpoints, and its files under
+    ``files_root``): a later account with the same name must not inherit them."""
     identifier = identifier.strip()
     async with engine.begin() as conn:
+        owner_ids = list(await conn.scalars(sa.select(users.c.id).where(users.c.identifier == identifier)))
         result = await conn.execute(sa.delete(accounts).where(accounts.c.identifier == identifier))
         if result.rowcount == 0:
             raise AccountError(f"no user {identifier!r}")
@@ -90,6 +93,9 @@ async def remove_account(engine: AsyncEngine, identifier: str) -> None:
         for saved in (checkpoints, turn_states):
             await conn.execute(sa.delete(saved).where(saved.c.user_identifier == identifier))
         await conn.execute(sa.delete(users).where(users.c.identifier == identifier))
+    if files_root is not None:
+        for owner_id in owner_ids:
+            await asyncio.to_thread(delete_owner_files, files_root, owner_id)
 
 
 async def account_exists(engine: AsyncEngine, identifier: str) -> bool:

@@ -18,6 +18,7 @@ from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from sqlalchemy import text
 
 from chorus.store.db import StoreError, configure
+from chorus.store.files import LocalFileStore
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ _TAG_KEYS = ("tags", "thread_tags", "step_tags")
 class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
     """The data layer the page uses for users, threads, steps, elements and feedback."""
 
-    def __init__(self, url: str) -> None:
-        super().__init__(conninfo=url)
+    def __init__(self, url: str, files: LocalFileStore | None = None) -> None:
+        super().__init__(conninfo=url, storage_provider=files)  # type: ignore[arg-type]  # duck-typed client
         configure(self.engine)
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock: asyncio.Lock | None = None
@@ -44,6 +45,19 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
     async def update_thread(self, thread_id: str, *args: Any, **kwargs: Any) -> None:
         _check_id(thread_id)
         await super().update_thread(thread_id, *args, **kwargs)
+
+    async def _get_user_id_by_thread(self, thread_id: str) -> str | None:
+        """The thread's owner, which names the folder of its files. A file sent with the first
+        message arrives before Chainlit has written the thread's owner: it is the sender's."""
+        found = await super()._get_user_id_by_thread(thread_id)
+        if found:
+            return str(found)
+        from chainlit.context import context
+
+        try:
+            return getattr(context.session.user, "id", None)
+        except Exception:  # no Chainlit context (a script, a test)
+            return None
 
     async def create_step(self, step_dict: Any) -> None:
         _check_id(step_dict.get("threadId"))

@@ -35,6 +35,7 @@ class ExportedThread:
     name: str | None
     user: str | None
     created_at: str | None
+    team: str | None = None  # the chat profile (team title) the conversation was held with
     steps: list[ExportedStep] = field(default_factory=list)
 
 
@@ -52,7 +53,10 @@ async def load_thread(engine: AsyncEngine, thread_id: str, *, owner: str | None 
                 sa.select(steps).where(steps.c.threadId == thread_id).order_by(steps.c.createdAt, steps.c.start)
             )
         ).mappings().all()
-    result = ExportedThread(id=thread_id, name=head["name"], user=head["userIdentifier"], created_at=head["createdAt"])
+    meta = head["metadata"]
+    meta = json.loads(meta) if isinstance(meta, str) else (meta or {})
+    result = ExportedThread(id=thread_id, name=head["name"], user=head["userIdentifier"], created_at=head["createdAt"],
+                            team=meta.get("chat_profile"))
     for row in rows:
         if row["type"] in _MESSAGE_TYPES:
             result.steps.append(ExportedStep("message", row["name"], row["output"] or "", row["createdAt"],
@@ -72,6 +76,8 @@ def to_markdown(thread: ExportedThread) -> str:
     lines.append(f"- thread: `{thread.id}`")
     if thread.user:
         lines.append(f"- user: {thread.user}")
+    if thread.team:
+        lines.append(f"- team: {thread.team}")
     if thread.created_at:
         lines.append(f"- started: {thread.created_at}")
     for step in thread.steps:

@@ -42,6 +42,18 @@ def _send(page: Any, text: str) -> None:
     pytest.fail("the message was never sent")
 
 
+def _attach(page: Any, path: Path) -> None:
+    """Attach a file with the composer's paperclip (again if the socket was not connected yet)."""
+    for _ in range(10):
+        page.locator("input[type=file]").first.set_input_files(str(path))
+        try:
+            page.locator("#message-composer").get_by_text(path.name).wait_for(timeout=3_000)
+            return
+        except Exception:
+            page.wait_for_timeout(1_000)  # "Session not found": the page's socket was still connecting
+    pytest.fail(f"{path.name} could not be attached")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """Server settings for each database: SQLite in the data directory, or a fresh PostgreSQL one."""
@@ -158,12 +170,21 @@ def test_a_server_killed_mid_reply_keeps_the_question_and_the_partial_reply(
         _send(page, "What can you do?")
         page.get_by_text("Here is what this team can do", exact=False).first.wait_for(timeout=30_000)
         page.wait_for_timeout(2_000)  # more than one partial checkpoint interval
+        thread_id = page.url.rstrip("/").rsplit("/", 1)[-1]
         assert slow.proc is not None
         slow.proc.kill()  # SIGKILL: no clean shutdown, no flush
         slow.proc.wait(10)
         context.close()
     finally:
         slow.stop()
+
+    # The team (chat profile) was stored with the first message, not only at a clean disconnect.
+    cli = subprocess.run(
+        [sys.executable, "-m", "chorus.cli", "export", thread_id, "--format", "json"],
+        capture_output=True, text=True, env=slow.env, cwd=slow.workdir, timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["team"] == "Chorus"
 
     again = ChorusServer(workdir, env={"CHORUS_OFFLINE_TOKEN_DELAY": "0", **database}).start()
     try:
@@ -180,3 +201,56 @@ def test_a_server_killed_mid_reply_keeps_the_question_and_the_partial_reply(
         context.close()
     finally:
         again.stop()
+
+
+def test_an_attached_file_is_answered_from_and_kept_with_the_conversation(
+    browser: Any, tmp_path: Path, artifacts: Path
+) -> None:
+    workdir = tmp_path / "srv"
+    workdir.mkdir(parents=True)
+    first = ChorusServer(workdir, env={"CHORUS_OFFLINE_TOKEN_DELAY": "0"})
+    _add_user(first, "dana", "dana-password")
+    first.start()
+    policy = tmp_path / "policy.md"
+    policy.write_text("# Store policy\nShipping is free over 50 euros.\nRefunds take five days.\n", encoding="utf-8")
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        _login(page, first, "dana", "dana-password")
+        _attach(page, policy)
+        _send(page, "How long do refunds take?")
+        page.get_by_text("Refunds take five days.", exact=False).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(artifacts / "attachment-answer.png"))
+        context.close()
+    finally:
+        first.stop()
+
+    again = ChorusServer(workdir, env={"CHORUS_OFFLINE_TOKEN_DELAY": "0"}).start()
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        _login(page, again, "dana", "dana-password")
+        page.locator("#thread-history").get_by_text("How long do refunds take?").click()
+        page.get_by_text("Refunds take five days.", exact=False).first.wait_for(timeout=30_000)
+        link = page.locator("a[href*='/chorus/files/']").first
+        link.wait_for(timeout=15_000)
+        href = link.get_attribute("href")
+        assert href
+        page.screenshot(path=str(artifacts / "attachment-resumed.png"))
+        stored = page.request.get(href if href.startswith("http") else again.url + href)
+        assert stored.ok and "Refunds take five days." in stored.text()
+        assert stored.headers["x-content-type-options"] == "nosniff"
+        forged = page.request.get((href if href.startswith("http") else again.url + href).replace("signature=",
+                                                                                                    "signature=0"))
+        assert forged.status == 404 and "Refunds" not in forged.text()
+        context.close()
+    finally:
+        again.stop()
+
+    # Removing the account removes its files from the data directory too.
+    files = workdir / "data" / "files"
+    assert any(p.name == "policy.md" for p in files.rglob("*"))
+    removed = subprocess.run([sys.executable, "-m", "chorus.cli", "users", "remove", "dana"],
+                             capture_output=True, text=True, env=again.env, cwd=workdir, timeout=120)
+    assert removed.returncode == 0, removed.stderr
+    assert not any(p.name == "policy.md" for p in files.rglob("*"))
