@@ -24,13 +24,14 @@ apply_offline_defaults()
 
 __version__ = "0.1.0"
 
-from chorus.plugins import AgentContext, AgentSpec, ToolSpec, hookimpl, hookspec  # noqa: E402
+from chorus.plugins import AgentContext, AgentSpec, ToolContext, ToolSpec, hookimpl, hookspec  # noqa: E402
 from chorus.settings import Settings, get_settings  # noqa: E402
 
 __all__ = [
     "AgentContext",
     "AgentSpec",
     "Settings",
+    "ToolContext",
     "ToolSpec",
     "__version__",
     "get_settings",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from chorus.events import (
     ErrorEvent,
     MessageEvent,
     NoticeEvent,
+    RetrievalEvent,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -50,6 +52,10 @@ quiet_autogen()
 CHORUS = Chorus.load()
 for _problem in CHORUS.problems():
     log.error("%s", _problem)
+if CHORUS.memory is not None:
+    # Opens Chroma, ingests knowledge/ on first start and loads the embedding model, without
+    # delaying the page: a turn that comes first simply waits for what it needs.
+    threading.Thread(target=CHORUS.memory.prepare_sync, name="chorus-memory", daemon=True).start()
 
 # Storage: migrate at start-up; history and logins switch on once an account exists
 # (`chorus users add NAME`), so a first start needs no set-up at all.
@@ -199,18 +205,81 @@ if HISTORY:
 
 
 EXPORT_COMMAND = "Export"
+MEMORIES_COMMAND = "Memories"
+MEMORIES_SHOWN = 25
 
 
 async def _offer_commands() -> None:
+    commands: list[Any] = []
     if HISTORY:
-        await cl.context.emitter.set_commands([{
+        commands.append({
             "id": EXPORT_COMMAND,
             "description": "Download this conversation as Markdown (write 'json' for JSON)",
             "icon": "download",
             "button": True,
             "persistent": False,
             "selected": False,
-        }])
+        })
+    if CHORUS.memory is not None:
+        commands.append({
+            "id": MEMORIES_COMMAND,
+            "description": "See what the team remembers about you, and forget any of it",
+            "icon": "brain",
+            "button": True,
+            "persistent": False,
+            "selected": False,
+        })
+    if commands:
+        await cl.context.emitter.set_commands(commands)
+
+
+def _user_memory() -> Any:
+    session = cl.user_session.get("chorus")
+    context = session.tool_context if isinstance(session, ChatSession) else None
+    return context.memory if context is not None else None
+
+
+async def _show_memories() -> None:
+    """The user's memories, each with a button that forgets it (their own only: the memory
+    object is bound to the logged-in user by the session)."""
+    memory = _user_memory()
+    if memory is None:
+        reason = CHORUS.memory.problem if CHORUS.memory is not None and CHORUS.memory.problem else (
+            "memories are kept only for logged-in users")
+        await cl.Message(content=f"ℹ️ Nothing is remembered here: {reason}.", author=SYSTEM).send()
+        return
+    items = await memory.list()
+    if not items:
+        await cl.Message(content="The team remembers nothing about you yet. Tell it about your favourite "
+                                 "artists or genres and it will keep them for later conversations.",
+                         author=SYSTEM).send()
+        return
+    shown = items[-MEMORIES_SHOWN:]
+    lines = "\n".join(f"{n}. {item.text} _(saved {item.created_at[:10]})_" for n, item in enumerate(shown, start=1))
+    more = f"\n\n…and {len(items) - len(shown)} older ones." if len(items) > len(shown) else ""
+    actions = [cl.Action(name="forget_memory", payload={"id": item.id, "text": item.text[:80]},
+                         label=f"Forget {n}", icon="trash-2") for n, item in enumerate(shown, start=1)]
+    actions.append(cl.Action(name="forget_all_memories", payload={}, label="Forget everything", icon="trash"))
+    await cl.Message(content=f"**What the team remembers about you** ({len(items)}):\n\n{lines}{more}",
+                     author=SYSTEM, actions=actions).send()
+
+
+@cl.action_callback("forget_memory")
+async def forget_memory(action: cl.Action) -> None:
+    memory = _user_memory()
+    if memory is not None and await memory.forget(str(action.payload.get("id", ""))):
+        await cl.Message(content=f"Forgotten: “{action.payload.get('text', '')}”.", author=SYSTEM).send()
+        await action.remove()
+    else:
+        await cl.Message(content="That memory was already forgotten.", author=SYSTEM).send()
+
+
+@cl.action_callback("forget_all_memories")
+async def forget_all_memories(action: cl.Action) -> None:
+    memory = _user_memory()
+    count = await memory.forget_all() if memory is not None else 0
+    await cl.Message(content=f"Forgotten: all {count} memories. The team starts afresh with you.",
+                     author=SYSTEM).send()
 
 
 async def _export(message: cl.Message) -> None:
@@ -280,6 +349,9 @@ async def on_message(message: cl.Message | None) -> None:
         session = _session()
     except ChorusError as exc:
         await cl.ErrorMessage(content=f"{exc} Start a new chat once this is fixed.", author=SYSTEM).send()
+        return
+    if message.command == MEMORIES_COMMAND:
+        await _show_memories()
         return
     if HISTORY:
         # Commit the user's message before any model is called (Chainlit stores it in the background).
@@ -369,6 +441,10 @@ class _Renderer:
             step.output = event.result
             step.is_error = event.is_error
             await step.update()
+        elif isinstance(event, RetrievalEvent):
+            step = cl.Step(name=event.kind, type="retrieval")  # the page shows "Used memory"
+            step.output = "\n".join(f"- {item}" for item in event.items) or "(nothing)"
+            await step.send()
         elif isinstance(event, ErrorEvent):
             await cl.ErrorMessage(content=event.message, author=SYSTEM).send()
         elif isinstance(event, NoticeEvent):

@@ -73,6 +73,16 @@ class ToolResultEvent(TurnEvent):
 
 
 @dataclass(frozen=True)
+class RetrievalEvent(TurnEvent):
+    """An agent was given what was retrieved for it before answering (``kind``: ``memory``)."""
+
+    type: ClassVar[str] = "retrieval"
+    agent: str
+    kind: str
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class HandoffEvent(TurnEvent):
     """An agent handed the conversation to another."""
 

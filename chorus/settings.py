@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     max_attachment_chars: int = Field(
         default=100_000, description="Most characters of attached files given to the team per message."
     )
+    memory: bool = Field(default=True, description="Per-user memory and the knowledge base (Chroma); false = off.")
+    embedding: str = Field(
+        default="minilm",
+        description="Embeddings: 'minilm' (offline), 'litellm:<model>' (a provider's), or a plugin embedder's name.",
+    )
+    chroma_url: str | None = Field(
+        default=None, description="URL of a Chroma server; unset = an embedded store in the data directory."
+    )
+    knowledge_dir: Path = Field(
+        default=Path("knowledge"), description="Documents ingested into the knowledge base on first start."
+    )
     forbid_real_models: bool = Field(
         default=False,
         description="Refuse every model request that would leave this machine (set by the tests).",

@@ -22,6 +22,7 @@ from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import (
     BaseChatMessage,
     HandoffMessage,
+    MemoryQueryEvent,
     ModelClientStreamingChunkEvent,
     SelectSpeakerEvent,
     TextMessage,
@@ -29,6 +30,7 @@ from autogen_agentchat.messages import (
     ToolCallRequestEvent,
 )
 from autogen_core import CancellationToken
+from autogen_core.memory import Memory
 
 from chorus.attachments import Attachment, with_attachments
 from chorus.events import (
@@ -37,6 +39,7 @@ from chorus.events import (
     HandoffEvent,
     MessageEvent,
     NoticeEvent,
+    RetrievalEvent,
     SelectionEvent,
     StopReason,
     TokenEvent,
@@ -45,7 +48,9 @@ from chorus.events import (
     TurnEvent,
     UsageEvent,
 )
+from chorus.memory import MemoryService
 from chorus.models import OFFLINE_NOTICE, CallRecord, ModelError, validate_model
+from chorus.plugins._specs import ToolContext
 from chorus.plugins.manager import Registry, load_plugins
 from chorus.settings import OFFLINE_MODEL, Settings, get_settings
 from chorus.store.checkpoints import CheckpointStore
@@ -67,6 +72,8 @@ class Chorus:
     settings: Settings
     registry: Registry
     catalog: TeamCatalog
+    memory: MemoryService | None = None
+    """Per-user memory and the knowledge base (None with ``CHORUS_MEMORY=false``)."""
 
     @classmethod
     def load(cls, settings: Settings | None = None, *, extra_plugins: Iterable[tuple[str, object]] = ()) -> Chorus:
@@ -74,7 +81,8 @@ class Chorus:
         settings = settings or get_settings()
         registry = load_plugins(settings, extra=extra_plugins)
         catalog = load_teams(settings.agents_dir, settings.default_team)
-        return cls(settings=settings, registry=registry, catalog=catalog)
+        memory = MemoryService(settings, registry.embedders) if settings.memory else None
+        return cls(settings=settings, registry=registry, catalog=catalog, memory=memory)
 
     def team(self, name: str | None = None) -> TeamSpec:
         """The team called ``name`` (default team when None); ChorusError if unknown."""
@@ -145,11 +153,26 @@ class ChatSession:
     _before: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _rewind_failed: bool = False
     _resumed: bool = False  # continues a stored conversation: earlier turn states are in the store
+    tool_context: ToolContext | None = None
 
     def build(self) -> None:
         settings = self.chorus.settings
+        service = self.chorus.memory
+        if self.tool_context is None:
+            self.tool_context = ToolContext(
+                user_id=self.user_id, thread_id=self.thread_id, team=self.spec.name,
+                memory=service.for_user(self.user_id) if service else None,
+                knowledge=service.knowledge if service and service.available else None,
+            )
+        self.tool_context.team = self.spec.name
+        memories: list[Memory] = []
+        if self.tool_context.memory is not None:
+            from chorus.memory.user import RecallMemory
+
+            memories.append(RecallMemory(self.tool_context.memory))
         self.built = build_team(
-            self.spec, self.chorus.registry, settings, on_call=self._usage.append, stream=self.stream
+            self.spec, self.chorus.registry, settings, on_call=self._usage.append, stream=self.stream,
+            tool_context=self.tool_context, memories=memories,
         )
         for model in sorted(self.built.models):
             error = validate_model(model)
@@ -176,6 +199,10 @@ class ChatSession:
         problems = self.chorus.problems() + (self.built.problems if self.built else [])
         for problem in problems:
             notes.append(NoticeEvent(text=problem, level="warning", code="plugin_problem"))
+        service = self.chorus.memory
+        if service is not None and service.problem:
+            notes.append(NoticeEvent(text=f"Memory and the knowledge base are unavailable: {service.problem}",
+                                     level="warning", code="memory_unavailable"))
         return notes
 
     async def resume(self) -> bool:
@@ -490,6 +517,8 @@ def _translate(item: Any, streamed: set[str]) -> list[TurnEvent]:
                             is_error=bool(r.is_error))
             for r in item.content
         ]
+    if isinstance(item, MemoryQueryEvent):
+        return [RetrievalEvent(agent=item.source, kind="memory", items=[str(m.content) for m in item.content])]
     if isinstance(item, HandoffMessage):
         return [HandoffEvent(agent=item.source, target=item.target, content=item.content)]
     if isinstance(item, BaseChatMessage) and item.source != USER:

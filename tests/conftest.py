@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ import pytest
 
 # Tests never reach a real model provider: the model client refuses anything but loopback.
 os.environ["CHORUS_FORBID_REAL_MODELS"] = "1"
+# Tests that do not choose a data directory get a throwaway one, never the checkout's .chorus/.
+os.environ["CHORUS_HOME"] = tempfile.mkdtemp(prefix="chorus-test-home-")
 
 import chorus  # noqa: F401  (applies the offline switches before litellm is imported)
 
@@ -111,6 +114,7 @@ class ChorusServer:
             **os.environ,
             "CHORUS_HOME": str(workdir / "data"),
             "CHORUS_AGENTS_DIR": str(ROOT / "agents"),
+            "CHORUS_KNOWLEDGE_DIR": str(ROOT / "knowledge"),
             "CHORUS_FORBID_REAL_MODELS": "1",
             **(env or {}),
         }

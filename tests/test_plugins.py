@@ -64,7 +64,7 @@ def test_builtins_load_through_the_same_hooks_as_any_plugin() -> None:
     assert all(r.status == "ok" and r.builtin and r.distribution == "chorus" for r in reports.values())
     assert {"assistant", "guide"} <= set(registry.agents)
     assert "current_time" in registry.tools and "chorus_help" in registry.tools
-    assert [m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS] == ["assistant", "guide"]
+    assert [m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS] == ["assistant", "guide", "librarian"]
 
 
 def test_in_process_plugin_registers_and_unregisters() -> None:
@@ -106,7 +106,7 @@ def test_allow_list_matches_plugin_or_distribution_names() -> None:
     only_good = load_plugins(_settings(plugins="good"), extra=extra)
     assert [r.name for r in only_good.reports] == ["good"]
     by_dist = load_plugins(_settings(plugins=" Chorus "), extra=extra)  # the built-ins' distribution
-    assert {r.name for r in by_dist.reports} == {"assistant", "guide"}
+    assert {r.name for r in by_dist.reports} == {"assistant", "guide", "librarian"}
     everything = load_plugins(_settings(plugins=""), extra=extra)
     assert {"assistant", "guide", "good"} <= {r.name for r in everything.reports}
 

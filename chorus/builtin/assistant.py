@@ -1,4 +1,4 @@
-"""The built-in ``assistant``: a general helper with clock and calendar tools.
+"""The built-in ``assistant``: a general helper with clock, calendar and memory tools.
 
 It registers through the same hooks as any third-party plugin; the module is
 listed in :data:`chorus.plugins.DEFAULT_PLUGINS`.
@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from chorus.plugins import AgentSpec, ToolSpec, hookimpl
+from chorus.plugins import AgentSpec, ToolContext, ToolSpec, hookimpl
 
 # Cities people ask about, mapped to their IANA zone; any IANA name works too.
 _CITY_ZONES: dict[str, str] = {
@@ -78,7 +78,12 @@ _IN_PLACE = re.compile(r"\b(?:in|at|for)\s+([A-Za-z_/ ]+?)\s*(?:right now|now|to
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 
 
+_TIME_WORDS = re.compile(r"\b(time|clock|date|day|today|now|hour|o'clock)\b", re.I)
+
+
 def _time_args(text: str) -> Mapping[str, Any] | None:
+    if not _TIME_WORDS.search(text):
+        return None
     match = _IN_PLACE.search(text.strip())
     if match:
         place = match.group(1).strip()
@@ -99,9 +104,42 @@ def _days_args(text: str) -> Mapping[str, Any] | None:
     return None
 
 
+async def remember(fact: str, context: ToolContext) -> str:
+    """Save a fact or preference the user told you about themselves (favourite artists, genres,
+    their name...) so that later conversations can use it. Write it as one short statement."""
+    if context.memory is None:
+        return "Nothing was saved: memory is only kept for logged-in users."
+    item = await context.memory.remember(fact)
+    return f"Saved to your memory: “{item.text}” (see or delete your memories with the Memories button)."
+
+
+_PREFERENCE = re.compile(
+    r"\b(my (favou?rite|name|birthday)\b|i (really |also |do )?(like|love|prefer|enjoy|adore|hate|dislike|listen to)\b"
+    r"|i'?m (a|an|into|allergic|vegetarian|vegan)\b|i am (a|an|into|allergic|vegetarian|vegan)\b|call me\b"
+    r"|remember (that|this|me)\b)",
+    re.I,
+)
+_QUESTION = re.compile(r"^\s*(what|which|who|whom|when|where|why|how|do|does|did|can|could|would|is|are)\b", re.I)
+
+
+def _remember_args(text: str) -> Mapping[str, Any] | None:
+    """A statement about the user themselves (not a question about it) is worth remembering."""
+    text = text.strip()
+    if not _PREFERENCE.search(text) or text.endswith("?") or _QUESTION.match(text):
+        return None
+    fact = re.sub(r"^(please\s+)?remember (that\s+)?", "", text, flags=re.I).strip()
+    return {"fact": fact[:1].upper() + fact[1:]} if fact else None
+
+
 @hookimpl
 def chorus_register_tools() -> list[ToolSpec]:
     return [
+        ToolSpec(
+            func=remember,
+            keywords=("my favourite", "my favorite", "i like", "i love", "i prefer", "remember that", "call me"),
+            offline_args=_remember_args,
+            examples=("My favourite artist is Miles Davis.",),
+        ),
         ToolSpec(
             func=current_time,
             keywords=("what time", "time is it", "current time", "time in", "what day", "today's date", "date today"),
@@ -122,14 +160,18 @@ def chorus_register_agents() -> list[AgentSpec]:
     return [
         AgentSpec(
             name="assistant",
-            description="A general assistant: answers everyday questions and tells the time and date anywhere.",
+            description=(
+                "A general assistant: answers everyday questions, tells the time and date anywhere, and "
+                "remembers the user's preferences across conversations."
+            ),
             system_message=(
                 "You are a friendly, concise assistant in a team of specialist agents. Answer the "
                 "user's question directly. Use your tools for the current time and for date arithmetic "
-                "rather than guessing."
+                "rather than guessing. When the user tells you a lasting fact or preference about "
+                "themselves, save it with `remember`; use what you remember about them when it helps."
             ),
-            tools=("current_time", "days_between"),
-            keywords=("time", "date", "today", "days"),
+            tools=("current_time", "days_between", "remember"),
+            keywords=("time", "date", "today", "days", "about me", "remember", "recommend"),
             examples=("What time is it in Tokyo?",),
         )
     ]

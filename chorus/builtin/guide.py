@@ -60,15 +60,22 @@ def chorus_help(question: str) -> str:
     return f"**{best.title}**\n\n{best.body}"
 
 
+# Topic keywords too common to mean "a question about Chorus" on their own.
+_GENERIC = frozenset({"agents", "work", "about", "what is"})
+
+
 def _help_args(text: str) -> dict[str, Any] | None:
-    if any(_score(text, topic) for topic in help_topics()):
-        return {"question": text}
+    """Only a topic's own keyword phrase (not "what is", not a title word) calls for help."""
+    low = f" {' '.join(_WORD.findall(text.lower()))} "
+    for topic in help_topics():
+        if any(f" {' '.join(_WORD.findall(k.lower()))} " in low for k in topic.keywords if k not in _GENERIC):
+            return {"question": text}
     return None
 
 
 @hookimpl
 def chorus_register_tools() -> list[ToolSpec]:
-    keywords = tuple(sorted({k for t in help_topics() for k in t.keywords} - {"agents", "work", "about", "what is"}))
+    keywords = tuple(sorted({k for t in help_topics() for k in t.keywords} - _GENERIC))
     return [
         ToolSpec(
             func=chorus_help,

@@ -60,11 +60,17 @@ def words(text: str) -> list[str]:
     return result
 
 
+def _plain(text: str) -> str:
+    """Lower-case words with the same light plural stem as :func:`words`, stopwords kept."""
+    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+                    for w in _WORD.findall(text.lower()))
+
+
 def _keyword_hits(text: str, keywords: Iterable[str]) -> int:
-    low = f" {' '.join(_WORD.findall(text.lower()))} "
+    low = f" {_plain(text)} "
     hits = 0
     for kw in keywords:
-        phrase = " ".join(_WORD.findall(kw.lower()))
+        phrase = _plain(kw)
         if phrase and f" {phrase} " in low:
             hits += 1
     return hits
@@ -87,7 +93,8 @@ def agent_score(text: str, agent: AgentSpec, tools: Mapping[str, ToolSpec]) -> i
     for name in agent.tools:
         tool = tools.get(name)
         if tool is not None and _can_call(text, tool):
-            score += tool_score(text, tool)
+            # A tool whose own parser found its arguments in the message is strong evidence.
+            score += tool_score(text, tool) + (2 if tool.offline_args is not None else 0)
     return score
 
 
@@ -154,6 +161,9 @@ class OfflineModel:
         if call is not None:
             return ModelReply(tool_calls=(call,))
         summarised = _team_summary_given(messages)
+        remembered = _remembered(messages)
+        if remembered and _ABOUT_ME.search(user_text):
+            return ModelReply(text=_about_you(remembered))
         return ModelReply(text=self._text_answer(user_text, request.hints, summarised=summarised))
 
     def _tool_call(self, text: str, request: ModelRequest) -> ToolCall | None:
@@ -216,6 +226,33 @@ def answer_from_files(question: str, files: Iterable[Attachment], *, most: int =
         parts.append(f"**{item.name}**: {size}. It begins:\n\n{start}")
     ask = "" if wanted else "\n\nAsk about a word or topic in it and I will quote the lines that mention it."
     return "You attached:\n\n" + "\n\n".join(parts) + ask
+
+
+_ABOUT_ME = re.compile(
+    r"\b(about me|what do you (know|remember)|do you remember|remember me|my favou?rites?|who am i|"
+    r"recommend|suggest|what should i (listen|read|watch|try))\b", re.I
+)
+
+
+def _remembered(messages: list[dict[str, Any]]) -> list[str]:
+    """The user's memories Chorus added to the context (``chorus.memory.user.MEMORY_HEADER``)."""
+    from chorus.memory.user import MEMORY_HEADER
+
+    found: list[str] = []
+    for message in messages:
+        text = text_of(message)
+        if message.get("role") == "system" and text.startswith(MEMORY_HEADER):
+            for line in text.splitlines()[1:]:
+                item = line.removeprefix("- ").strip()
+                if item and item not in found:
+                    found.append(item)
+    return found
+
+
+def _about_you(remembered: list[str]) -> str:
+    lines = "\n".join(f"- {item}" for item in remembered)
+    return (f"Here is what I remember about you from our conversations:\n\n{lines}\n\n"
+            "You can see and delete these memories with the **Memories** button.")
 
 
 def _count(n: int, noun: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chorus.plugins._specs import AgentContext, AgentFactory, AgentSpec, ToolSpec
+from chorus.plugins._specs import AgentContext, AgentFactory, AgentSpec, ToolContext, ToolSpec
 from chorus.plugins.hookspecs import hookimpl, hookspec
 from chorus.plugins.manager import (
     DEFAULT_PLUGINS,
@@ -22,6 +22,7 @@ __all__ = [
     "PluginLoader",
     "PluginReport",
     "Registry",
+    "ToolContext",
     "ToolSpec",
     "hookimpl",
     "hookspec",

@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from autogen_agentchat.base import ChatAgent
+    from autogen_core.memory import Memory
     from autogen_core.models import ChatCompletionClient
     from autogen_core.tools import BaseTool
 
+    from chorus.memory.knowledge import KnowledgeBase
+    from chorus.memory.user import UserMemory
     from chorus.settings import Settings
 
 
@@ -19,12 +22,79 @@ OfflineArgs = Callable[[str], Mapping[str, Any] | None]
 """Turns a user's message into tool arguments for the offline model, or None when it can't."""
 
 
+@dataclass
+class ToolContext:
+    """Who is asking, in which conversation: handed to a tool that declares a parameter of this type.
+
+    Chorus binds it when it builds a conversation's team, and hides that parameter from the
+    model, so a model (or a prompt injected into one) can never choose another user's id or
+    data. ``memory`` is this user's memory (None for anonymous visitors or with memory off);
+    ``knowledge`` the knowledge base; ``state`` a dict the conversation's tools share (for
+    example a customer verified earlier in the chat), kept for the life of the session.
+    """
+
+    user_id: str
+    thread_id: str
+    team: str
+    memory: UserMemory | None = None
+    knowledge: KnowledgeBase | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _context_parameter(func: Callable[..., Any]) -> str | None:
+    """The name of ``func``'s ToolContext parameter, if it has one."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        hints = {}
+    for name, hint in hints.items():
+        if hint is ToolContext:
+            return name
+    return None
+
+
+def bind_context(func: Callable[..., Any], context: ToolContext) -> Callable[..., Any]:
+    """``func`` with its ToolContext parameter filled in and removed from its signature."""
+    import functools
+    import typing
+
+    name = _context_parameter(func)
+    if name is None:
+        return func
+    hints = typing.get_type_hints(func)
+    signature = inspect.signature(func)
+    params = [p.replace(annotation=hints.get(p.name, p.annotation))
+              for p in signature.parameters.values() if p.name != name]
+
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def bound_async(*args: Any, **kwargs: Any) -> Any:
+            return await func(*args, **{name: context}, **kwargs)
+
+        bound: Callable[..., Any] = bound_async
+    else:
+        @functools.wraps(func)
+        def bound_sync(*args: Any, **kwargs: Any) -> Any:
+            return func(*args, **{name: context}, **kwargs)
+
+        bound = bound_sync
+    bound.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=params, return_annotation=hints.get("return", signature.return_annotation))
+    bound.__annotations__ = {k: v for k, v in hints.items() if k != name}
+    del bound.__wrapped__  # type: ignore[attr-defined]  # inspect must see the new signature
+    return bound
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     """A tool agents can call: a typed Python function (sync or async) plus hints.
 
     ``func``'s signature and docstring become the JSON schema a model sees, so
-    annotate every parameter. ``keywords`` and ``offline_args`` only matter to
+    annotate every parameter. A parameter annotated :class:`ToolContext` is filled
+    in by Chorus (who is asking, their memory) and never shown to the model.
+    ``keywords`` and ``offline_args`` only matter to
     Chorus's offline model: words in a user's message that call for this tool,
     and a parser from that message to the tool's arguments. ``examples`` are
     prompts users can try; the offline model suggests them.
@@ -48,11 +118,16 @@ class ToolSpec:
         if not self.name.isidentifier():
             raise ValueError(f"tool name {self.name!r} must be a Python identifier")
 
-    def to_autogen(self) -> BaseTool[Any, Any]:
-        """The AutoGen tool that agents are given."""
+    def to_autogen(self, context: ToolContext | None = None) -> BaseTool[Any, Any]:
+        """The AutoGen tool that agents are given (bound to ``context`` when it asks for one)."""
         from autogen_core.tools import FunctionTool
 
-        return FunctionTool(self.func, description=self.description, name=self.name)
+        func = self.func
+        if _context_parameter(func) is not None:
+            if context is None:
+                raise ValueError(f"tool {self.name!r} needs a ToolContext (it runs inside a conversation)")
+            func = bind_context(func, context)
+        return FunctionTool(func, description=self.description, name=self.name)
 
 
 @dataclass(frozen=True)
@@ -67,6 +142,10 @@ class AgentContext:
     settings: Settings
     stream: bool = True
     """Whether the agent should stream tokens (``model_client_stream``); honour it in factories."""
+    memory: list[Memory] = field(default_factory=list)
+    """AutoGen memories to give the agent (``memory=``): the user's recalled memories, when on."""
+    tool_context: ToolContext | None = None
+    """Who the conversation is with (see :class:`ToolContext`), for factories that need it."""
 
 
 AgentFactory = Callable[[AgentContext], "ChatAgent"]

@@ -9,7 +9,7 @@ plugin as failed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -49,5 +49,20 @@ def chorus_register_agents(settings: Settings) -> Sequence[AgentSpec]:
     Returns: a sequence of :class:`chorus.AgentSpec`. Agents are built later,
     once per chat session, from the spec's factory (or the default assistant);
     a factory that raises is reported and that agent is left out of the team.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def chorus_register_embedders(settings: Settings) -> Mapping[str, Callable[[], Any]]:
+    """Offer embedding functions for memory and the knowledge base.
+
+    Called: once per plugin load, after agents.
+    Receives: ``settings`` (optional argument).
+    Returns: a mapping of name to a factory that returns a Chroma embedding function
+    (a ``chromadb.EmbeddingFunction``). ``CHORUS_EMBEDDING=<name>`` selects it; the factory is
+    called once, when memory or knowledge is first used. Register the class with Chroma's
+    ``@register_embedding_function`` so a collection reopened later rebuilds it. Each embedder
+    gets collections of its own, so switching embedders never mixes vectors; re-ingest after.
     """
     raise NotImplementedError

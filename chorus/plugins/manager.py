@@ -13,7 +13,7 @@ import functools
 import importlib
 import logging
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "chorus"
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("chorus.builtin.assistant", "chorus.builtin.guide")
+DEFAULT_PLUGINS: tuple[str, ...] = ("chorus.builtin.assistant", "chorus.builtin.guide", "chorus.builtin.librarian")
 """Modules of Chorus's built-in agents; loaded like any plugin, distribution ``chorus``."""
 
 Status = Literal["ok", "error"]
@@ -87,6 +87,8 @@ class Registry:
 
     agents: dict[str, AgentSpec] = field(default_factory=dict)
     tools: dict[str, ToolSpec] = field(default_factory=dict)
+    embedders: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    """Embedding-function factories by name (``CHORUS_EMBEDDING`` picks one)."""
     reports: list[PluginReport] = field(default_factory=list)
 
     def report_for(self, plugin: str) -> PluginReport | None:
@@ -214,6 +216,9 @@ class PluginLoader:
             self._collect(report, plugin, "chorus_register_tools", lambda r, v: self._add_tools(registry, r, v))
         for report, plugin in loaded:
             self._collect(report, plugin, "chorus_register_agents", lambda r, v: self._add_agents(registry, r, v))
+        for report, plugin in loaded:
+            self._collect(report, plugin, "chorus_register_embedders",
+                          lambda r, v: self._add_embedders(registry, r, v))
         for report in registry.reports:
             if report.status == "ok":
                 log.info("plugin %s (%s %s) loaded: agents=%s tools=%s", report.name,
@@ -249,6 +254,17 @@ class PluginLoader:
                 continue
             registry.tools[spec.name] = spec
             report.tools.append(spec.name)
+
+    def _add_embedders(self, registry: Registry, report: PluginReport, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"chorus_register_embedders must return a mapping of name to factory, got {value!r}")
+        for name, factory in value.items():
+            if not callable(factory):
+                raise TypeError(f"embedder {name!r} is not a factory (a callable returning an embedding function)")
+            if name in registry.embedders or name == "minilm":
+                report.fail("embedders", ValueError(f"embedder {name!r} is already registered"))
+                continue
+            registry.embedders[str(name)] = factory
 
     def _add_agents(self, registry: Registry, report: PluginReport, value: Any) -> None:
         for spec in _as_list(value, "agents"):
@@ -297,7 +313,7 @@ class _AutogenToolSpec(ToolSpec):
 
     tool: Any = None
 
-    def to_autogen(self) -> Any:
+    def to_autogen(self, context: Any = None) -> Any:
         return self.tool
 
 

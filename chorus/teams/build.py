@@ -10,10 +10,11 @@ from typing import Any
 from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
 from autogen_agentchat.conditions import ExternalTermination, MaxMessageTermination, TextMentionTermination
 from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
+from autogen_core.memory import Memory
 
 from chorus.models import CallRecord, ChorusModelClient, ModelHints
 from chorus.models.offline import SELECTOR_INSTRUCTIONS
-from chorus.plugins._specs import AgentContext, AgentSpec
+from chorus.plugins._specs import AgentContext, AgentSpec, ToolContext
 from chorus.plugins.manager import Registry
 from chorus.settings import OFFLINE_MODEL, Settings
 from chorus.teams.spec import TeamSpec
@@ -111,8 +112,13 @@ def build_team(
     *,
     on_call: Callable[[CallRecord], None] | None = None,
     stream: bool = True,
+    tool_context: ToolContext | None = None,
+    memories: list[Memory] | None = None,
 ) -> BuiltTeam:
-    """Build the AutoGen team for ``spec``; members that fail are left out and reported."""
+    """Build the AutoGen team for ``spec``; members that fail are left out and reported.
+
+    ``tool_context`` is bound into the tools that ask for it; ``memories`` go to every agent.
+    """
     members, problems = resolve_members(spec, registry)
     hints_agents = {m.name: m for m in members}
 
@@ -136,7 +142,8 @@ def build_team(
         model = member.model or spec.model or settings.model
         model_client = client(model, member.name)
         try:
-            agent = build_agent(member, model_client, registry, settings, stream=stream)
+            agent = build_agent(member, model_client, registry, settings, stream=stream,
+                                tool_context=tool_context, memories=memories)
         except Exception as exc:
             report = registry.report_for(member.plugin)
             if report is not None:
@@ -173,10 +180,17 @@ def build_team(
 
 
 def build_agent(
-    spec: AgentSpec, model_client: ChorusModelClient, registry: Registry, settings: Settings, *, stream: bool = True
+    spec: AgentSpec,
+    model_client: ChorusModelClient,
+    registry: Registry,
+    settings: Settings,
+    *,
+    stream: bool = True,
+    tool_context: ToolContext | None = None,
+    memories: list[Memory] | None = None,
 ) -> ChatAgent:
     """One agent from its spec: the plugin's factory, or a streaming AssistantAgent."""
-    tools = [registry.tools[name].to_autogen() for name in spec.tools]
+    tools = [registry.tools[name].to_autogen(tool_context) for name in spec.tools]
     context = AgentContext(
         name=spec.name,
         description=spec.description,
@@ -185,6 +199,8 @@ def build_agent(
         tools=tools,
         settings=settings,
         stream=stream,
+        memory=list(memories or []),
+        tool_context=tool_context,
     )
     if spec.factory is not None:
         agent = spec.factory(context)
@@ -209,4 +225,5 @@ def default_agent(context: AgentContext) -> ChatAgent:
         model_client_stream=context.stream,
         reflect_on_tool_use=bool(context.tools),
         max_tool_iterations=3,
+        memory=list(context.memory) or None,
     )

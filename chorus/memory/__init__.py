@@ -1,0 +1,112 @@
+"""Memory and knowledge with Chroma: offline embeddings, per-user memory, a knowledge base.
+
+:class:`MemoryService` is what a process opens once (``Chorus.load`` makes it); nothing here
+touches Chroma or loads the embedding model until first use, so start-up and the CLI stay fast.
+
+- ``embeddings``: all-MiniLM-L6-v2 in numpy (offline default) and litellm embeddings;
+- ``store``: the Chroma client, embedded with a single-writer lock, or a server;
+- ``knowledge``: ``chorus ingest`` and search, with sources;
+- ``user``: each user's memories, and the AutoGen ``Memory`` that recalls them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from chorus.settings import Settings
+
+if TYPE_CHECKING:
+    from chorus.memory.knowledge import KnowledgeBase
+    from chorus.memory.store import VectorStore
+    from chorus.memory.user import UserMemory
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = frozenset({"", "anonymous"})
+"""User ids that name nobody in particular (the page without logins): they get no memory."""
+
+
+class MemoryService:
+    """The process's vector store, knowledge base and per-user memories."""
+
+    def __init__(self, settings: Settings, embedders: dict[str, Callable[[], Any]] | None = None) -> None:
+        self.settings = settings
+        self._embedders = embedders or {}
+        self._store: VectorStore | None = None
+        self._knowledge: KnowledgeBase | None = None
+        self.problem: str | None = None
+        """Why memory and knowledge are unavailable (the store could not be opened), else None."""
+        self._preparing = False
+        self._prepared = threading.Event()
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            from chorus.memory.store import VectorStore
+
+            self._store = VectorStore(self.settings, self._embedders)
+        return self._store
+
+    @property
+    def knowledge(self) -> KnowledgeBase:
+        if self._knowledge is None:
+            from chorus.memory.knowledge import KnowledgeBase
+
+            self._knowledge = KnowledgeBase(self.store, before_search=self._wait_until_prepared)
+        return self._knowledge
+
+    @property
+    def available(self) -> bool:
+        return self.problem is None
+
+    def for_user(self, user_id: str) -> UserMemory | None:
+        """``user_id``'s memory; None for anonymous visitors, whose memories would be everyone's."""
+        if user_id.strip() in ANONYMOUS or not self.available:
+            return None
+        from chorus.memory.user import UserMemory
+
+        return UserMemory(self.store, user_id)
+
+    def prepare_sync(self) -> None:
+        """Open the store and warm up what the first turn would otherwise wait for: ingest
+        ``CHORUS_KNOWLEDGE_DIR`` when the knowledge base is empty (first start), read what it
+        covers, load the embedding model. Blocking: the server runs it in a thread at start-up.
+
+        A store that cannot be opened (another process holds it, the server is down) turns
+        memory and knowledge off for this process, with :attr:`problem` saying why.
+        """
+        from chorus.memory.store import VectorStoreError
+
+        self._preparing = True
+        try:
+            self._prepare()
+        except VectorStoreError as exc:
+            self.problem = str(exc)
+            log.error("memory and knowledge are off: %s", exc)
+        except Exception:
+            log.exception("preparing memory and knowledge failed")
+        finally:
+            self._prepared.set()
+
+    def _wait_until_prepared(self) -> None:
+        """A search that comes while the first start still ingests ``knowledge/`` waits for it."""
+        if self._preparing:
+            self._prepared.wait(timeout=300)
+
+    def _prepare(self) -> None:
+        folder = self.settings.knowledge_dir
+        if self.knowledge.count_sync() == 0 and folder.is_dir():
+            report = self.knowledge.ingest_sync([folder])
+            log.info("knowledge base: ingested %s: %s", folder, report.summary())
+            for source, error in report.failed:
+                log.warning("knowledge base: %s was skipped: %s", source, error)
+        else:
+            self.knowledge.learn_terms_sync()
+        self.store.embedder(["warm up"])
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
