@@ -149,6 +149,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send_error(400, "request body is not JSON", "invalid_request_error")
             return
+        if self.path.split("?")[0].rstrip("/").endswith("/embeddings"):
+            fake = self.server.fake
+            with fake._lock:
+                fake.paths.append(self.path)
+                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+                fake.requests.append(body)
+            self._send_json(200, embeddings(body))
+            return
         if not self.path.split("?")[0].rstrip("/").endswith("/chat/completions"):
             self._send_error(404, f"no route for POST {self.path}", "invalid_request_error")
             return
@@ -485,6 +493,21 @@ class _StopStream(Exception):
 
 class NetworkBlocked(ConnectionRefusedError):
     """A test tried to reach a host other than the loopback interface."""
+
+
+def embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/embeddings``: a deterministic 8-dimensional vector per input (letter statistics)."""
+    texts = body.get("input")
+    texts = [texts] if isinstance(texts, str) else list(texts or [])
+    data = []
+    for index, text in enumerate(texts):
+        low = str(text).lower()
+        vector = [float(sum(low.count(c) for c in group)) + 0.1 for group in
+                  ("ae", "io", "u", "rst", "lnm", "pbd", "kgc", " ")]
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(len(str(t).split()) for t in texts)
+    return {"object": "list", "data": data, "model": body.get("model", "fake-embedding"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _is_loopback_host(host: Any) -> bool:

@@ -313,3 +313,30 @@ def test_cli_memory_list_and_delete(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no memory no-such-id" in missing.stderr
     assert "Deleted 1 memories" in cli("delete", "--user", "erin", "--all").stdout
     assert cli("delete", "--user", "erin").returncode == 2
+
+
+def test_a_providers_embeddings_through_litellm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_openai import FakeOpenAI
+
+    from chorus.memory.store import collection_name
+    from chorus.models import ModelError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-only")
+    docs = tmp_path / "faq.md"
+    docs.write_text("# FAQ\n\n## Vinyl\n\nWe sell no vinyl records.\n\n## Gift cards\n\nGift cards never expire.\n")
+    with FakeOpenAI() as fake:
+        service = MemoryService(Settings(home=tmp_path / "home", embedding="litellm:openai/fake-embedding",
+                                         model_api_base=fake.url))
+        try:
+            report = service.knowledge.ingest_sync([docs])
+            assert report.chunks == 2 and not report.failed
+            assert fake.paths and all(p.endswith("/embeddings") for p in fake.paths)
+            assert fake.requests[0]["model"] == "fake-embedding"
+            assert service.knowledge.search_sync("vinyl records?", min_score=0)  # searched with the same embedder
+            assert service.store.collection("knowledge").name == collection_name(
+                "knowledge", "litellm:openai/fake-embedding")
+        finally:
+            service.close()
+    refused = MemoryService(Settings(home=tmp_path / "other", embedding="litellm:openai/text-embedding-3-small"))
+    with pytest.raises(ModelError, match="refusing a real embedding request"):
+        refused.store.embedder(["hello"])
