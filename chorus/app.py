@@ -43,6 +43,7 @@ from chorus.store import database_url, make_engine, upgrade
 from chorus.store.accounts import account_exists, accounts_exist, authenticate
 from chorus.store.checkpoints import CheckpointStore
 from chorus.store.files import ROUTE, LocalFileStore, files_root
+from chorus.store.usage import UsageLedger
 from chorus.turn import ChatSession, Chorus, ChorusError, run_turn
 from chorus.webfiles import UploadLimit, configure_uploads, file_route, read_attachments
 
@@ -169,6 +170,7 @@ def _session() -> ChatSession:
         user_id=getattr(user, "identifier", None) or "anonymous",
         thread_id=cl.context.session.thread_id,
         checkpoints=_checkpoints(),
+        ledger=UsageLedger(_store_engine()),
     )
     cl.user_session.set("chorus", session)
     return session
@@ -452,12 +454,23 @@ class _Renderer:
             await cl.Message(content=prefix + event.text, author=SYSTEM).send()
         elif isinstance(event, DoneEvent):
             await self.close()
+            if event.prompt_tokens or event.completion_tokens:
+                await _usage_step(event)
 
     async def close(self) -> None:
         """Finish every message still streaming (a stop cut it short): keep what was said."""
         open_messages, self.messages = list(self.messages.values()), {}
         for msg in open_messages:
             await msg.send()
+
+
+async def _usage_step(done: DoneEvent) -> None:
+    """The turn's tokens and cost, folded under its answer."""
+    cost = "price unknown" if done.cost is None else f"${done.cost:,.4f}"
+    step = cl.Step(name="usage", type="undefined")
+    step.output = (f"{done.prompt_tokens + done.completion_tokens:,} tokens ({done.prompt_tokens:,} in, "
+                   f"{done.completion_tokens:,} out) · {cost} · {done.duration_ms / 1000:.1f} s")
+    await step.send()
 
 
 def _pretty_json(arguments: str) -> Any:

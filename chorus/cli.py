@@ -91,15 +91,28 @@ def ask(
     except ChorusError as exc:
         raise _fail(str(exc)) from None
     try:
-        code = asyncio.run(_print_turn(session, text, as_json, attachments))
+        code = asyncio.run(_ledgered_turn(session, text, as_json, attachments))
     except BrokenPipeError:  # `chorus ask ... | head`: the reader left, which is fine
         sys.stderr.close()
         code = 0
     raise typer.Exit(code)
 
 
+async def _ledgered_turn(session: Any, text: str, as_json: bool, attachments: Sequence[Any]) -> int:
+    """The turn, with its model calls recorded in the cost ledger (and budgets applied) like the page's."""
+    from chorus.store import make_engine
+    from chorus.store.usage import UsageLedger
+
+    engine = make_engine(_migrated_url())
+    session.ledger = UsageLedger(engine)
+    try:
+        return await _print_turn(session, text, as_json, attachments)
+    finally:
+        await engine.dispose()
+
+
 async def _print_turn(session: object, text: str, as_json: bool, attachments: Sequence[Any] = ()) -> int:
-    from chorus.events import DoneEvent, ErrorEvent, MessageEvent, TokenEvent, ToolCallEvent
+    from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, TokenEvent, ToolCallEvent
     from chorus.turn import ChatSession, run_turn
 
     assert isinstance(session, ChatSession)
@@ -129,10 +142,12 @@ async def _print_turn(session: object, text: str, as_json: bool, attachments: Se
             speaking = None
         elif isinstance(event, ErrorEvent):
             typer.secho(f"\nerror: {event.message}", fg=typer.colors.RED, err=True)
+        elif isinstance(event, NoticeEvent):
+            typer.secho(f"\n{event.text}", fg=typer.colors.YELLOW, err=True)
         if isinstance(event, DoneEvent):
             if not as_json and speaking is not None:
                 print()
-            if event.stop_reason in ("error", "rejected"):
+            if event.stop_reason in ("error", "rejected", "budget"):
                 code = 1
     return code
 
@@ -317,6 +332,40 @@ def db_upgrade() -> None:
     _quiet_logging()
     url = _migrated_url()
     typer.echo(f"{make_url(url).render_as_string(hide_password=True)} is at revision {current_revision(url)}.")
+
+
+@app.command("usage")
+def usage_report(
+    by: Annotated[str, typer.Option("--by", help="Group by agent, user, model, day or thread.")] = "agent",
+    days: Annotated[int | None, typer.Option("--days", help="Only the last N days (today included).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's calls.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Tokens and cost of model calls, from the cost ledger."""
+    from chorus.store.usage import UsageLedger
+
+    _quiet_logging()
+    if by not in ("agent", "user", "model", "day", "thread"):
+        raise _fail(f"unknown grouping {by!r}: use agent, user, model, day or thread")
+    if days is not None and days < 1:
+        raise _fail("--days must be 1 or more")
+    totals = _db(_migrated_url(), lambda engine: UsageLedger(engine).report(by, days=days, user=user))  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps([{**t.__dict__, "tokens": t.tokens} for t in totals], indent=2))
+        return
+    if not totals:
+        typer.echo("No model calls recorded" + (f" for {user!r}" if user else "") + ".")
+        return
+    width = max(len(by), *(len(t.key) for t in totals))
+    typer.echo(f"{by:<{width}}  {'calls':>7}  {'prompt':>10}  {'completion':>10}  {'cost (USD)':>11}")
+    for t in totals:
+        note = f"  ({t.unpriced} unpriced)" if t.unpriced else ""
+        typer.echo(f"{t.key:<{width}}  {t.calls:>7,}  {t.prompt_tokens:>10,}  {t.completion_tokens:>10,}  "
+                   f"{t.cost:>11.4f}{note}")
+    total_cost = sum(t.cost for t in totals)
+    typer.echo(f"{'total':<{width}}  {sum(t.calls for t in totals):>7,}  "
+               f"{sum(t.prompt_tokens for t in totals):>10,}  {sum(t.completion_tokens for t in totals):>10,}  "
+               f"{total_cost:>11.4f}")
 
 
 def _memory_service() -> Any:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
-StopReason = Literal["completed", "max_messages", "text_mention", "stopped", "cancelled", "error", "rejected"]
+StopReason = Literal[
+    "completed", "max_messages", "text_mention", "stopped", "cancelled", "error", "rejected", "budget"
+]
 
 
 @dataclass(frozen=True)
@@ -138,3 +140,5 @@ class DoneEvent(TurnEvent):
     cost: float | None = 0.0
     duration_ms: float = 0.0
     agents: list[str] = field(default_factory=list)
+    turn_id: str = ""
+    """Identifies the turn in the cost ledger and its trace."""

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     max_attachment_chars: int = Field(
         default=100_000, description="Most characters of attached files given to the team per message."
     )
+    turn_token_budget: int | None = Field(
+        default=None, description="Most tokens (prompt + completion, all calls) one turn may use; unset = no cap."
+    )
+    user_daily_cost_budget: float | None = Field(
+        default=None, description="Most a user's model calls may cost per day (UTC), in US dollars; unset = no cap."
+    )
     memory: bool = Field(default=True, description="Per-user memory and the knowledge base (Chroma); false = off.")
     embedding: str = Field(
         default="minilm",

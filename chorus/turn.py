@@ -54,6 +54,7 @@ from chorus.plugins._specs import ToolContext
 from chorus.plugins.manager import Registry, load_plugins
 from chorus.settings import OFFLINE_MODEL, Settings, get_settings
 from chorus.store.checkpoints import CheckpointStore
+from chorus.store.usage import UsageLedger, UsageRow
 from chorus.teams import BuiltTeam, TeamCatalog, TeamSpec, build_team, load_teams
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,13 @@ class Chorus:
         thread_id: str | None = None,
         stream: bool = True,
         checkpoints: CheckpointStore | None = None,
+        ledger: UsageLedger | None = None,
     ) -> ChatSession:
         """A new conversation with ``team``. Raises ChorusError for an unknown team or model.
 
         With ``checkpoints``, the team's state is saved after every turn and
-        :meth:`ChatSession.resume` restores it.
+        :meth:`ChatSession.resume` restores it. With ``ledger``, every model call is recorded
+        and the daily cost budget is enforced.
         """
         spec = self.team(team)
         session = ChatSession(
@@ -113,6 +116,7 @@ class Chorus:
             thread_id=thread_id or uuid.uuid4().hex,
             stream=stream,
             checkpoints=checkpoints,
+            ledger=ledger,
         )
         session.build()
         return session
@@ -146,6 +150,8 @@ class ChatSession:
     checkpoints: CheckpointStore | None = None
     built: BuiltTeam | None = None
     _usage: list[CallRecord] = field(default_factory=list)
+    ledger: UsageLedger | None = None
+    _budget: _TurnBudget | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _cancel: CancellationToken | None = None
     _stopped: bool = False
@@ -171,13 +177,20 @@ class ChatSession:
 
             memories.append(RecallMemory(self.tool_context.memory))
         self.built = build_team(
-            self.spec, self.chorus.registry, settings, on_call=self._usage.append, stream=self.stream,
+            self.spec, self.chorus.registry, settings, on_call=self._on_call, stream=self.stream,
             tool_context=self.tool_context, memories=memories,
         )
         for model in sorted(self.built.models):
             error = validate_model(model)
             if error:
                 raise ChorusError(error)
+
+    def _on_call(self, record: CallRecord) -> None:
+        """Every finished model call: kept for the turn's usage, and checked against the budgets."""
+        self._usage.append(record)
+        budget = self._budget
+        if budget is not None and budget.add(record) and self.built is not None:
+            self.built.stop.set()  # graceful: the team stops at the end of the current reply
 
     @property
     def team_name(self) -> str:
@@ -343,6 +356,13 @@ async def run_turn(
         )
     elif session.busy:
         rejection = ("busy", "The team is still answering your previous message: wait for it, or press stop.")
+    spent_today = 0.0
+    if rejection is None:
+        spent_today = await _spent_today(session)
+        cap = session.chorus.settings.user_daily_cost_budget
+        if cap is not None and spent_today >= cap:
+            rejection = ("budget", f"You have used today's budget of ${cap:,.2f} for model calls "
+                                   f"(${spent_today:,.4f} spent). It renews at midnight UTC.")
     if rejection is not None:
         yield ErrorEvent(code=rejection[0], message=rejection[1])
         yield DoneEvent(stop_reason="rejected", detail=rejection[0], duration_ms=_ms(started))
@@ -351,7 +371,7 @@ async def run_turn(
     if attachments:
         text = with_attachments(text, [replace(a, text=clean_text(a.text)) for a in attachments])
     async with session._lock:
-        events = _run_locked(session, text, started, message_id)
+        events = _run_locked(session, text, started, message_id, spent_today)
         try:
             async for event in events:
                 yield event
@@ -359,8 +379,45 @@ async def run_turn(
             await events.aclose()  # a consumer that stops reading must end the team's run too
 
 
+async def _spent_today(session: ChatSession) -> float:
+    """What the user spent today, when a daily budget is set (0 when unknown: never block on it)."""
+    if session.ledger is None or session.chorus.settings.user_daily_cost_budget is None:
+        return 0.0
+    try:
+        return await session.ledger.spent_today(session.user_id)
+    except Exception as exc:
+        log.error("could not read today's spending of %s: %s", session.user_id, exc)
+        return 0.0
+
+
+@dataclass
+class _TurnBudget:
+    """The caps one turn runs under; ``add`` says when a call crossed one."""
+
+    max_tokens: int | None
+    max_cost: float | None  # what is left of the user's daily budget
+    daily_cap: float | None = None
+    tokens: int = 0
+    cost: float = 0.0
+    reason: str = ""
+
+    def add(self, record: CallRecord) -> bool:
+        self.tokens += record.prompt_tokens + record.completion_tokens
+        self.cost += record.cost or 0.0
+        if self.reason:
+            return False
+        if self.max_tokens is not None and self.tokens > self.max_tokens:
+            self.reason = (f"This answer was stopped: it used {self.tokens:,} tokens, over the per-turn budget of "
+                           f"{self.max_tokens:,}. What was said so far is kept; ask a narrower question, or "
+                           "the operator can raise CHORUS_TURN_TOKEN_BUDGET.")
+        elif self.max_cost is not None and self.cost > self.max_cost:
+            self.reason = (f"This answer was stopped: it reached your daily budget of ${self.daily_cap:,.2f} for "
+                           "model calls. What was said so far is kept; the budget renews at midnight UTC.")
+        return bool(self.reason)
+
+
 async def _run_locked(
-    session: ChatSession, text: str, started: float, message_id: str | None
+    session: ChatSession, text: str, started: float, message_id: str | None, spent_today: float = 0.0
 ) -> AsyncGenerator[TurnEvent, None]:
     earlier = None if message_id is None else await session._state_before(message_id)
     if earlier is not None:
@@ -374,6 +431,11 @@ async def _run_locked(
     if message_id is not None:
         session._before[message_id] = snapshot
     session._usage.clear()
+    settings = session.chorus.settings
+    daily = settings.user_daily_cost_budget
+    session._budget = _TurnBudget(max_tokens=settings.turn_token_budget,
+                                  max_cost=None if daily is None else daily - spent_today, daily_cap=daily)
+    turn_id = uuid.uuid4().hex
     session._stopped = False
     session._cancel = token = CancellationToken()
     totals = _Totals()
@@ -437,6 +499,10 @@ async def _run_locked(
             yield ErrorEvent(code="model_error" if isinstance(exc, ModelError) else "turn_failed", message=message)
     finally:
         session._cancel = None
+    budget, session._budget = session._budget, None
+    if budget is not None and budget.reason and not session._stopped:
+        stop_reason, detail = "budget", budget.reason
+        yield NoticeEvent(text=budget.reason, level="warning", code="budget")
     if session._stopped and stop_reason != "stopped":
         stop_reason, detail = "stopped", "stopped by the user"
     if stop_reason not in ("stopped", "error") and totals.messages == 0:
@@ -451,6 +517,7 @@ async def _run_locked(
         await _restore(session, snapshot)
     for usage in totals.drain(session._usage):
         yield usage
+    await _record_usage(session, turn_id, totals.records)
     notice = await session._checkpoint(before=None if message_id is None else (message_id, snapshot))
     if notice is not None:
         yield notice
@@ -463,7 +530,22 @@ async def _run_locked(
         cost=totals.cost,
         duration_ms=_ms(started),
         agents=totals.agents,
+        turn_id=turn_id,
     )
+
+
+async def _record_usage(session: ChatSession, turn_id: str, records: list[CallRecord]) -> None:
+    """Write the turn's model calls to the cost ledger; a failure is logged, never the user's problem."""
+    if session.ledger is None or not records:
+        return
+    rows = [UsageRow(user=session.user_id, thread_id=session.thread_id, turn_id=turn_id, team=session.spec.name,
+                     agent=r.label, model=r.model, prompt_tokens=r.prompt_tokens,
+                     completion_tokens=r.completion_tokens, cost=r.cost, latency_ms=round(r.latency_s * 1000, 3))
+            for r in records]
+    try:
+        await session.ledger.record(rows)
+    except Exception as exc:
+        log.error("could not record the usage of turn %s (thread %s): %s", turn_id, session.thread_id, exc)
 
 
 _END = object()
@@ -534,11 +616,13 @@ class _Totals:
     completion_tokens: int = 0
     cost: float | None = 0.0
     agents: list[str] = field(default_factory=list)
+    records: list[CallRecord] = field(default_factory=list)
 
     def drain(self, records: list[CallRecord]) -> list[UsageEvent]:
         events = []
         while records:
             r = records.pop(0)
+            self.records.append(r)
             self.prompt_tokens += r.prompt_tokens
             self.completion_tokens += r.completion_tokens
             self.cost = None if self.cost is None or r.cost is None else self.cost + r.cost

@@ -260,3 +260,58 @@ async def test_editing_an_earlier_message_rewinds_the_team() -> None:
     seen = [m.get("content") for m in scripted_model.requests[-1].messages]
     assert "my name is Bob" in seen
     assert "my name is Ann" not in seen and "I like jazz" not in seen and "second answer" not in seen
+
+
+RUNAWAY = TeamSpec(name="runaway", type="round_robin", members=["alice", "bob"], default=True,
+                   termination=Termination(max_messages=50))
+
+
+async def test_a_token_budget_stops_a_runaway_team_and_keeps_what_was_said() -> None:
+    scripted_model.default = "and so on " * 20  # every call answers at length, forever
+    session = make_chorus(RUNAWAY, turn_token_budget=300).open_session()
+    events = await collect(session, "talk among yourselves")
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.stop_reason == "budget"
+    said = messages(events)
+    assert 1 <= len(said) < 10  # stopped long before max_messages
+    notice = next(e for e in events if e.type == "notice" and e.code == "budget")  # type: ignore[attr-defined]
+    assert "per-turn budget of 300" in notice.text  # type: ignore[attr-defined]
+    # The conversation goes on, and the team kept what was said before the stop.
+    scripted_model.default = None
+    scripted_model.queue("back to normal", "me too")
+    events = await collect(session, "hello again")
+    assert [text for _agent, text in messages(events)][:1] == ["back to normal"]  # round robin goes on
+    assert "and so on" in " ".join(str(m.get("content")) for m in scripted_model.requests[-1].messages)
+
+
+async def test_a_daily_cost_budget_refuses_turns_once_spent(tmp_path: Any) -> None:
+    from chorus.store import database_url, make_engine, upgrade
+    from chorus.store.usage import UsageLedger, UsageRow
+
+    url = database_url(Settings(home=tmp_path))
+    upgrade(url)
+    engine = make_engine(url)
+    ledger = UsageLedger(engine)
+    try:
+        await ledger.record([UsageRow(user="local", thread_id="t0", turn_id="x", team="solo", agent="alice",
+                                      model="gpt-4o", prompt_tokens=1000, completion_tokens=500, cost=0.75,
+                                      latency_ms=900.0)])
+        session = make_chorus(SOLO, user_daily_cost_budget=1.0).open_session(ledger=ledger)
+        scripted_model.queue("fine")
+        assert messages(await collect(session, "first")) == [("alice", "fine")]  # $0.75 of $1.00 spent
+        await ledger.record([UsageRow(user="local", thread_id="t0", turn_id="y", team="solo", agent="alice",
+                                      model="gpt-4o", prompt_tokens=1000, completion_tokens=500, cost=0.30,
+                                      latency_ms=900.0)])
+        events = await collect(session, "second")
+        assert isinstance(events[-1], DoneEvent) and events[-1].stop_reason == "rejected"
+        error = next(e for e in events if isinstance(e, ErrorEvent))
+        assert error.code == "budget" and "today's budget of $1.00" in error.message
+        other = make_chorus(SOLO, user_daily_cost_budget=1.0).open_session(user_id="someone-else", ledger=ledger)
+        scripted_model.queue("yours is untouched")
+        assert messages(await collect(other, "hi")) == [("alice", "yours is untouched")]
+        # Every call of those turns is in the ledger, attributed to its user and agent.
+        totals = {t.key: t for t in await ledger.report("user")}
+        assert totals["someone-else"].calls == 1 and totals["local"].calls == 3
+        assert round(totals["local"].cost, 2) == 1.05
+    finally:
+        await engine.dispose()

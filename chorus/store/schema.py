@@ -5,9 +5,10 @@ Two groups of tables:
 - Chainlit's (``users``, ``threads``, ``steps``, ``elements``, ``feedbacks``): every column the
   installed Chainlit's SQLAlchemy data layer writes, with its quoted camelCase names. Chainlit
   ships no DDL and silently ignores a missing column, so this file is the contract.
-- Chorus's own (``chorus_accounts``, ``chorus_checkpoints``, ``chorus_turn_states``): password
-  logins, the team's saved state after each turn, and its state before each user message (what
-  an edit of that message rewinds to).
+- Chorus's own (``chorus_accounts``, ``chorus_checkpoints``, ``chorus_turn_states``,
+  ``chorus_usage``): password logins, the team's saved state after each turn, its state before
+  each user message (what an edit of that message rewinds to), and the cost ledger (one row per
+  model call).
 
 Types are portable: ids are text (Chainlit passes strings), JSON is JSON, and tag lists are a
 text array on PostgreSQL and JSON text on SQLite (see ``chorus.store.datalayer``).
@@ -132,4 +133,22 @@ turn_states = sa.Table(
     sa.Column("team", sa.Text, nullable=False),
     sa.Column("state", Json, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+usage = sa.Table(
+    "chorus_usage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("user_identifier", sa.Text, nullable=False),
+    sa.Column("thread_id", sa.Text, nullable=False, index=True),
+    sa.Column("turn_id", sa.Text, nullable=False),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("agent", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("cost", sa.Float),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Index("ix_chorus_usage_user_created", "user_identifier", "created_at"),
 )
