@@ -7,10 +7,12 @@ This file lives inside the package (not at the repository root) so that
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +24,7 @@ from chainlit.server import sio
 from chainlit.utils import utc_now
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from chorus.attachments import AttachmentError
@@ -53,6 +55,8 @@ quiet_autogen()
 CHORUS = Chorus.load()
 for _problem in CHORUS.problems():
     log.error("%s", _problem)
+if CHORUS.tracer is not None:
+    CHORUS.tracer.prepare()  # MLflow's import and store set-up happen off the start-up path
 if CHORUS.memory is not None:
     # Opens Chroma, ingests knowledge/ on first start and loads the embedding model, without
     # delaying the page: a turn that comes first simply waits for what it needs.
@@ -124,6 +128,25 @@ async def _logo(request: Request) -> Response:
 chainlit_app.router.routes.insert(0, Route("/logo", _logo))
 
 
+async def _trace(request: Request) -> Response:
+    """A reply's link to its trace: finds the turn's MLflow trace and sends the browser to the UI."""
+    turn_id = request.path_params["turn_id"]
+    tracer = CHORUS.tracer
+    trace_id = None
+    if tracer is not None and turn_id.isalnum():
+        try:
+            trace_id = await asyncio.to_thread(tracer.trace_id_of, turn_id)
+        except Exception as exc:
+            log.warning("could not look up the trace of turn %s: %s", turn_id, exc)
+    if tracer is None or trace_id is None:
+        return Response("No trace for this answer: tracing is off, the tracking store is unreachable, or the "
+                        "trace is still being written (try again in a moment).", status_code=404)
+    return RedirectResponse(tracer.ui_link(trace_id))
+
+
+chainlit_app.router.routes.insert(0, Route("/chorus/trace/{turn_id}", _trace))
+
+
 @cl.set_chat_profiles
 async def chat_profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:
     """One chat profile per team; the default team first."""
@@ -191,6 +214,25 @@ if HISTORY:
         from chorus.store.datalayer import ChorusDataLayer
 
         return ChorusDataLayer(DATABASE_URL, files=FILES)
+
+    @cl.on_feedback
+    async def feedback_to_trace(feedback: Any) -> None:
+        """Thumbs up/down on a reply (stored by Chainlit) also becomes MLflow feedback from that
+        user on the turn's trace."""
+        tracer = CHORUS.tracer
+        layer = get_data_layer()
+        if tracer is None or layer is None:
+            return
+        turn_id = await layer.turn_of_step(feedback.forId)
+        user = getattr(cl.user_session.get("user"), "identifier", None) or "anonymous"
+        if turn_id is None:
+            return
+        try:
+            if not await asyncio.to_thread(tracer.log_feedback, turn_id, user, feedback.value == 1,
+                                           feedback.comment):
+                log.info("no trace of turn %s for the feedback of %s", turn_id, user)
+        except Exception as exc:
+            log.warning("could not attach feedback to the trace of turn %s: %s", turn_id, exc)
 
     @cl.on_chat_resume
     async def resume(thread: Any) -> None:
@@ -368,8 +410,10 @@ async def on_message(message: cl.Message | None) -> None:
     except AttachmentError as exc:
         await cl.ErrorMessage(content=f"{exc}. Send the message again without it.", author=SYSTEM).send()
         return
-    renderer = _Renderer(persist_every=PARTIAL_REPLY_EVERY_S if HISTORY else None)
-    turn = run_turn(session, message.content or "", message_id=message.id, attachments=attachments)
+    turn_id = uuid.uuid4().hex
+    renderer = _Renderer(persist_every=PARTIAL_REPLY_EVERY_S if HISTORY else None, turn_id=turn_id)
+    turn = run_turn(session, message.content or "", message_id=message.id, attachments=attachments,
+                    turn_id=turn_id)
     try:
         # aclosing: a stop that lands while the page is drawing must still end the turn (and its lock).
         async with contextlib.aclosing(turn) as events:
@@ -393,7 +437,8 @@ class _Renderer:
     updating it later races two writes to the database, and the empty one could win.
     """
 
-    def __init__(self, persist_every: float | None = None) -> None:
+    def __init__(self, persist_every: float | None = None, turn_id: str = "") -> None:
+        self.turn_id = turn_id  # on every reply's metadata: feedback finds the turn's trace by it
         self.messages: dict[str, cl.Message] = {}  # the open message of each agent speaking now
         self.steps: dict[str, cl.Step] = {}
         self.persist_every = persist_every
@@ -416,7 +461,7 @@ class _Renderer:
     def _message(self, agent: str) -> cl.Message:
         msg = self.messages.get(agent)
         if msg is None:
-            msg = self.messages[agent] = cl.Message(content="", author=agent)
+            msg = self.messages[agent] = cl.Message(content="", author=agent, metadata={"turn_id": self.turn_id})
             msg.created_at = utc_now()  # a partial checkpoint must sort where the reply began
         return msg
 
@@ -428,7 +473,7 @@ class _Renderer:
         elif isinstance(event, MessageEvent):
             open_msg = self.messages.pop(event.agent) if event.agent in self.messages else None
             if open_msg is None:
-                await cl.Message(content=event.content, author=event.agent).send()
+                await cl.Message(content=event.content, author=event.agent, metadata={"turn_id": self.turn_id}).send()
             else:
                 msg = open_msg
                 msg.content = event.content  # the finished text is the truth, whatever streamed
@@ -455,7 +500,7 @@ class _Renderer:
         elif isinstance(event, DoneEvent):
             await self.close()
             if event.prompt_tokens or event.completion_tokens:
-                await _usage_step(event)
+                await _usage_step(event, traced=CHORUS.tracer is not None)
 
     async def close(self) -> None:
         """Finish every message still streaming (a stop cut it short): keep what was said."""
@@ -464,12 +509,14 @@ class _Renderer:
             await msg.send()
 
 
-async def _usage_step(done: DoneEvent) -> None:
-    """The turn's tokens and cost, folded under its answer."""
+async def _usage_step(done: DoneEvent, traced: bool) -> None:
+    """The turn's tokens and cost, folded under its answer, with the link to its trace."""
     cost = "price unknown" if done.cost is None else f"${done.cost:,.4f}"
-    step = cl.Step(name="usage", type="undefined")
+    step = cl.Step(name="tokens and cost", type="undefined")
     step.output = (f"{done.prompt_tokens + done.completion_tokens:,} tokens ({done.prompt_tokens:,} in, "
                    f"{done.completion_tokens:,} out) · {cost} · {done.duration_ms / 1000:.1f} s")
+    if traced and done.turn_id:
+        step.output += f" · [trace in MLflow](/chorus/trace/{done.turn_id})"
     await step.send()
 
 

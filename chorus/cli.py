@@ -109,6 +109,9 @@ async def _ledgered_turn(session: Any, text: str, as_json: bool, attachments: Se
         return await _print_turn(session, text, as_json, attachments)
     finally:
         await engine.dispose()
+        tracer = session.chorus.tracer
+        if tracer is not None:  # the trace is written by a background thread: let it finish
+            await asyncio.to_thread(tracer.flush, 20.0)
 
 
 async def _print_turn(session: object, text: str, as_json: bool, attachments: Sequence[Any] = ()) -> int:
@@ -332,6 +335,27 @@ def db_upgrade() -> None:
     _quiet_logging()
     url = _migrated_url()
     typer.echo(f"{make_url(url).render_as_string(hide_password=True)} is at revision {current_revision(url)}.")
+
+
+@app.command("mlflow")
+def mlflow_ui(
+    port: Annotated[int, typer.Option("--port", help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default: traces hold "
+                                                      "conversations; put authentication in front before "
+                                                      "exposing it).")] = "127.0.0.1",
+) -> None:
+    """Serve the MLflow UI on Chorus's tracking store (every turn's trace, feedback and cost)."""
+    from chorus.settings import get_settings
+    from chorus.tracing import tracking_uri
+
+    settings = get_settings()
+    uri = tracking_uri(settings)
+    if uri.startswith("http"):
+        raise _fail(f"traces go to the MLflow server at {uri}: open its UI there")
+    settings.home.expanduser().mkdir(parents=True, exist_ok=True)
+    typer.echo(f"MLflow UI for {uri} on http://{host}:{port} (set CHORUS_MLFLOW_UI_URL if you change it)")
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+                              "--host", host, "--port", str(port), "--workers", "1"])
 
 
 @app.command("usage")

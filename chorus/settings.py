@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     model_api_base: str | None = Field(default=None, description="Override the provider's API base URL.")
     model_api_key: str | None = Field(default=None, description="API key passed to litellm.")
     model_timeout: float = Field(default=120.0, description="Seconds before a model call is abandoned.")
+    model_fallbacks: str = Field(
+        default="", description="Comma-separated litellm model strings tried, in order, when CHORUS_MODEL fails."
+    )
+    model_retries: int = Field(
+        default=2, description="Retries of a failed model call (with backoff) before falling back."
+    )
+    model_allowed_fails: int = Field(
+        default=3, description="Failures within a minute after which a model is skipped for CHORUS_MODEL_COOLDOWN."
+    )
+    model_cooldown: float = Field(default=30.0, description="Seconds a failing model is skipped (circuit breaker).")
+    degrade_to_offline: bool = Field(
+        default=True, description="When every model fails, answer with the offline model and say so (not an error)."
+    )
     offline_token_delay: float = Field(
         default=0.012, description="Seconds between streamed chunks of the offline model (0 = instant)."
     )
@@ -55,6 +68,14 @@ class Settings(BaseSettings):
     user_daily_cost_budget: float | None = Field(
         default=None, description="Most a user's model calls may cost per day (UTC), in US dollars; unset = no cap."
     )
+    tracing: bool = Field(default=True, description="Trace every turn in MLflow; false = off.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI (a server URL); unset = SQLite mlflow.db in the data directory."
+    )
+    mlflow_experiment: str = Field(default="chorus", description="MLflow experiment the traces go to.")
+    mlflow_ui_url: str = Field(
+        default="http://127.0.0.1:5000", description="Where `chorus mlflow` serves the MLflow UI (for trace links)."
+    )
     memory: bool = Field(default=True, description="Per-user memory and the knowledge base (Chroma); false = off.")
     embedding: str = Field(
         default="minilm",
@@ -76,6 +97,9 @@ class Settings(BaseSettings):
     def _strip_model(cls, value: str) -> str:
         value = value.strip()
         return value or OFFLINE_MODEL
+
+    def fallback_models(self) -> list[str]:
+        return [m.strip() for m in self.model_fallbacks.split(",") if m.strip()]
 
     def upload_type_list(self) -> list[str]:
         return [t.strip().lower() for t in self.upload_types.split(",") if t.strip()]

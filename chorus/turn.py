@@ -32,6 +32,7 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 from autogen_core.memory import Memory
 
+from chorus import __version__
 from chorus.attachments import Attachment, with_attachments
 from chorus.events import (
     DoneEvent,
@@ -56,6 +57,7 @@ from chorus.settings import OFFLINE_MODEL, Settings, get_settings
 from chorus.store.checkpoints import CheckpointStore
 from chorus.store.usage import UsageLedger, UsageRow
 from chorus.teams import BuiltTeam, TeamCatalog, TeamSpec, build_team, load_teams
+from chorus.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class Chorus:
     catalog: TeamCatalog
     memory: MemoryService | None = None
     """Per-user memory and the knowledge base (None with ``CHORUS_MEMORY=false``)."""
+    tracer: Tracer | None = None
+    """MLflow tracing of every turn (None with ``CHORUS_TRACING=false``)."""
 
     @classmethod
     def load(cls, settings: Settings | None = None, *, extra_plugins: Iterable[tuple[str, object]] = ()) -> Chorus:
@@ -83,7 +87,8 @@ class Chorus:
         registry = load_plugins(settings, extra=extra_plugins)
         catalog = load_teams(settings.agents_dir, settings.default_team)
         memory = MemoryService(settings, registry.embedders) if settings.memory else None
-        return cls(settings=settings, registry=registry, catalog=catalog, memory=memory)
+        tracer = Tracer(settings, __version__) if settings.tracing else None
+        return cls(settings=settings, registry=registry, catalog=catalog, memory=memory, tracer=tracer)
 
     def team(self, name: str | None = None) -> TeamSpec:
         """The team called ``name`` (default team when None); ChorusError if unknown."""
@@ -152,6 +157,9 @@ class ChatSession:
     _usage: list[CallRecord] = field(default_factory=list)
     ledger: UsageLedger | None = None
     _budget: _TurnBudget | None = None
+    _last_calls: list[CallRecord] = field(default_factory=list)  # the latest turn's model calls, for its trace
+    _notices: list[str] = field(default_factory=list)  # from the model clients (a degraded answer)
+    _notices_seen: set[str] = field(default_factory=set)  # shown this turn
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _cancel: CancellationToken | None = None
     _stopped: bool = False
@@ -178,7 +186,7 @@ class ChatSession:
             memories.append(RecallMemory(self.tool_context.memory))
         self.built = build_team(
             self.spec, self.chorus.registry, settings, on_call=self._on_call, stream=self.stream,
-            tool_context=self.tool_context, memories=memories,
+            tool_context=self.tool_context, memories=memories, on_notice=self._notices.append,
         )
         for model in sorted(self.built.models):
             error = validate_model(model)
@@ -327,9 +335,16 @@ def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
 
 
 async def run_turn(
-    session: ChatSession, text: str, *, message_id: str | None = None, attachments: Sequence[Attachment] = ()
+    session: ChatSession,
+    text: str,
+    *,
+    message_id: str | None = None,
+    attachments: Sequence[Attachment] = (),
+    turn_id: str | None = None,
 ) -> AsyncGenerator[TurnEvent, None]:
     """Run one turn of ``session`` with the user's ``text``; yields events, ``done`` last.
+
+    ``turn_id`` names the turn in the cost ledger and its MLflow trace (a new one when None).
 
     ``attachments`` (files the user attached, as text) follow the text in the team's task.
     ``message_id`` identifies the user's message. Running again with the id of an earlier
@@ -370,13 +385,26 @@ async def run_turn(
 
     if attachments:
         text = with_attachments(text, [replace(a, text=clean_text(a.text)) for a in attachments])
+    turn_id = turn_id or uuid.uuid4().hex
+    tracer = session.chorus.tracer
     async with session._lock:
-        events = _run_locked(session, text, started, message_id, spent_today)
+        events = _run_locked(session, text, started, message_id, spent_today, turn_id)
+        trace = None if tracer is None else tracer.begin(
+            turn_id=turn_id, user=session.user_id, thread=session.thread_id, team=session.spec.name, text=text)
+        done: DoneEvent | None = None
         try:
             async for event in events:
+                if trace is not None:
+                    trace.note(event)
+                if isinstance(event, DoneEvent):
+                    done = event
                 yield event
         finally:
             await events.aclose()  # a consumer that stops reading must end the team's run too
+            if tracer is not None and trace is not None:
+                trace.finish(done or DoneEvent(stop_reason="stopped", detail="the reader went away",
+                                               turn_id=turn_id), session._last_calls)
+                tracer.submit(trace)
 
 
 async def _spent_today(session: ChatSession) -> float:
@@ -417,7 +445,7 @@ class _TurnBudget:
 
 
 async def _run_locked(
-    session: ChatSession, text: str, started: float, message_id: str | None, spent_today: float = 0.0
+    session: ChatSession, text: str, started: float, message_id: str | None, spent_today: float, turn_id: str
 ) -> AsyncGenerator[TurnEvent, None]:
     earlier = None if message_id is None else await session._state_before(message_id)
     if earlier is not None:
@@ -435,7 +463,9 @@ async def _run_locked(
     daily = settings.user_daily_cost_budget
     session._budget = _TurnBudget(max_tokens=settings.turn_token_budget,
                                   max_cost=None if daily is None else daily - spent_today, daily_cap=daily)
-    turn_id = uuid.uuid4().hex
+    session._last_calls = []
+    session._notices.clear()
+    session._notices_seen.clear()
     session._stopped = False
     session._cancel = token = CancellationToken()
     totals = _Totals()
@@ -454,6 +484,8 @@ async def _run_locked(
                 raise item
             for usage in totals.drain(session._usage):
                 yield usage
+            for notice in _drain_notices(session):
+                yield notice
             if isinstance(item, TaskResult):
                 stop_reason, detail = _stop_reason(item, session._stopped)
                 continue
@@ -517,10 +549,13 @@ async def _run_locked(
         await _restore(session, snapshot)
     for usage in totals.drain(session._usage):
         yield usage
+    session._last_calls = totals.records
     await _record_usage(session, turn_id, totals.records)
-    notice = await session._checkpoint(before=None if message_id is None else (message_id, snapshot))
-    if notice is not None:
-        yield notice
+    for late in _drain_notices(session):
+        yield late
+    saved = await session._checkpoint(before=None if message_id is None else (message_id, snapshot))
+    if saved is not None:
+        yield saved
     yield DoneEvent(
         stop_reason=stop_reason,
         detail=detail,
@@ -532,6 +567,17 @@ async def _run_locked(
         agents=totals.agents,
         turn_id=turn_id,
     )
+
+
+def _drain_notices(session: ChatSession) -> list[NoticeEvent]:
+    """What the model clients reported this turn (each text once)."""
+    out: list[NoticeEvent] = []
+    while session._notices:
+        text = session._notices.pop(0)
+        if not any(n.text == text for n in out) and text not in session._notices_seen:
+            session._notices_seen.add(text)
+            out.append(NoticeEvent(text=text, level="warning", code="degraded"))
+    return out
 
 
 async def _record_usage(session: ChatSession, turn_id: str, records: list[CallRecord]) -> None:

@@ -598,3 +598,91 @@ def test_validate_model_rejects_unknown_models(model: str) -> None:
     assert error is not None
     assert error.startswith(f"Unknown model {model!r}")
     assert "offline" in error
+
+
+# -- resilience: litellm's Router retries, falls back, cools a failing model down -------------------
+
+
+@pytest.fixture
+def fresh_routers() -> Iterator[None]:
+    from chorus.models.router import forget_routers
+
+    forget_routers()
+    yield
+    forget_routers()
+
+
+@pytest.mark.asyncio
+async def test_a_failed_call_is_retried(fake: FakeOpenAI, fresh_routers: None) -> None:
+    fake.queue_error(500, "hiccup").queue_text("Hello after a retry.")
+    client = client_for(fake, retries=2)
+    result = await client.create(USER)
+    assert result.content == "Hello after a retry." and len(fake.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_failing_model_falls_back_and_is_then_skipped_for_its_cooldown(
+    fake: FakeOpenAI, fresh_routers: None
+) -> None:
+    client = client_for(fake, fallbacks=["openai/backup-model"], retries=0, allowed_fails=1, cooldown_s=60)
+    fake.queue_error(500, "primary down").queue_text("From the backup.")
+    result = await client.create(USER)
+    assert result.content == "From the backup."
+    assert [r["model"] for r in fake.requests] == ["fake-model", "backup-model"]
+
+    fake.queue_error(500, "primary still down").queue_text("Backup again.")
+    assert (await client.create(USER)).content == "Backup again."
+    # Failed twice within a minute (more than allowed_fails=1): the circuit is open, so the next
+    # call goes straight to the backup without trying the primary.
+    fake.reset()
+    fake.queue_text("Straight to the backup.")
+    assert (await client.create(USER)).content == "Straight to the backup."
+    assert [r["model"] for r in fake.requests] == ["backup-model"]
+
+
+@pytest.mark.asyncio
+async def test_when_every_model_fails_the_offline_model_answers_with_a_notice(
+    fake: FakeOpenAI, fresh_routers: None
+) -> None:
+    notices: list[str] = []
+    records: list[CallRecord] = []
+    client = client_for(fake, fallbacks=["openai/backup-model"], retries=0, degrade_to_offline=True,
+                        on_notice=notices.append, on_call=records.append)
+    for _ in range(4):
+        fake.queue_error(503, "overloaded")
+    _chunks, results = await collect(client.create_stream([UserMessage(content="hello", source="user")]))
+    assert results and "offline" in str(results[0].content).lower()
+    assert len(notices) == 1 and "offline model" in notices[0] and "overloaded" in notices[0]
+    assert records[-1].model == "offline" and records[-1].cost == 0.0
+
+    # Without degradation the failure is an error, as before.
+    strict = client_for(fake, fallbacks=["openai/backup-model"], retries=0)
+    for _ in range(4):
+        fake.queue_error(503, "overloaded")
+    with pytest.raises(ModelError, match="and its fallbacks"):
+        await strict.create(USER)
+
+
+@pytest.mark.asyncio
+async def test_a_turn_whose_providers_all_fail_is_answered_offline_with_a_notice(
+    fake: FakeOpenAI, fresh_routers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chorus.events import DoneEvent, MessageEvent, NoticeEvent
+    from chorus.settings import Settings
+    from chorus.teams import TeamCatalog, TeamSpec
+    from chorus.turn import Chorus, run_turn
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    settings = Settings(model=MODEL, model_api_base=fake.url, model_retries=0, plugins="assistant",
+                        memory=False, tracing=False, offline_token_delay=0)
+    base = Chorus.load(settings)
+    solo = TeamSpec(name="solo", type="round_robin", members=["assistant"], default=True)
+    chorus_ = Chorus(settings=settings, registry=base.registry, catalog=TeamCatalog(teams={"solo": solo}))
+    for _ in range(6):
+        fake.queue_error(502, "bad gateway")
+    events = [e async for e in run_turn(chorus_.open_session(), "What time is it in Tokyo?")]
+    notices = [e for e in events if isinstance(e, NoticeEvent) and e.code == "degraded"]
+    assert len(notices) == 1 and "bad gateway" in notices[0].text
+    assert any(isinstance(e, MessageEvent) and "Asia/Tokyo" in e.content for e in events)  # offline, with its tool
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.stop_reason != "error"

@@ -40,6 +40,8 @@ from chorus.models._convert import (
     tool_choice_arg,
 )
 from chorus.models.local import LocalModel, ModelHints, ModelRequest, local_model, split_tokens
+from chorus.models.router import RouterKey, router_for
+from chorus.settings import OFFLINE_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class CallRecord:
     latency_s: float
     first_chunk_s: float | None
     finish_reason: str
+    started_ns: int = 0
+    """Wall-clock start (``time.time_ns()``), for the turn's trace."""
 
 
 @dataclass
@@ -133,6 +137,12 @@ class ChorusModelClient(ChatCompletionClient):
         on_call: Callable[[CallRecord], None] | None = None,
         local: LocalModel | None = None,
         token_delay: float | None = None,
+        fallbacks: Sequence[str] = (),
+        retries: int = 0,
+        allowed_fails: int = 3,
+        cooldown_s: float = 30.0,
+        degrade_to_offline: bool = False,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
         self.label = label
@@ -148,6 +158,14 @@ class ChorusModelClient(ChatCompletionClient):
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._actual = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self.calls: list[CallRecord] = []
+        # Resilience of real model calls (chorus.models.router), and what to do when all fail.
+        self.fallbacks = tuple(fallbacks)
+        self.retries = retries
+        self.allowed_fails = allowed_fails
+        self.cooldown_s = cooldown_s
+        self.degrade_to_offline = degrade_to_offline
+        self.on_notice = on_notice
+        self._degraded = False
 
     @property
     def is_local(self) -> bool:
@@ -192,16 +210,18 @@ class ChorusModelClient(ChatCompletionClient):
         oa_messages = to_openai_messages(messages)
         oa_tools = to_openai_tools(tools)
         started = time.perf_counter()
+        started_ns = time.time_ns()
         first_chunk: float | None = None
         text_parts: list[str] = []
         tool_calls: dict[int, dict[str, str]] = {}
         finish_reason: str | None = None
         usage: tuple[int, int] | None = None
 
+        self._degraded = False  # set when every model failed and the offline model answers this call
         if self._local is not None:
             deltas = self._local_deltas(oa_messages, oa_tools, tool_choice)
         else:
-            deltas = self._litellm_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
+            deltas = self._resilient_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
 
         try:
             async for delta in _cancellable(deltas, cancellation_token):
@@ -242,13 +262,14 @@ class ChorusModelClient(ChatCompletionClient):
             reason = _finish_reason(finish_reason)
         record = CallRecord(
             label=self.label,
-            model=self.model,
+            model=OFFLINE_MODEL if self._degraded else self.model,
             prompt_tokens=usage[0],
             completion_tokens=usage[1],
-            cost=self._cost(usage),
+            cost=0.0 if self._degraded else self._cost(usage),
             latency_s=time.perf_counter() - started,
             first_chunk_s=first_chunk,
             finish_reason=reason,
+            started_ns=started_ns,
         )
         self.calls.append(record)
         if self.on_call is not None:
@@ -322,13 +343,45 @@ class ChorusModelClient(ChatCompletionClient):
 
     # -- sources of deltas -------------------------------------------------------------------
 
-    async def _local_deltas(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any
+    async def _resilient_deltas(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        tool_choice: Any,
+        json_output: bool | type[BaseModel] | None,
+        extra: Mapping[str, Any],
     ) -> AsyncGenerator[_Delta, None]:
-        assert self._local is not None
+        """litellm's deltas (retried, with fallbacks); when every model failed before saying
+        anything, the offline model's, with a notice, rather than an error."""
+        started = False
+        try:
+            async for delta in self._litellm_deltas(messages, tools, tool_choice, json_output, extra):
+                started = True
+                yield delta
+            return
+        except ModelRequestRefused:
+            raise
+        except ModelError as exc:
+            if started or not self.degrade_to_offline:
+                raise
+            failure = exc
+        log.warning("every model failed for %s (%s); answering with the offline model", self.label, failure)
+        self._degraded = True
+        if self.on_notice is not None:
+            self.on_notice(f"The model provider is not answering ({failure}). This answer comes from Chorus's "
+                           "offline model; it will try the real model again with your next message.")
+        async for delta in self._local_deltas(messages, tools, tool_choice, model=local_model(OFFLINE_MODEL)):
+            yield delta
+
+    async def _local_deltas(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any,
+        model: LocalModel | None = None,
+    ) -> AsyncGenerator[_Delta, None]:
+        local = model or self._local
+        assert local is not None
         request = ModelRequest(self.model, messages, tools, tool_choice_arg(tool_choice), self.hints)
-        reply = await self._local.reply(request)
-        delay = self._local.token_delay if self.token_delay is None else self.token_delay
+        reply = await local.reply(request)
+        delay = local.token_delay if self.token_delay is None or model is not None else self.token_delay
         for token in split_tokens(reply.text):
             if delay:
                 await asyncio.sleep(delay)
@@ -357,17 +410,25 @@ class ChorusModelClient(ChatCompletionClient):
             )
         litellm = _litellm()
 
+        router = None
+        if self.fallbacks or self.retries:
+            router = router_for(RouterKey(
+                model=self.model, fallbacks=self.fallbacks, api_base=self.api_base, api_key=self.api_key,
+                timeout=self.timeout, retries=self.retries, allowed_fails=self.allowed_fails,
+                cooldown_s=self.cooldown_s,
+            ))
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "timeout": self.timeout,
         }
-        if self.api_base:
-            kwargs["api_base"] = self.api_base
-        if self.api_key:
-            kwargs["api_key"] = self.api_key
+        if router is None:  # the router's deployments carry these
+            kwargs["timeout"] = self.timeout
+            if self.api_base:
+                kwargs["api_base"] = self.api_base
+            if self.api_key:
+                kwargs["api_key"] = self.api_key
         if tools:
             kwargs["tools"] = tools
             kwargs["tool_choice"] = tool_choice_arg(tool_choice)
@@ -377,9 +438,10 @@ class ChorusModelClient(ChatCompletionClient):
             kwargs["response_format"] = json_output
         kwargs.update(extra)
         try:
-            stream = await litellm.acompletion(**kwargs)
+            stream = await (router.acompletion(**kwargs) if router is not None else litellm.acompletion(**kwargs))
         except Exception as exc:
-            raise ModelError(f"model {self.model!r} failed: {_short(exc)}") from exc
+            tried = f"{self.model!r} and its fallbacks {list(self.fallbacks)}" if self.fallbacks else repr(self.model)
+            raise ModelError(f"model {tried} failed: {_short(exc)}") from exc
         try:
             async for chunk in stream:
                 delta = _Delta()

@@ -103,6 +103,17 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
                 return self._decode(cleaned)
             return int(result.rowcount)
 
+    async def turn_of_step(self, step_id: str) -> str | None:
+        """The turn id of a reply (or of the run step holding a turn's replies), for its trace."""
+        rows = await self.execute_sql('SELECT "metadata" FROM steps WHERE "id" = :id OR "parentId" = :id',
+                                      {"id": step_id})
+        for row in rows if isinstance(rows, list) else []:
+            meta = row.get("metadata")
+            meta = json.loads(meta) if isinstance(meta, str) else (meta or {})
+            if meta.get("turn_id"):
+                return str(meta["turn_id"])
+        return None
+
     async def delete_thread(self, thread_id: str) -> None:
         """Delete the thread, its steps, elements (and their files) and feedback, and the team's saved states."""
         await super().delete_thread(thread_id)

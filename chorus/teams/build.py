@@ -114,6 +114,7 @@ def build_team(
     stream: bool = True,
     tool_context: ToolContext | None = None,
     memories: list[Memory] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> BuiltTeam:
     """Build the AutoGen team for ``spec``; members that fail are left out and reported.
 
@@ -133,6 +134,12 @@ def build_team(
             forbid_real_models=settings.forbid_real_models,
             on_call=on_call,
             token_delay=settings.offline_token_delay if model == OFFLINE_MODEL else None,
+            fallbacks=settings.fallback_models(),
+            retries=settings.model_retries,
+            allowed_fails=settings.model_allowed_fails,
+            cooldown_s=settings.model_cooldown,
+            degrade_to_offline=settings.degrade_to_offline,
+            on_notice=on_notice,
         )
 
     agents: list[ChatAgent | Team] = []

@@ -1,0 +1,333 @@
+"""MLflow tracing: exactly one trace per turn, built off the turn's path.
+
+MLflow's AutoGen autolog records nothing for streaming teams, and litellm's gives one loose trace
+per model call. Chorus records what it already sees (the turn's events and each model call's
+:class:`~chorus.models.CallRecord`, with wall-clock times) while the turn runs, which costs a
+list append per event, and after the turn a single worker thread writes the whole span tree to
+MLflow with the recorded start and end times:
+
+    turn (CHAIN; trace metadata: user, session = thread, team, app version, turn id)
+    ├── select speaker (CHAIN) ── selector model call (CHAT_MODEL: tokens, cost, model, latency)
+    ├── agent <name> (AGENT) ─┬── model call (CHAT_MODEL)
+    │                         ├── tool <name> (TOOL: arguments, result, error)
+    │                         └── memory (RETRIEVER: what was recalled)
+    └── ...
+
+So tracing adds no latency to a turn, and an unreachable or broken tracking store costs one
+warning, after which exports pause for a while (a circuit breaker) instead of failing again
+every turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chorus.events import (
+    DoneEvent,
+    MessageEvent,
+    RetrievalEvent,
+    SelectionEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnEvent,
+)
+from chorus.models import CallRecord
+from chorus.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "chorus"
+TURN_ID_KEY = "chorus.turn_id"
+PAUSE_AFTER_FAILURE_S = 60.0
+_QUEUE_LIMIT = 1000  # turns waiting for export; beyond it traces are dropped, never the chat slowed
+
+
+def tracking_uri(settings: Settings) -> str:
+    """``CHORUS_MLFLOW_TRACKING_URI``, or a SQLite store in the data directory."""
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    return f"sqlite:///{(settings.home.expanduser() / 'mlflow.db').resolve()}"
+
+
+@dataclass
+class TurnRecord:
+    """What one turn did, as seen by ``run_turn``; cheap to fill, exported later."""
+
+    turn_id: str
+    user: str
+    thread: str
+    team: str
+    text: str
+    started_ns: int
+    events: list[tuple[int, TurnEvent]] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    ended_ns: int = 0
+    done: DoneEvent | None = None
+    _streaming: set[str] = field(default_factory=set)
+
+    def note(self, event: TurnEvent) -> None:
+        if isinstance(event, TokenEvent):
+            if event.agent in self._streaming:
+                return  # the first token of a reply marks when it started; the rest add nothing
+            self._streaming.add(event.agent)
+        elif isinstance(event, MessageEvent):
+            self._streaming.discard(event.agent)
+        self.events.append((time.time_ns(), event))
+
+    def finish(self, done: DoneEvent, calls: Sequence[CallRecord]) -> None:
+        self.done = done
+        self.calls = list(calls)
+        self.ended_ns = time.time_ns()
+
+
+class Tracer:
+    """Exports turn records to MLflow from one background thread."""
+
+    def __init__(self, settings: Settings, version: str) -> None:
+        self.settings = settings
+        self.version = version
+        self.uri = tracking_uri(settings)
+        self._queue: queue.Queue[TurnRecord | None] = queue.Queue(maxsize=_QUEUE_LIMIT)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._experiment_id: str | None = None
+        self._paused_until = 0.0
+        self._warned = False
+        self.exported = 0
+
+    def prepare(self) -> None:
+        """Connect to the tracking store in the background (the server calls it at start-up), so the
+        first turn's trace does not wait for MLflow's import and database set-up."""
+        self._ensure_worker()
+        self._queue.put_nowait(_CONNECT)
+
+    def ui_link(self, trace_id: str) -> str:
+        """The MLflow UI's page of a trace (``chorus mlflow`` serves the UI)."""
+        base = self.settings.mlflow_ui_url.rstrip("/")
+        return (f"{base}/#/experiments/{self._experiment_id}/traces?"
+                f"selectedEvaluationId={trace_id}&traceId={trace_id}")
+
+    def begin(self, *, turn_id: str, user: str, thread: str, team: str, text: str) -> TurnRecord:
+        return TurnRecord(turn_id=turn_id, user=user, thread=thread, team=team, text=text,
+                          started_ns=time.time_ns())
+
+    def submit(self, record: TurnRecord) -> None:
+        """Queue a finished turn for export; never blocks."""
+        if time.monotonic() < self._paused_until:
+            return
+        self._ensure_worker()
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            log.debug("trace queue full: dropping the trace of turn %s", record.turn_id)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued trace is written (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._queue.unfinished_tasks
+
+    def _ensure_worker(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="chorus-tracing", daemon=True)
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            record = self._queue.get()
+            try:
+                if record is None:
+                    return
+                if record is _CONNECT:
+                    self._mlflow()
+                elif time.monotonic() >= self._paused_until:
+                    self._export(record)
+            except Exception as exc:
+                self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
+                if not self._warned:
+                    self._warned = True
+                    log.warning("tracing to MLflow at %s failed (%s: %s); chatting is unaffected, traces are "
+                                "skipped and retried every %.0f s", self.uri, type(exc).__name__, exc,
+                                PAUSE_AFTER_FAILURE_S)
+                else:
+                    log.debug("tracing failed again: %s", exc)
+            finally:
+                self._queue.task_done()
+
+    def _mlflow(self) -> Any:
+        os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")  # this thread is the async part
+        # A server that is down should cost seconds, not MLflow's default minute of retries, and
+        # one warning of ours rather than urllib3's per retry.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)  # process-wide in MLflow; one tracer per process in the app
+        if self._experiment_id is None:
+            experiment = mlflow.set_experiment(self.settings.mlflow_experiment)
+            self._experiment_id = experiment.experiment_id
+        return mlflow
+
+    def _export(self, record: TurnRecord) -> None:
+        mlflow = self._mlflow()
+        from mlflow.entities import SpanStatusCode, SpanType
+
+        done = record.done
+        root = mlflow.start_span_no_context(
+            "turn", span_type=SpanType.CHAIN, inputs={"message": record.text},
+            attributes={"chorus.team": record.team, "chorus.user": record.user, "chorus.thread": record.thread,
+                        TURN_ID_KEY: record.turn_id, "chorus.version": self.version},
+            metadata={"mlflow.trace.user": record.user, "mlflow.trace.session": record.thread,
+                      TURN_ID_KEY: record.turn_id, "chorus.team": record.team, "chorus.version": self.version},
+            tags={"chorus.team": record.team},
+            experiment_id=self._experiment_id, start_time_ns=record.started_ns,
+        )
+        calls = sorted(record.calls, key=lambda c: c.started_ns)
+        used: set[int] = set()
+
+        def call_span(parent: Any, call: CallRecord) -> None:
+            used.add(id(call))
+            span = mlflow.start_span_no_context(
+                f"model call ({call.model})", span_type=SpanType.CHAT_MODEL, parent_span=parent,
+                attributes={"mlflow.llm.model": call.model, "chorus.agent": call.label,
+                            "mlflow.chat.tokenUsage": {"input_tokens": call.prompt_tokens,
+                                                       "output_tokens": call.completion_tokens,
+                                                       "total_tokens": call.prompt_tokens + call.completion_tokens},
+                            "chorus.cost_usd": call.cost if call.cost is not None else "unknown",
+                            "chorus.latency_ms": round(call.latency_s * 1000, 3),
+                            "chorus.finish_reason": call.finish_reason},
+                start_time_ns=call.started_ns or record.started_ns,
+            )
+            if call.cost is not None:
+                span.set_attribute("mlflow.llm.cost", {"total_cost": call.cost})
+            span.end(end_time_ns=(call.started_ns or record.started_ns) + int(call.latency_s * 1e9))
+
+        def calls_of(label: str, until_ns: int) -> list[CallRecord]:
+            return [c for c in calls if c.label == label and id(c) not in used and c.started_ns <= until_ns]
+
+        agent_span: Any = None
+        agent_name = ""
+        tools: dict[str, Any] = {}
+        answers: list[dict[str, str]] = []
+
+        def close_agent(end_ns: int, output: str | None = None) -> None:
+            nonlocal agent_span, agent_name
+            if agent_span is None:
+                return
+            for call in calls_of(agent_name, end_ns):
+                call_span(agent_span, call)
+            for span in tools.values():
+                span.end(status=SpanStatusCode.ERROR, end_time_ns=end_ns)  # a call that never returned
+            tools.clear()
+            agent_span.end(outputs=output, end_time_ns=end_ns)
+            agent_span, agent_name = None, ""
+
+        for at, event in record.events:
+            if isinstance(event, SelectionEvent):
+                close_agent(at)
+                choosing = calls_of("selector", at)  # the selection began with its model call
+                span = mlflow.start_span_no_context(
+                    "select speaker", span_type=SpanType.CHAIN, parent_span=root,
+                    start_time_ns=min([c.started_ns for c in choosing] + [at]))
+                for call in choosing:
+                    call_span(span, call)
+                span.end(outputs={"speaker": event.agents}, end_time_ns=at)
+                continue
+            if not isinstance(event, _AGENT_EVENTS):
+                continue  # usage, notices, errors: the model calls and the root carry them
+            agent = event.agent
+            if agent != agent_name and not isinstance(event, MessageEvent):
+                close_agent(at)
+                agent_name = agent
+                first_call = next((c.started_ns for c in calls_of(agent, at)), at)
+                agent_span = mlflow.start_span_no_context(f"agent {agent}", span_type=SpanType.AGENT,
+                                                          parent_span=root, start_time_ns=min(first_call, at),
+                                                          attributes={"chorus.agent": agent})
+            if isinstance(event, ToolCallEvent) and agent_span is not None:
+                tools[event.call_id] = mlflow.start_span_no_context(
+                    f"tool {event.name}", span_type=SpanType.TOOL, parent_span=agent_span, start_time_ns=at,
+                    inputs=_json_or_text(event.arguments), attributes={"chorus.tool": event.name})
+            elif isinstance(event, ToolResultEvent):
+                span = tools.pop(event.call_id, None)
+                if span is not None:
+                    span.end(outputs=event.result, end_time_ns=at,
+                             status=SpanStatusCode.ERROR if event.is_error else SpanStatusCode.OK)
+            elif isinstance(event, RetrievalEvent) and agent_span is not None:
+                span = mlflow.start_span_no_context(event.kind, span_type=SpanType.RETRIEVER, parent_span=agent_span,
+                                                    start_time_ns=at, inputs=None)
+                span.end(outputs=list(event.items), end_time_ns=at)
+            elif isinstance(event, MessageEvent):
+                if agent_span is None or agent_name != event.agent:
+                    close_agent(at)
+                    agent_name = event.agent
+                    agent_span = mlflow.start_span_no_context(f"agent {event.agent}", span_type=SpanType.AGENT,
+                                                              parent_span=root, start_time_ns=at,
+                                                              attributes={"chorus.agent": event.agent})
+                answers.append({"agent": event.agent, "content": event.content})
+                close_agent(at, event.content)
+        close_agent(record.ended_ns)
+        for call in calls:  # model calls no event explained (e.g. a reply cut off by a stop)
+            if id(call) not in used:
+                call_span(root, call)
+        failed = done is not None and done.stop_reason == "error"
+        root.end(
+            outputs={"answers": answers, "stop_reason": done.stop_reason if done else "unknown"},
+            attributes={"chorus.prompt_tokens": done.prompt_tokens if done else 0,
+                        "chorus.completion_tokens": done.completion_tokens if done else 0,
+                        "chorus.cost_usd": (done.cost if done and done.cost is not None else "unknown")},
+            status=SpanStatusCode.ERROR if failed else SpanStatusCode.OK,
+            end_time_ns=record.ended_ns,
+        )
+        self.exported += 1
+
+    # -- reading back -------------------------------------------------------------------------
+
+    def trace_id_of(self, turn_id: str) -> str | None:
+        """The MLflow trace id of a turn (blocking; None when it was not exported)."""
+        mlflow = self._mlflow()
+        found = mlflow.search_traces(
+            locations=[str(self._experiment_id)], filter_string=f"metadata.`{TURN_ID_KEY}` = '{_quote(turn_id)}'",
+            max_results=1, return_type="list",
+        )
+        return str(found[0].info.trace_id) if found else None
+
+    def log_feedback(self, turn_id: str, user: str, value: bool, comment: str | None = None) -> bool:
+        """Attach a user's thumbs up/down to the turn's trace (blocking); False when there is no trace."""
+        trace_id = self.trace_id_of(turn_id)
+        if trace_id is None:
+            return False
+        mlflow = self._mlflow()
+        from mlflow.entities import AssessmentSource, AssessmentSourceType
+
+        mlflow.log_feedback(trace_id=trace_id, name="user_feedback", value=value, rationale=comment or None,
+                            source=AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id=user))
+        return True
+
+
+_CONNECT = TurnRecord(turn_id="", user="", thread="", team="", text="", started_ns=0)  # "connect first"
+_AGENT_EVENTS = (TokenEvent, ToolCallEvent, ToolResultEvent, RetrievalEvent, MessageEvent)
+
+
+def _quote(value: str) -> str:
+    return "".join(c for c in value if c.isalnum() or c in "-_")
+
+
+def _json_or_text(arguments: str) -> Any:
+    import json
+
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments

@@ -1,0 +1,149 @@
+"""Every turn traced in MLflow (read back with MLflow's own client); tracing never slows or breaks a turn."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_turn import EchoPlugin
+
+from chorus.events import DoneEvent, TurnEvent
+from chorus.models import scripted_model, tool_call
+from chorus.settings import Settings
+from chorus.teams import TeamCatalog, TeamSpec, Termination
+from chorus.tracing import Tracer
+from chorus.turn import Chorus, run_turn
+
+SELECTOR = TeamSpec(name="pair", type="selector", members=["alice", "bob"], default=True,
+                    termination=Termination(max_messages=3))
+
+
+def traced_chorus(home: Path, **settings: Any) -> Chorus:
+    cfg = Settings(model="scripted", plugins="echo", home=home, memory=False, **settings)
+    base = Chorus.load(cfg, extra_plugins=[("echo", EchoPlugin())])
+    return Chorus(settings=cfg, registry=base.registry, catalog=TeamCatalog(teams={"pair": SELECTOR}),
+                  tracer=Tracer(cfg, "test"))
+
+
+@pytest.fixture(autouse=True)
+def clean_script() -> Iterator[None]:
+    scripted_model.reset()
+    yield
+    scripted_model.reset()
+
+
+async def collect(chorus: Chorus, text: str, **kw: Any) -> list[TurnEvent]:
+    session = chorus.open_session(user_id="alice@example.com", thread_id="thread-42", **kw)
+    return [e async for e in run_turn(session, text)]
+
+
+def spans_by_name(trace: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for span in trace.data.spans:
+        out.setdefault(span.name, []).append(span)
+    return out
+
+
+async def test_a_multi_agent_turn_with_a_tool_call_is_one_trace_with_the_right_tree(tmp_path: Path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    chorus = traced_chorus(tmp_path)
+    assert chorus.tracer is not None
+    scripted_model.queue("alice", tool_call("shout", text="hello"), "Alice shouted HELLO.", "bob", "Bob agrees.")
+    events = await collect(chorus, "Please shout hello")
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.messages == 2
+    scripted_model.queue("bob", "A second turn.")
+    await collect(chorus, "again")
+    assert chorus.tracer.flush(60)
+
+    client = MlflowClient(chorus.tracer.uri)
+    experiment = client.get_experiment_by_name("chorus")
+    traces = client.search_traces(locations=[experiment.experiment_id])
+    assert len(traces) == 2  # exactly one per turn
+    trace_id = chorus.tracer.trace_id_of(done.turn_id)
+    trace = client.get_trace(trace_id)
+    meta = trace.info.trace_metadata
+    assert meta["mlflow.trace.user"] == "alice@example.com" and meta["mlflow.trace.session"] == "thread-42"
+    assert meta["chorus.team"] == "pair" and meta["chorus.version"] == "test"
+
+    spans = spans_by_name(trace)
+    root = spans["turn"][0]
+    assert root.parent_id is None and root.inputs == {"message": "Please shout hello"}
+    by_id = {s.span_id: s for s in trace.data.spans}
+    selections = spans["select speaker"]
+    assert [s.outputs for s in selections] == [{"speaker": ["alice"]}, {"speaker": ["bob"]}]
+    assert all(s.parent_id == root.span_id for s in selections)
+    assert all(any(c.parent_id == s.span_id and c.span_type == "CHAT_MODEL" for c in trace.data.spans)
+               for s in selections)  # each selection holds the selector's model call
+    alice = spans["agent alice"][0]
+    assert alice.parent_id == root.span_id and alice.outputs == "Alice shouted HELLO."
+    tool = spans["tool shout"][0]
+    assert by_id[tool.parent_id] is alice and tool.inputs == {"text": "hello"} and tool.outputs == "HELLO"
+    calls = [s for s in trace.data.spans if s.span_type == "CHAT_MODEL" and s.parent_id == alice.span_id]
+    assert len(calls) == 2  # the tool call, then the reply
+    usage = calls[0].attributes["mlflow.chat.tokenUsage"]
+    assert usage["input_tokens"] > 0 and calls[0].attributes["mlflow.llm.model"] == "scripted"
+    assert spans["agent bob"][0].outputs == "Bob agrees."
+    assert all(root.start_time_ns <= s.start_time_ns and s.end_time_ns <= root.end_time_ns
+               for s in trace.data.spans)
+
+    # A user's thumbs-up becomes MLflow feedback from that user on the turn's trace.
+    assert chorus.tracer.log_feedback(done.turn_id, "alice@example.com", True, "spot on")
+    feedback = mlflow.get_trace(trace_id).info.assessments
+    assert [(f.name, f.value, f.source.source_id) for f in feedback] == [("user_feedback", True, "alice@example.com")]
+    assert not chorus.tracer.log_feedback("no-such-turn", "alice@example.com", False)
+
+
+async def test_a_failing_tool_is_an_error_span(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    chorus = traced_chorus(tmp_path)
+    assert chorus.tracer is not None
+    scripted_model.queue("alice", tool_call("shout", wrong="x"), "That failed.")
+    events = await collect(chorus, "shout badly")
+    assert chorus.tracer.flush(60)
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    trace = MlflowClient(chorus.tracer.uri).get_trace(chorus.tracer.trace_id_of(done.turn_id))
+    tool = spans_by_name(trace)["tool shout"][0]
+    assert tool.status.status_code == "ERROR"
+
+
+async def test_an_unreachable_tracking_store_costs_one_warning_and_no_latency(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    chorus = traced_chorus(tmp_path, mlflow_tracking_uri="http://127.0.0.1:9")
+    assert chorus.tracer is not None
+    caplog.set_level(logging.WARNING, logger="chorus.tracing")
+    for n in range(3):
+        scripted_model.queue("alice", f"answer {n}", "bob", "and mine")
+        events = await collect(chorus, f"question {n}")
+        assert isinstance(events[-1], DoneEvent) and events[-1].stop_reason != "error"
+    chorus.tracer.flush(60)
+    warnings = [r for r in caplog.records if r.name == "chorus.tracing"]
+    assert len(warnings) == 1 and "chatting is unaffected" in warnings[0].getMessage()
+
+
+async def test_exporting_a_trace_never_delays_the_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chorus = traced_chorus(tmp_path)
+    assert chorus.tracer is not None
+    monkeypatch.setattr(chorus.tracer, "_export", lambda record: time.sleep(3))  # a very slow store
+    scripted_model.queue("alice", "quick", "bob", "quick too")
+    started = time.perf_counter()
+    await collect(chorus, "hello")
+    assert time.perf_counter() - started < 1.5
+
+
+def test_starting_chorus_does_not_load_mlflow() -> None:
+    code = ("import sys; from chorus.turn import Chorus; from chorus.settings import Settings; "
+            "c = Chorus.load(Settings(memory=False)); assert c.tracer is not None; print('mlflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
