@@ -176,7 +176,10 @@ class Tracer:
 
         mlflow.set_tracking_uri(self.uri)  # process-wide in MLflow; one tracer per process in the app
         if self._experiment_id is None:
-            experiment = mlflow.set_experiment(self.settings.mlflow_experiment)
+            from chorus.store.db import MIGRATION_LOCK
+
+            with MIGRATION_LOCK:  # MLflow migrates its store with Alembic, as Chorus does
+                experiment = mlflow.set_experiment(self.settings.mlflow_experiment)
             self._experiment_id = experiment.experiment_id
         return mlflow
 

@@ -167,6 +167,7 @@ class ChatSession:
     _before: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _rewind_failed: bool = False
     _resumed: bool = False  # continues a stored conversation: earlier turn states are in the store
+    _state: Mapping[str, Any] | None = None  # the team's state as last saved or restored (saves a save_state)
     tool_context: ToolContext | None = None
 
     def build(self) -> None:
@@ -248,7 +249,9 @@ class ChatSession:
         except Exception as exc:  # the team's members changed since: start afresh rather than half-restored
             log.warning("could not restore thread %s into team %r: %s", self.thread_id, self.spec.name, exc)
             self.build()
+            self._state = None
             return False
+        self._state = state
         return True
 
     async def _state_before(self, message_id: str) -> Mapping[str, Any] | None:
@@ -283,6 +286,7 @@ class ChatSession:
             return None
         try:
             state = await self.built.team.save_state()
+            self._state = state
             await self.checkpoints.save(self.thread_id, self.user_id, self.spec.name, state, before=before)
         except Exception as exc:
             log.error("could not checkpoint thread %s: %s", self.thread_id, exc)
@@ -455,7 +459,9 @@ async def _run_locked(
     built = session.built
     assert built is not None, "ChatSession.build() was not called"
     team = built.team
-    snapshot: Mapping[str, Any] = await team.save_state()
+    # The state before this turn is the one the last turn left (saved then, or restored since).
+    snapshot: Mapping[str, Any] = session._state if session._state is not None else await team.save_state()
+    session._state = None  # the turn changes the team: saved anew when it ends
     if message_id is not None:
         session._before[message_id] = snapshot
     session._usage.clear()
@@ -620,6 +626,7 @@ async def _restore(session: ChatSession, snapshot: Mapping[str, Any]) -> bool:
         session.build()
         assert session.built is not None
         await session.built.team.load_state(snapshot)
+        session._state = snapshot
     except Exception:
         log.exception("could not rewind the team after an interrupted turn (thread=%s)", session.thread_id)
         session._rewind_failed = True  # keep the last good checkpoint rather than overwrite it

@@ -21,6 +21,9 @@ import pytest
 os.environ["CHORUS_FORBID_REAL_MODELS"] = "1"
 # Tests that do not choose a data directory get a throwaway one, never the checkout's .chorus/.
 os.environ["CHORUS_HOME"] = tempfile.mkdtemp(prefix="chorus-test-home-")
+# Tracing is on by default for users; tests that are about it (test_tracing.py, the tracing
+# browser test) turn it on, the rest do not pay for an MLflow store in the background.
+os.environ["CHORUS_TRACING"] = "false"
 
 import chorus  # noqa: F401  (applies the offline switches before litellm is imported)
 

@@ -144,6 +144,7 @@ async def test_exporting_a_trace_never_delays_the_turn(tmp_path: Path, monkeypat
 
 def test_starting_chorus_does_not_load_mlflow() -> None:
     code = ("import sys; from chorus.turn import Chorus; from chorus.settings import Settings; "
-            "c = Chorus.load(Settings(memory=False)); assert c.tracer is not None; print('mlflow' in sys.modules)")
+            "c = Chorus.load(Settings(memory=False, tracing=True)); assert c.tracer is not None; "
+            "print('mlflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr

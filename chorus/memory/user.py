@@ -61,6 +61,7 @@ class UserMemory:
     def __init__(self, store: VectorStore, user_id: str) -> None:
         self.store = store
         self.user_id = user_id
+        self.version = 0  # changes whenever a memory is added or forgotten (RecallMemory's cache key)
 
     def _collection(self) -> Any:
         return self.store.collection(_collection_base(self.user_id))
@@ -73,6 +74,7 @@ class UserMemory:
         for old in self._query(collection, fact, 1):
             if old.score is not None and old.score >= SAME_FACT:
                 collection.delete(ids=[old.id])
+        self.version += 1
         item = MemoryItem(id=uuid.uuid4().hex, text=fact, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
         collection.add(ids=[item.id], documents=[fact],
                        metadatas=[{"user": self.user_id, "created_at": item.created_at, "at": time.time()}])
@@ -112,11 +114,13 @@ class UserMemory:
         if not collection.get(ids=[memory_id])["ids"]:
             return False
         collection.delete(ids=[memory_id])
+        self.version += 1
         return True
 
     def forget_all_sync(self) -> int:
         count = int(self._collection().count())
         self.store.forget_collection(_collection_base(self.user_id))
+        self.version += 1
         return count
 
     async def remember(self, fact: str) -> MemoryItem:
@@ -140,13 +144,19 @@ class RecallMemory(Memory):
 
     def __init__(self, memory: UserMemory) -> None:
         self.memory = memory
+        # Every model call of a turn asks with the same user message: embed and search once.
+        self._last: tuple[str, int, list[MemoryItem]] | None = None
 
     async def update_context(self, model_context: ChatCompletionContext) -> UpdateContextResult:
         messages = await model_context.get_messages()
         query = next((m.content for m in reversed(messages) if isinstance(m, UserMessage)
                       and isinstance(m.content, str)), "")
         try:
-            recalled = await self.memory.recall(query) if query else []
+            if self._last is not None and self._last[:2] == (query, self.memory.version):
+                recalled = self._last[2]
+            else:
+                recalled = await self.memory.recall(query) if query else []
+                self._last = (query, self.memory.version, recalled)
         except Exception as exc:  # memory is a help, never a reason for the turn to fail
             _warn_once(f"memories could not be recalled ({type(exc).__name__}: {exc}); answering without them")
             recalled = []

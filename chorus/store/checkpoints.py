@@ -24,8 +24,9 @@ KEEP_TURN_STATES = 50
 
 
 def _plain(state: Mapping[str, Any]) -> Any:
-    # AutoGen state holds datetimes; JSON text round-trips them as ISO strings pydantic reads back.
-    return json.loads(json.dumps(state, default=str))
+    # AutoGen state holds datetimes: the engine's JSON serializer writes them as ISO strings
+    # (chorus.store.db.make_engine), which pydantic reads back. No copy needed here.
+    return state
 
 
 def _state(value: Any) -> dict[str, Any]:

@@ -7,7 +7,10 @@ database to the newest revision and runs at start-up and from ``chorus db upgrad
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,7 +75,9 @@ def configure(engine: AsyncEngine | Engine) -> None:
 
 def make_engine(url: str) -> AsyncEngine:
     """An async engine for ``url`` with Chorus's connection settings."""
-    engine = create_async_engine(url, pool_pre_ping=True)
+    # SQLite files need no liveness ping; JSON columns take AutoGen state as is (datetimes as text).
+    engine = create_async_engine(url, pool_pre_ping=not is_sqlite(url),
+                                 json_serializer=functools.partial(json.dumps, default=str))
     configure(engine)
     return engine
 
@@ -112,14 +117,25 @@ def run_with_engine(url: str, action: Callable[[AsyncEngine], Awaitable[T]]) -> 
     return _blocking(lambda: asyncio.run(run()))
 
 
+MIGRATION_LOCK = threading.Lock()
+"""Alembic keeps its migration context in module globals: two migrations at once in one process
+(ours, and MLflow creating its tracking database in the tracing thread) would run in each
+other's context. Everything that migrates holds this lock."""
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at ``url`` to ``revision``, once per process and URL."""
     from alembic import command
 
     if revision == "head" and url in _MIGRATED:
         return
+
+    def migrate() -> None:
+        with MIGRATION_LOCK:
+            command.upgrade(_alembic_config(url), revision)
+
     try:
-        _blocking(lambda: command.upgrade(_alembic_config(url), revision))
+        _blocking(migrate)
     except Exception as exc:
         safe = make_url(url).render_as_string(hide_password=True)
         raise StoreError(f"could not migrate the database {safe}: {type(exc).__name__}: {exc}") from exc

@@ -37,7 +37,7 @@ def _traces(server: ChorusServer) -> list[dict[str, Any]]:
 def test_an_answer_links_to_its_trace_and_feedback_reaches_it(browser: Any, tmp_path: Path, artifacts: Path) -> None:
     workdir = tmp_path / "srv"
     workdir.mkdir(parents=True)
-    server = ChorusServer(workdir, env={"CHORUS_OFFLINE_TOKEN_DELAY": "0"})
+    server = ChorusServer(workdir, env={"CHORUS_OFFLINE_TOKEN_DELAY": "0", "CHORUS_TRACING": "true"})
     _add_user(server, "erin", "erin-password")
     server.start()
     try:
