@@ -27,6 +27,7 @@ from chorus.memory.store import VectorStore
 
 log = logging.getLogger(__name__)
 
+HUMAN = "user"  # the source of the human's messages in a team (chorus.turn.USER)
 MEMORY_HEADER = "What you remember about this user (from earlier conversations):"
 RECALL_K = 5
 RECALL_MIN_SCORE = 0.2
@@ -149,8 +150,9 @@ class RecallMemory(Memory):
 
     async def update_context(self, model_context: ChatCompletionContext) -> UpdateContextResult:
         messages = await model_context.get_messages()
+        # The human's latest message (teammates' messages reach an agent as UserMessages too).
         query = next((m.content for m in reversed(messages) if isinstance(m, UserMessage)
-                      and isinstance(m.content, str)), "")
+                      and m.source == HUMAN and isinstance(m.content, str)), "")
         try:
             if self._last is not None and self._last[:2] == (query, self.memory.version):
                 recalled = self._last[2]
