@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -60,7 +59,7 @@ if CHORUS.tracer is not None:
 if CHORUS.memory is not None:
     # Opens Chroma, ingests knowledge/ on first start and loads the embedding model, without
     # delaying the page: a turn that comes first simply waits for what it needs.
-    threading.Thread(target=CHORUS.memory.prepare_sync, name="chorus-memory", daemon=True).start()
+    CHORUS.memory.start_preparing()
 
 # Storage: migrate at start-up; history and logins switch on once an account exists
 # (`chorus users add NAME`), so a first start needs no set-up at all.
@@ -86,7 +85,9 @@ config.ui.custom_js = "/chorus/static/chorus.js"
 config.ui.cot = "full"
 config.features.edit_message = True  # run_turn rewinds the team to before the edited message
 configure_uploads(CHORUS.settings)
-chainlit_app.add_middleware(UploadLimit, max_mb=CHORUS.settings.upload_max_mb)
+if not any(getattr(m.cls, "__name__", "") == UploadLimit.__name__ for m in chainlit_app.user_middleware):
+    # Once per process: `chorus run --watch` re-runs this module in a server that has started.
+    chainlit_app.add_middleware(UploadLimit, max_mb=CHORUS.settings.upload_max_mb)
 # Over-long messages must reach run_turn to be refused with a clear message; python-socketio's
 # default 1 MB frame limit would drop the connection instead.
 sio.eio.max_http_buffer_size = max(8 * 1024 * 1024, 4 * CHORUS.settings.max_message_chars + 65_536)
@@ -223,9 +224,9 @@ if HISTORY:
         layer = get_data_layer()
         if tracer is None or layer is None:
             return
-        turn_id = await layer.turn_of_step(feedback.forId)
-        user = getattr(cl.user_session.get("user"), "identifier", None) or "anonymous"
-        if turn_id is None:
+        user = str(getattr(cl.user_session.get("user"), "identifier", "") or "")
+        turn_id = await layer.turn_of_step(feedback.forId, owner=user) if user else None
+        if turn_id is None:  # not a reply of this user's: Chainlit stored it, the trace is not theirs
             return
         try:
             if not await asyncio.to_thread(tracer.log_feedback, turn_id, user, feedback.value == 1,

@@ -283,7 +283,10 @@ def users_list(
 
 @users_app.command("remove")
 def users_remove(name: Annotated[str, typer.Argument(help="The user name to remove.")]) -> None:
-    """Remove a password account, its conversations and files. Its open sessions end at their next page load."""
+    """Remove a password account with its conversations, files and memories.
+
+    Its open sessions end at their next page load.
+    """
     from chorus.settings import get_settings
     from chorus.store.accounts import AccountError, remove_account
     from chorus.store.files import files_root
@@ -295,6 +298,28 @@ def users_remove(name: Annotated[str, typer.Argument(help="The user name to remo
     except AccountError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"Removed user {name!r}.")
+    _forget_memories_of(name)
+
+
+def _forget_memories_of(name: str) -> None:
+    """A removed account's memories go too: a later account of that name must not inherit them."""
+    from chorus.memory import MemoryService
+    from chorus.memory.store import VectorStoreError
+    from chorus.settings import get_settings
+
+    settings = get_settings()
+    if not settings.memory:
+        return
+    service = MemoryService(settings)
+    try:
+        memory = service.for_user(name.strip())
+        if memory is not None:
+            memory.forget_all_sync()
+    except VectorStoreError as exc:
+        typer.secho(f"warning: the memories of {name!r} were not deleted ({exc}). Run `chorus memory delete "
+                    f"--user {name} --all` once the store is free.", fg=typer.colors.YELLOW, err=True)
+    finally:
+        service.close()
 
 
 @app.command("export")

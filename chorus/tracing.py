@@ -308,6 +308,7 @@ class Tracer:
 
     def log_feedback(self, turn_id: str, user: str, value: bool, comment: str | None = None) -> bool:
         """Attach a user's thumbs up/down to the turn's trace (blocking); False when there is no trace."""
+        self.flush(15)  # a quick thumbs-up may come before the trace is written
         trace_id = self.trace_id_of(turn_id)
         if trace_id is None:
             return False

@@ -261,6 +261,11 @@ class ChatSession:
             ids = list(self._before)
             for later in ids[ids.index(message_id) + 1 :]:
                 del self._before[later]
+            if self.checkpoints is not None:  # forget the abandoned branch in the store too
+                try:
+                    await self.checkpoints.rewind_to(self.thread_id, self.user_id, message_id)
+                except Exception as exc:
+                    log.error("could not forget the later turn states of thread %s: %s", self.thread_id, exc)
             return self._before[message_id]
         if not self._resumed or self.checkpoints is None:
             return None  # a new message: only a resumed conversation has earlier ones we did not see
@@ -382,6 +387,8 @@ async def run_turn(
         if cap is not None and spent_today >= cap:
             rejection = ("budget", f"You have used today's budget of ${cap:,.2f} for model calls "
                                    f"(${spent_today:,.4f} spent). It renews at midnight UTC.")
+        elif session.busy:  # another message got in while the spending was read
+            rejection = ("busy", "The team is still answering your previous message: wait for it, or press stop.")
     if rejection is not None:
         yield ErrorEvent(code=rejection[0], message=rejection[1])
         yield DoneEvent(stop_reason="rejected", detail=rejection[0], duration_ms=_ms(started))
@@ -505,6 +512,7 @@ async def _run_locked(
         token.cancel()
         await asyncio.wait([producer], timeout=10)
         await _restore(session, snapshot)
+        await _record_cut_off_usage(session, turn_id, totals)  # a stopped turn still cost money
         raise
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -514,6 +522,7 @@ async def _run_locked(
             token.cancel()
             await asyncio.wait([producer], timeout=10)
             await _restore(session, snapshot)
+            await _record_cut_off_usage(session, turn_id, totals)
             raise
         # The team's run was cancelled from inside: by our stop(), or by a cancelled model call.
         restore = True
@@ -584,6 +593,14 @@ def _drain_notices(session: ChatSession) -> list[NoticeEvent]:
             session._notices_seen.add(text)
             out.append(NoticeEvent(text=text, level="warning", code="degraded"))
     return out
+
+
+async def _record_cut_off_usage(session: ChatSession, turn_id: str, totals: _Totals) -> None:
+    """The model calls of a turn that was cut off (stop button, reader gone), into the ledger."""
+    totals.drain(session._usage)
+    session._last_calls = totals.records
+    session._budget = None
+    await _record_usage(session, turn_id, totals.records)
 
 
 async def _record_usage(session: ChatSession, turn_id: str, records: list[CallRecord]) -> None:

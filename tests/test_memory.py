@@ -340,3 +340,21 @@ def test_a_providers_embeddings_through_litellm(tmp_path: Path, monkeypatch: pyt
     refused = MemoryService(Settings(home=tmp_path / "other", embedding="litellm:openai/text-embedding-3-small"))
     with pytest.raises(ModelError, match="refusing a real embedding request"):
         refused.store.embedder(["hello"])
+
+
+def test_removing_an_account_removes_its_memories(tmp_path: Path) -> None:
+    env = {**_env(), "CHORUS_HOME": str(tmp_path)}
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "chorus.cli", *args], capture_output=True, text=True,
+                              env=env, input=stdin, timeout=120)
+
+    assert cli("users", "add", "gina", "--password-stdin", stdin="gina-password\n").returncode == 0
+    service = MemoryService(Settings(home=tmp_path))
+    memory = service.for_user("gina")
+    assert memory is not None
+    memory.remember_sync("Gina loves tango.")
+    service.close()
+    assert cli("users", "remove", "gina").returncode == 0
+    # A new account of the same name starts with no memories.
+    assert "Nothing is remembered" in cli("memory", "list", "--user", "gina").stdout

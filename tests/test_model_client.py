@@ -387,10 +387,13 @@ async def test_cancelling_the_token_between_chunks_ends_the_call_promptly(fake: 
 @pytest.mark.asyncio
 async def test_closing_the_stream_early_closes_the_http_response(fake: FakeOpenAI) -> None:
     fake.queue_text("one two three four", chunk_delay=30)
-    stream = client_for(fake).create_stream(USER)
+    records: list[CallRecord] = []
+    stream = client_for(fake, on_call=records.append).create_stream(USER)
     assert await stream.__anext__() == "one"
     await stream.aclose()  # type: ignore[attr-defined]
     assert await asyncio.to_thread(fake.wait_for_disconnect, 1, 0.5)
+    # The provider bills what it began to say: the cut-off call is still reported, as an estimate.
+    assert [(r.finish_reason, r.completion_tokens) for r in records] == [("cancelled", 1)]
 
 
 # -- the no-real-model guard -------------------------------------------------------------------------
@@ -634,6 +637,18 @@ async def test_a_failing_model_falls_back_and_is_then_skipped_for_its_cooldown(
     assert (await client.create(USER)).content == "Backup again."
     # Failed twice within a minute (more than allowed_fails=1): the circuit is open, so the next
     # call goes straight to the backup without trying the primary.
+    fake.reset()
+    fake.queue_text("Straight to the backup.")
+    assert (await client.create(USER)).content == "Straight to the backup."
+    assert [r["model"] for r in fake.requests] == ["backup-model"]
+
+
+@pytest.mark.asyncio
+async def test_the_circuit_opens_at_the_default_allowed_fails(fake: FakeOpenAI, fresh_routers: None) -> None:
+    client = client_for(fake, fallbacks=["openai/backup-model"], retries=0)  # allowed_fails=3 by default
+    for _ in range(4):
+        fake.queue_error(500, "primary down").queue_text("backup")
+        assert (await client.create(USER)).content == "backup"
     fake.reset()
     fake.queue_text("Straight to the backup.")
     assert (await client.create(USER)).content == "Straight to the backup."

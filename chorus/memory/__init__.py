@@ -41,22 +41,32 @@ class MemoryService:
         """Why memory and knowledge are unavailable (the store could not be opened), else None."""
         self._preparing = False
         self._prepared = threading.Event()
+        self._lock = threading.RLock()
 
     @property
     def store(self) -> VectorStore:
-        if self._store is None:
-            from chorus.memory.store import VectorStore
+        with self._lock:  # made from the preparing thread and the event loop alike: once
+            if self._store is None:
+                from chorus.memory.store import VectorStore
 
-            self._store = VectorStore(self.settings, self._embedders)
-        return self._store
+                self._store = VectorStore(self.settings, self._embedders)
+            return self._store
 
     @property
     def knowledge(self) -> KnowledgeBase:
-        if self._knowledge is None:
-            from chorus.memory.knowledge import KnowledgeBase
+        store = self.store
+        with self._lock:
+            if self._knowledge is None:
+                from chorus.memory.knowledge import KnowledgeBase
 
-            self._knowledge = KnowledgeBase(self.store, before_search=self._wait_until_prepared)
-        return self._knowledge
+                self._knowledge = KnowledgeBase(store, ready=self._until_prepared)
+            return self._knowledge
+
+    def start_preparing(self) -> None:
+        """Run :meth:`prepare_sync` in a background thread (the server does this at start-up);
+        searches wait for it (without holding a worker thread) until it is done."""
+        self._preparing = True
+        threading.Thread(target=self.prepare_sync, name="chorus-memory", daemon=True).start()
 
     @property
     def available(self) -> bool:
@@ -91,10 +101,15 @@ class MemoryService:
         finally:
             self._prepared.set()
 
-    def _wait_until_prepared(self) -> None:
-        """A search that comes while the first start still ingests ``knowledge/`` waits for it."""
-        if self._preparing:
-            self._prepared.wait(timeout=300)
+    async def _until_prepared(self) -> None:
+        """A search that comes while the first start still ingests ``knowledge/`` waits for it,
+        polling on the event loop rather than parking a worker thread."""
+        import asyncio
+
+        for _ in range(3000):  # at most 5 minutes
+            if not self._preparing or self._prepared.is_set():
+                return
+            await asyncio.sleep(0.1)
 
     def _prepare(self) -> None:
         folder = self.settings.knowledge_dir

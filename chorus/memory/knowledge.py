@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,9 +277,9 @@ def _learn_terms(title: str, headings: Iterable[str]) -> None:
 class KnowledgeBase:
     """Ingest and search; blocking methods (``*_sync``) run in worker threads from async code."""
 
-    def __init__(self, store: VectorStore, before_search: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: VectorStore, ready: Callable[[], Awaitable[None]] | None = None) -> None:
         self.store = store
-        self._before_search = before_search
+        self._ready = ready  # awaited before a search: the first start's ingestion is done
 
     def _collection(self) -> Any:
         return self.store.collection(COLLECTION)
@@ -343,8 +343,6 @@ class KnowledgeBase:
         return report
 
     def search_sync(self, query: str, k: int = 4, min_score: float = MIN_SCORE) -> list[Hit]:
-        if self._before_search is not None:
-            self._before_search()
         collection = self._collection()
         if not query.strip() or collection.count() == 0:
             return []
@@ -361,6 +359,8 @@ class KnowledgeBase:
         return hits
 
     async def search(self, query: str, k: int = 4) -> list[Hit]:
+        if self._ready is not None:
+            await self._ready()
         return await self.store.call(self.search_sync, query, k)
 
 

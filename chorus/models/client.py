@@ -223,6 +223,7 @@ class ChorusModelClient(ChatCompletionClient):
         else:
             deltas = self._resilient_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
 
+        finished = False
         try:
             async for delta in _cancellable(deltas, cancellation_token):
                 if delta.text:
@@ -239,8 +240,18 @@ class ChorusModelClient(ChatCompletionClient):
                     finish_reason = delta.finish_reason
                 if delta.usage:
                     usage = delta.usage
+            finished = True
         finally:
             await deltas.aclose()
+            if not finished and (text_parts or tool_calls) and not self.is_local:
+                # Cut off (stop, cancel, a broken stream) after the provider began to answer: it
+                # still bills for that, so the ledger and the budgets get an estimate.
+                estimate = (self._estimate_tokens(oa_messages), len(split_tokens("".join(text_parts))))
+                self._report(CallRecord(
+                    label=self.label, model=self.model, prompt_tokens=estimate[0], completion_tokens=estimate[1],
+                    cost=self._cost(estimate), latency_s=time.perf_counter() - started, first_chunk_s=first_chunk,
+                    finish_reason="cancelled", started_ns=started_ns,
+                ))
 
         text = "".join(text_parts)
         if usage is None:
@@ -271,9 +282,7 @@ class ChorusModelClient(ChatCompletionClient):
             finish_reason=reason,
             started_ns=started_ns,
         )
-        self.calls.append(record)
-        if self.on_call is not None:
-            self.on_call(record)
+        self._report(record)
         yield CreateResult(
             finish_reason=reason,  # type: ignore[arg-type]
             content=content,
@@ -356,7 +365,7 @@ class ChorusModelClient(ChatCompletionClient):
         started = False
         try:
             async for delta in self._litellm_deltas(messages, tools, tool_choice, json_output, extra):
-                started = True
+                started = started or bool(delta.text or delta.tool_calls)  # said something the user saw
                 yield delta
             return
         except ModelRequestRefused:
@@ -475,6 +484,11 @@ class ChorusModelClient(ChatCompletionClient):
                     await close()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _report(self, record: CallRecord) -> None:
+        self.calls.append(record)
+        if self.on_call is not None:
+            self.on_call(record)
 
     def _cost(self, usage: tuple[int, int]) -> float | None:
         if self.is_local:

@@ -41,6 +41,14 @@ def router_for(key: RouterKey) -> Any:
 
 def _build(key: RouterKey) -> Any:
     from litellm.router import Router
+    from litellm.types.router import AllowedFailsPolicy
+
+    # Named per error type: litellm ignores a router-wide allowed_fails equal to its own default
+    # and never cools down a model with a single deployment unless a policy names the error.
+    policy = AllowedFailsPolicy(**{name: key.allowed_fails for name in (
+        "TimeoutErrorAllowedFails", "RateLimitErrorAllowedFails", "InternalServerErrorAllowedFails",
+        "ServiceUnavailableErrorAllowedFails", "BadGatewayErrorAllowedFails", "AuthenticationErrorAllowedFails",
+        "NotFoundErrorAllowedFails")})
 
     models = [key.model, *[m for m in key.fallbacks if m != key.model]]
     model_list = []
@@ -55,7 +63,7 @@ def _build(key: RouterKey) -> Any:
         model_list=model_list,
         fallbacks=[{key.model: models[1:]}] if len(models) > 1 else [],
         num_retries=key.retries,
-        allowed_fails=key.allowed_fails,
+        allowed_fails_policy=policy,
         cooldown_time=key.cooldown_s,
         retry_after=0,
     )

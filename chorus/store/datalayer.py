@@ -103,10 +103,13 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
                 return self._decode(cleaned)
             return int(result.rowcount)
 
-    async def turn_of_step(self, step_id: str) -> str | None:
-        """The turn id of a reply (or of the run step holding a turn's replies), for its trace."""
-        rows = await self.execute_sql('SELECT "metadata" FROM steps WHERE "id" = :id OR "parentId" = :id',
-                                      {"id": step_id})
+    async def turn_of_step(self, step_id: str, owner: str) -> str | None:
+        """The turn id of a reply (or of the run step holding a turn's replies) in one of
+        ``owner``'s threads, for its trace; None for anyone else's."""
+        rows = await self.execute_sql(
+            'SELECT s."metadata" AS metadata FROM steps s JOIN threads t ON s."threadId" = t."id" '
+            'WHERE (s."id" = :id OR s."parentId" = :id) AND t."userIdentifier" = :owner',
+            {"id": step_id, "owner": owner})
         for row in rows if isinstance(rows, list) else []:
             meta = row.get("metadata")
             meta = json.loads(meta) if isinstance(meta, str) else (meta or {})

@@ -79,7 +79,8 @@ class LocalFileStore:
 
     def __init__(self, root: Path, secret: str, ttl_s: int = URL_TTL_S) -> None:
         self.root = root.expanduser().resolve()
-        self._secret = secret.encode("utf-8")
+        # A key of its own, derived from the login secret: a file link can never sign a cookie.
+        self._secret = hmac.new(secret.encode("utf-8"), b"chorus file links", hashlib.sha256).digest()
         self.ttl_s = ttl_s
 
     def path(self, key: str) -> Path:
@@ -144,7 +145,8 @@ class LocalFileStore:
             clean = safe_key(key)
         except (ValueError, FileStoreError):
             return None
-        if deadline < time.time() or not hmac.compare_digest(self._signature(clean, deadline), signature):
+        expected = self._signature(clean, deadline).encode()
+        if deadline < time.time() or not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
             return None
         path = self.path(clean)
         return path if path.is_file() else None

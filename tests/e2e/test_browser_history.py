@@ -219,8 +219,10 @@ def test_an_attached_file_is_answered_from_and_kept_with_the_conversation(
         _login(page, first, "dana", "dana-password")
         _attach(page, policy)
         _send(page, "How long do refunds take?")
-        page.get_by_text("Refunds take five days.", exact=False).first.wait_for(timeout=30_000)
-        page.screenshot(path=str(artifacts / "attachment-answer.png"))
+        try:
+            page.get_by_text("Refunds take five days.", exact=False).first.wait_for(timeout=60_000)
+        finally:
+            page.screenshot(path=str(artifacts / "attachment-answer.png"))
         context.close()
     finally:
         first.stop()
