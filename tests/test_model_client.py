@@ -627,11 +627,14 @@ async def test_a_failed_call_is_retried(fake: FakeOpenAI, fresh_routers: None) -
 async def test_a_failing_model_falls_back_and_is_then_skipped_for_its_cooldown(
     fake: FakeOpenAI, fresh_routers: None
 ) -> None:
-    client = client_for(fake, fallbacks=["openai/backup-model"], retries=0, allowed_fails=1, cooldown_s=60)
+    records: list[CallRecord] = []
+    client = client_for(fake, fallbacks=["openai/backup-model"], retries=0, allowed_fails=1, cooldown_s=60,
+                        on_call=records.append)
     fake.queue_error(500, "primary down").queue_text("From the backup.")
     result = await client.create(USER)
     assert result.content == "From the backup."
     assert [r["model"] for r in fake.requests] == ["fake-model", "backup-model"]
+    assert records[-1].model == "openai/backup-model"  # recorded (and priced) as the model that answered
 
     fake.queue_error(500, "primary still down").queue_text("Backup again.")
     assert (await client.create(USER)).content == "Backup again."

@@ -166,6 +166,7 @@ class ChorusModelClient(ChatCompletionClient):
         self.degrade_to_offline = degrade_to_offline
         self.on_notice = on_notice
         self._degraded = False
+        self._answered_by: str | None = None  # which of model and fallbacks answered the current call
 
     @property
     def is_local(self) -> bool:
@@ -218,6 +219,7 @@ class ChorusModelClient(ChatCompletionClient):
         usage: tuple[int, int] | None = None
 
         self._degraded = False  # set when every model failed and the offline model answers this call
+        self._answered_by = None
         if self._local is not None:
             deltas = self._local_deltas(oa_messages, oa_tools, tool_choice)
         else:
@@ -271,12 +273,13 @@ class ChorusModelClient(ChatCompletionClient):
         else:
             content = text
             reason = _finish_reason(finish_reason)
+        answered_by = OFFLINE_MODEL if self._degraded else (self._answered_by or self.model)
         record = CallRecord(
             label=self.label,
-            model=OFFLINE_MODEL if self._degraded else self.model,
+            model=answered_by,  # a fallback's call is recorded and priced as the fallback's
             prompt_tokens=usage[0],
             completion_tokens=usage[1],
-            cost=0.0 if self._degraded else self._cost(usage),
+            cost=0.0 if self._degraded else self._cost(usage, answered_by),
             latency_s=time.perf_counter() - started,
             first_chunk_s=first_chunk,
             finish_reason=reason,
@@ -454,6 +457,8 @@ class ChorusModelClient(ChatCompletionClient):
         try:
             async for chunk in stream:
                 delta = _Delta()
+                if self.fallbacks and self._answered_by is None:
+                    self._answered_by = self._which_model(getattr(chunk, "model", None))
                 usage = getattr(chunk, "usage", None)
                 if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
                     delta.usage = (int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
@@ -490,14 +495,23 @@ class ChorusModelClient(ChatCompletionClient):
         if self.on_call is not None:
             self.on_call(record)
 
-    def _cost(self, usage: tuple[int, int]) -> float | None:
+    def _which_model(self, reported: str | None) -> str | None:
+        """Which of the model and its fallbacks a provider's reply came from (by the name it reports)."""
+        if not reported:
+            return None
+        for model in (self.model, *self.fallbacks):
+            if reported in (model, model.split("/", 1)[-1]):
+                return model
+        return None
+
+    def _cost(self, usage: tuple[int, int], model: str | None = None) -> float | None:
         if self.is_local:
             return 0.0
         litellm = _litellm()
 
         try:
             prompt_cost, completion_cost = litellm.cost_per_token(
-                model=self.model, prompt_tokens=usage[0], completion_tokens=usage[1]
+                model=model or self.model, prompt_tokens=usage[0], completion_tokens=usage[1]
             )
             return float(prompt_cost + completion_cost)
         except Exception:
