@@ -43,14 +43,22 @@ def _send(page: Any, text: str) -> None:
 
 
 def _attach(page: Any, path: Path) -> None:
-    """Attach a file with the composer's paperclip (again if the socket was not connected yet)."""
+    """Attach a file with the composer's paperclip, again if the upload failed.
+
+    Chainlit shows the file at once and removes it when the upload fails ("Session not found"
+    while the page's socket is still connecting), so the file must still be there a moment later.
+    """
+    chip = page.locator("#message-composer").get_by_text(path.name)
     for _ in range(10):
         page.locator("input[type=file]").first.set_input_files(str(path))
         try:
-            page.locator("#message-composer").get_by_text(path.name).wait_for(timeout=3_000)
-            return
+            chip.wait_for(timeout=3_000)
+            page.wait_for_timeout(2_000)
+            if chip.count():  # still there: the upload went through
+                return
         except Exception:
-            page.wait_for_timeout(1_000)  # "Session not found": the page's socket was still connecting
+            pass
+        page.wait_for_timeout(1_000)
     pytest.fail(f"{path.name} could not be attached")
 
 
