@@ -265,7 +265,7 @@ async def _offer_commands() -> None:
             "persistent": False,
             "selected": False,
         })
-    if CHORUS.memory is not None:
+    if _user_memory() is not None:  # logged-in users only: anonymous visitors have no memory
         commands.append({
             "id": MEMORIES_COMMAND,
             "description": "See what the team remembers about you, and forget any of it",
