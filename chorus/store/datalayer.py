@@ -59,6 +59,18 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
         except Exception:  # no Chainlit context (a script, a test)
             return None
 
+    async def create_element(self, element: Any) -> None:
+        """Store a file element. Its thread row is made first (as Chainlit's create_step does):
+        a file sent with a conversation's first message can arrive before the thread exists,
+        and the foreign key would refuse it."""
+        if getattr(element, "thread_id", None) and getattr(element, "for_id", None):
+            _check_id(element.thread_id)
+            async with self.write_lock:
+                await self.update_thread(element.thread_id)
+                await super().create_element(element)
+            return
+        await super().create_element(element)
+
     async def create_step(self, step_dict: Any) -> None:
         _check_id(step_dict.get("threadId"))
         async with self.write_lock:
