@@ -481,7 +481,7 @@ class _Renderer:
                 await msg.send()
         elif isinstance(event, ToolCallEvent):
             step = cl.Step(name=event.name, type="tool", show_input="json")
-            step.input = _pretty_json(event.arguments)
+            step.input = event.parsed_arguments()
             self.steps[event.call_id] = step
             await step.send()
         elif isinstance(event, ToolResultEvent):
@@ -519,12 +519,3 @@ async def _usage_step(done: DoneEvent, traced: bool) -> None:
     if traced and done.turn_id:
         step.output += f" · [trace in MLflow](/chorus/trace/{done.turn_id})"
     await step.send()
-
-
-def _pretty_json(arguments: str) -> Any:
-    import json
-
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments

@@ -61,6 +61,15 @@ class ToolCallEvent(TurnEvent):
     name: str
     arguments: str
 
+    def parsed_arguments(self) -> Any:
+        """The arguments as JSON values, or the raw text when they are not valid JSON."""
+        import json
+
+        try:
+            return json.loads(self.arguments)
+        except ValueError:
+            return self.arguments
+
 
 @dataclass(frozen=True)
 class ToolResultEvent(TurnEvent):

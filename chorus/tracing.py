@@ -261,7 +261,7 @@ class Tracer:
             if isinstance(event, ToolCallEvent) and agent_span is not None:
                 tools[event.call_id] = mlflow.start_span_no_context(
                     f"tool {event.name}", span_type=SpanType.TOOL, parent_span=agent_span, start_time_ns=at,
-                    inputs=_json_or_text(event.arguments), attributes={"chorus.tool": event.name})
+                    inputs=event.parsed_arguments(), attributes={"chorus.tool": event.name})
             elif isinstance(event, ToolResultEvent):
                 span = tools.pop(event.call_id, None)
                 if span is not None:
@@ -326,12 +326,3 @@ _AGENT_EVENTS = (TokenEvent, ToolCallEvent, ToolResultEvent, RetrievalEvent, Mes
 
 def _quote(value: str) -> str:
     return "".join(c for c in value if c.isalnum() or c in "-_")
-
-
-def _json_or_text(arguments: str) -> Any:
-    import json
-
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments

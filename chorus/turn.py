@@ -239,9 +239,7 @@ class ChatSession:
 
     async def _load(self, team: str, state: Mapping[str, Any]) -> bool:
         """Put the team in a saved ``state``; False (and a fresh team) when it no longer fits."""
-        if team != self.spec.name and team in self.chorus.catalog.teams:
-            # The page may not know the thread's team (after a crash): the saved one wins.
-            self.spec = self.chorus.catalog.teams[team]
+        if self._adopt_team(team):
             self.build()
         assert self.built is not None
         try:
@@ -277,9 +275,16 @@ class ChatSession:
         if saved is None:
             return None
         team, state = saved
-        if team != self.spec.name and team in self.chorus.catalog.teams:
-            self.spec = self.chorus.catalog.teams[team]
+        self._adopt_team(team)  # the team is rebuilt when the rewind restores this state
         return state
+
+    def _adopt_team(self, team: str) -> bool:
+        """Switch to the team a saved state belongs to (the page may not know it, after a
+        crash: the saved one wins); True when it changed."""
+        if team == self.spec.name or team not in self.chorus.catalog.teams:
+            return False
+        self.spec = self.chorus.catalog.teams[team]
+        return True
 
     async def _checkpoint(self, before: tuple[str, Mapping[str, Any]] | None = None) -> NoticeEvent | None:
         """Save the team's state after a turn (and ``before`` it, for edits); a notice, not a crash,

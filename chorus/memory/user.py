@@ -87,13 +87,14 @@ class UserMemory:
         if not query.strip():
             return []
         collection = self._collection()
-        found = self._query(collection, query, k)
-        if collection.count() <= k:
+        count = collection.count()
+        found = self._query(collection, query, k, count)
+        if count <= k:
             return found
         return [m for m in found if (m.score or 0) >= min_score]
 
-    def _query(self, collection: Any, text: str, k: int) -> list[MemoryItem]:
-        count = collection.count()
+    def _query(self, collection: Any, text: str, k: int, count: int | None = None) -> list[MemoryItem]:
+        count = collection.count() if count is None else count
         if count == 0:
             return []
         found = collection.query(query_texts=[text], n_results=min(k, count),

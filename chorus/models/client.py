@@ -86,6 +86,15 @@ def _litellm() -> Any:
     return litellm
 
 
+def refuse_real_request(model: str, api_base: str | None, what: str = "model") -> None:
+    """Raise ModelRequestRefused unless ``api_base`` is on this machine (CHORUS_FORBID_REAL_MODELS)."""
+    if not _is_loopback(api_base):
+        raise ModelRequestRefused(
+            f"refusing a real {what} request to {model!r}: CHORUS_FORBID_REAL_MODELS is set "
+            "(tests must use the offline or scripted model, or a loopback api_base)"
+        )
+
+
 def _is_loopback(url: str | None) -> bool:
     if not url:
         return False
@@ -414,12 +423,8 @@ class ChorusModelClient(ChatCompletionClient):
         json_output: bool | type[BaseModel] | None,
         extra: Mapping[str, Any],
     ) -> AsyncGenerator[_Delta, None]:
-        target = extra.get("api_base") or extra.get("base_url") or self.api_base
-        if self.forbid_real_models and not _is_loopback(target):
-            raise ModelRequestRefused(
-                f"refusing a real model request to {self.model!r}: CHORUS_FORBID_REAL_MODELS is set "
-                "(tests must use the offline or scripted model, or a loopback api_base)"
-            )
+        if self.forbid_real_models:
+            refuse_real_request(self.model, extra.get("api_base") or extra.get("base_url") or self.api_base)
         litellm = _litellm()
 
         router = None

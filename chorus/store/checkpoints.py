@@ -98,15 +98,16 @@ class CheckpointStore:
         """(team, state) before ``message_id``, forgetting the turn states that came after it;
         None when that message's state is not kept (or ``user`` does not own the thread)."""
         key = (turn_states.c.thread_id == thread_id, turn_states.c.user_identifier == user)
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:  # most messages are new: a read, no write
             row = (
                 await conn.execute(
                     sa.select(turn_states.c.team, turn_states.c.state, turn_states.c.created_at)
                     .where(*key, turn_states.c.message_id == message_id)
                 )
             ).first()
-            if row is None:
-                return None
+        if row is None:
+            return None
+        async with self.engine.begin() as conn:
             await conn.execute(sa.delete(turn_states).where(*key, turn_states.c.created_at > row.created_at))
         return str(row.team), _state(row.state)
 
