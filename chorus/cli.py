@@ -86,6 +86,15 @@ def ask(
         except (AttachmentError, OSError) as exc:
             raise _fail(f"cannot attach {path}: {exc}") from None
         budget -= len(attachments[-1].text)
+    if chorus.memory is not None:
+        import contextlib
+
+        from chorus.memory.store import VectorStoreError
+
+        # Like the server's first start, a first `chorus ask` finds knowledge/ ingested. When the
+        # server holds the store, the turn goes on without it (its tools say why).
+        with contextlib.suppress(VectorStoreError):
+            chorus.memory.ingest_default_knowledge_sync()
     try:
         session = chorus.open_session(team)
     except ChorusError as exc:

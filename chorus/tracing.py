@@ -174,6 +174,9 @@ class Tracer:
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         import mlflow
 
+        # MLflow announces creating its tables and experiment at INFO on stderr: noise in the CLI.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
         mlflow.set_tracking_uri(self.uri)  # process-wide in MLflow; one tracer per process in the app
         if self._experiment_id is None:
             from chorus.store.db import MIGRATION_LOCK

@@ -63,6 +63,14 @@ def test_ask_with_attached_files(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "photo.png" in refused.stderr and "text and PDF only" in refused.stderr
 
 
+def test_a_first_ask_finds_the_knowledge_base_ingested(tmp_path: Path) -> None:
+    env = {"CHORUS_HOME": str(tmp_path / "home"), "CHORUS_TRACING": "true"}  # tracing as users have it
+    result = chorus("ask", "How long do refunds take?", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "[librarian]" in result.stdout and "knowledge/music-store-policies.md" in result.stdout
+    assert "mlflow" not in result.stderr.lower()  # no store set-up chatter
+
+
 def test_ask_reads_standard_input_and_uses_the_chosen_team() -> None:
     result = chorus("ask", "-", "--team", "panel", "--json", stdin="hello panel")
     assert result.returncode == 0, result.stderr

@@ -112,15 +112,21 @@ class MemoryService:
             await asyncio.sleep(0.1)
 
     def _prepare(self) -> None:
-        folder = self.settings.knowledge_dir
-        if self.knowledge.count_sync() == 0 and folder.is_dir():
-            report = self.knowledge.ingest_sync([folder])
-            log.info("knowledge base: ingested %s: %s", folder, report.summary())
-            for source, error in report.failed:
-                log.warning("knowledge base: %s was skipped: %s", source, error)
-        else:
+        if not self.ingest_default_knowledge_sync():
             self.knowledge.learn_terms_sync()
         self.store.embedder(["warm up"])
+
+    def ingest_default_knowledge_sync(self) -> bool:
+        """Ingest ``CHORUS_KNOWLEDGE_DIR`` if the knowledge base is empty (blocking); whether it did.
+        Raises VectorStoreError when the store cannot be opened."""
+        folder = self.settings.knowledge_dir
+        if not folder.is_dir() or self.knowledge.count_sync() > 0:
+            return False
+        report = self.knowledge.ingest_sync([folder])
+        log.info("knowledge base: ingested %s: %s", folder, report.summary())
+        for source, error in report.failed:
+            log.warning("knowledge base: %s was skipped: %s", source, error)
+        return True
 
     def close(self) -> None:
         if self._store is not None:
