@@ -12,6 +12,10 @@ This module is the public API plugin authors import from::
     def chorus_register_agents():
         return [AgentSpec(name="forecaster", description="Answers weather questions.", tools=("my_tool",))]
 
+    @hookimpl
+    def chorus_register_teams():  # optional: a chat profile of your own
+        return [TeamSpec(name="weather", members=["forecaster"], starters=[...])]
+
 Everything else (``chorus.turn``, ``chorus.models``, ``chorus.teams``) is
 importable too, but only the names below are promised to stay stable.
 """
@@ -26,11 +30,15 @@ __version__ = "0.1.0"
 
 from chorus.plugins import AgentContext, AgentSpec, ToolContext, ToolSpec, hookimpl, hookspec  # noqa: E402
 from chorus.settings import Settings, get_settings  # noqa: E402
+from chorus.teams.spec import Starter, TeamSpec, Termination  # noqa: E402
 
 __all__ = [
     "AgentContext",
     "AgentSpec",
     "Settings",
+    "Starter",
+    "TeamSpec",
+    "Termination",
     "ToolContext",
     "ToolSpec",
     "__version__",

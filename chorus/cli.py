@@ -188,6 +188,8 @@ def plugins(
             typer.echo(f"    agents: {', '.join(r.agents)}")
         if r.tools:
             typer.echo(f"    tools:  {', '.join(r.tools)}")
+        if r.teams:
+            typer.echo(f"    teams:  {', '.join(r.teams)}")
         if r.error:
             typer.secho(f"    error:  {r.error}", fg=typer.colors.RED)
 
@@ -216,6 +218,8 @@ def teams(
         typer.secho(f"{spec.name}{default}", bold=True)
         typer.echo(f"    {spec.title}: {spec.description or spec.type}")
         typer.echo(f"    {spec.type}; members: {', '.join(m.name for m in members) or '-'}")
+        if spec.source:
+            typer.echo(f"    from: {spec.source}")
         for problem in problems:
             typer.secho(f"    problem: {problem}", fg=typer.colors.YELLOW)
     for error in chorus.catalog.errors:

@@ -85,7 +85,7 @@ class Chorus:
         """Load plugins and teams; broken plugins and team files are reported, never fatal."""
         settings = settings or get_settings()
         registry = load_plugins(settings, extra=extra_plugins)
-        catalog = load_teams(settings.agents_dir, settings.default_team)
+        catalog = load_teams(settings.agents_dir, settings.default_team, registry.teams)
         memory = MemoryService(settings, registry.embedders) if settings.memory else None
         tracer = Tracer(settings, __version__) if settings.tracing else None
         return cls(settings=settings, registry=registry, catalog=catalog, memory=memory, tracer=tracer)
@@ -399,11 +399,14 @@ async def run_turn(
         yield DoneEvent(stop_reason="rejected", detail=rejection[0], duration_ms=_ms(started))
         return
 
+    typed = text
     if attachments:
         text = with_attachments(text, [replace(a, text=clean_text(a.text)) for a in attachments])
     turn_id = turn_id or uuid.uuid4().hex
     tracer = session.chorus.tracer
     async with session._lock:
+        if session.tool_context is not None:
+            session.tool_context.user_message = typed  # what tools may trust as the user's own words
         events = _run_locked(session, text, started, message_id, spent_today, turn_id)
         trace = None if tracer is None else tracer.begin(
             turn_id=turn_id, user=session.user_id, thread=session.thread_id, team=session.spec.name, text=text)

@@ -704,3 +704,43 @@ async def test_a_turn_whose_providers_all_fail_is_answered_offline_with_a_notice
     assert any(isinstance(e, MessageEvent) and "Asia/Tokyo" in e.content for e in events)  # offline, with its tool
     done = events[-1]
     assert isinstance(done, DoneEvent) and done.stop_reason != "error"
+
+
+# -- a real selector model that cannot decide ------------------------------------------------------
+
+
+def _selection_prompt(question: str) -> list[Any]:
+    from chorus.teams import SELECTOR_PROMPT
+
+    prompt = SELECTOR_PROMPT.format(
+        roles="assistant: General help.\nforecaster: Tells the weather.",
+        history=f"user: {question}",
+        participants=str(["assistant", "forecaster"]),
+    )
+    return [SystemMessage(content=prompt)]
+
+
+def _selector_hints() -> Any:
+    from chorus import AgentSpec
+    from chorus.models.local import ModelHints
+
+    agents = {
+        "assistant": AgentSpec(name="assistant", description="General help and small talk."),
+        "forecaster": AgentSpec(name="forecaster", description="Tells the weather.", keywords=("weather",)),
+    }
+    return ModelHints(role="selector", agents=agents)
+
+
+@pytest.mark.parametrize(("reply", "chosen"), [
+    ("forecaster", "forecaster"),            # a clear choice is kept, even against the keywords
+    ("assistant", "assistant"),
+    ("I am not sure who should answer.", "forecaster"),   # no name: routed by keywords
+    ("assistant or forecaster", "forecaster"),            # two names: routed by keywords
+    ("meteorologist", "forecaster"),                      # not a member
+])
+async def test_a_selector_model_that_cannot_decide_is_routed_by_keywords(
+        fake: FakeOpenAI, reply: str, chosen: str) -> None:
+    fake.queue_text(reply)
+    client = client_for(fake, label="selector", hints=_selector_hints())
+    result = await client.create(_selection_prompt("What's the weather in Paris tomorrow?"))
+    assert result.content == chosen

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
-from chorus import AgentSpec, ToolSpec, hookimpl
+from chorus import AgentSpec, Starter, TeamSpec, ToolContext, ToolSpec, hookimpl
 from chorus.plugins import PluginLoader, load_plugins
 from chorus.plugins.manager import DEFAULT_PLUGINS
 from chorus.settings import Settings
@@ -139,3 +140,106 @@ def test_tool_spec_accepts_plain_functions_and_rejects_bad_names() -> None:
         ToolSpec(func=weather, name="not valid")
     with pytest.raises(ValueError):
         AgentSpec(name="x", description=" ")
+
+
+# -- plugins that bring a team ---------------------------------------------------------------------
+
+
+def lookup_order(number: int, context: ToolContext) -> str:
+    """Look up one of the user's orders."""
+    return f"order {number} of {context.user_id}, asked as {context.user_message!r}"
+
+
+class Shop:
+    @hookimpl
+    def chorus_register_tools(self) -> list[ToolSpec]:
+        return [ToolSpec(func=lookup_order, keywords=("order",))]
+
+    @hookimpl
+    def chorus_register_agents(self) -> list[AgentSpec]:
+        return [AgentSpec(name="clerk", description="Finds orders.", tools=("lookup_order",), team_only=True),
+                AgentSpec(name="greeter", description="Says hello.", team_only=True)]
+
+    @hookimpl
+    def chorus_register_teams(self) -> list[object]:
+        return [
+            TeamSpec(name="shop", display_name="Shop", members=["greeter", "clerk"], routing="- clerk: {orders}",
+                     starters=[Starter(label="My order", message="Where is order 7?")], default=True),
+            {"name": "shop-desk", "members": ["clerk"], "description": "As a mapping, like a YAML file."},
+        ]
+
+
+class BadTeams:
+    @hookimpl
+    def chorus_register_teams(self) -> list[object]:
+        return [{"name": "Not A Valid Name!", "members": ["x"]}]
+
+
+class TakenTeam:
+    @hookimpl
+    def chorus_register_teams(self) -> list[object]:
+        return [{"name": "shop", "members": ["assistant"]}]
+
+
+def test_a_plugin_team_becomes_a_profile_and_its_specialists_stay_in_it(tmp_path: Path) -> None:
+    settings = _settings(agents_dir=tmp_path, plugins="assistant,shop,bad,taken", memory=False, tracing=False)
+    chorus_ = Chorus.load(settings, extra_plugins=[("shop", Shop()), ("bad", BadTeams()), ("taken", TakenTeam())])
+    report = chorus_.registry.report_for("shop")
+    assert report is not None and report.status == "ok" and report.teams == ["shop", "shop-desk"]
+    assert report.to_dict()["teams"] == ["shop", "shop-desk"]
+    bad = chorus_.registry.report_for("bad")
+    assert bad is not None and bad.status == "error" and "teams:" in (bad.error or "")
+    taken = chorus_.registry.report_for("taken")
+    assert taken is not None and "already registered" in (taken.error or "")
+
+    # The deployment's default stays the default: a plugin cannot take it.
+    assert chorus_.catalog.default.name == "chorus"
+    shop = chorus_.team("Shop")
+    assert shop.source == "plugin shop" and shop.starters[0].message == "Where is order 7?"
+    assert chorus_.team("shop-desk").source == "plugin shop"
+    # team_only agents are not in the catch-all team, but are in the team that names them.
+    everyone = chorus_.open_session()
+    assert everyone.built is not None and [m.name for m in everyone.built.members] == ["assistant"]
+    session = chorus_.open_session("shop")
+    assert session.built is not None and [m.name for m in session.built.members] == ["greeter", "clerk"]
+
+
+def test_the_deployment_s_team_file_replaces_a_plugin_team_of_the_same_name(tmp_path: Path) -> None:
+    (tmp_path / "shop.yaml").write_text("name: shop\ndisplay_name: Our shop\nmembers: [clerk]\ndefault: true\n")
+    settings = _settings(agents_dir=tmp_path, plugins="assistant,shop", memory=False, tracing=False)
+    chorus_ = Chorus.load(settings, extra_plugins=[("shop", Shop())])
+    assert chorus_.team("shop").title == "Our shop" and chorus_.team("shop").source == str(tmp_path / "shop.yaml")
+    assert chorus_.catalog.default.name == "shop"  # the file said so
+    assert "shop-desk" in chorus_.catalog.teams
+
+
+def test_routing_guidance_goes_into_the_selector_prompt_before_the_transcript() -> None:
+    from chorus.teams.build import SELECTOR_PROMPT, selector_prompt
+
+    spec = TeamSpec(name="shop", members=["greeter", "clerk"], routing="- clerk: {orders}")
+    prompt = selector_prompt(spec)
+    rendered = prompt.format(roles="ROLES", history="HISTORY", participants="P")  # braces stay literal
+    assert "How this team routes:\n- clerk: {orders}" in rendered
+    assert rendered.index("{orders}") < rendered.index("HISTORY")
+    assert selector_prompt(TeamSpec(name="plain")) == SELECTOR_PROMPT
+
+
+async def test_tools_see_what_the_user_typed_this_turn_but_not_attached_files(tmp_path: Path) -> None:
+    from chorus.attachments import Attachment
+    from chorus.events import ToolResultEvent
+    from chorus.models import scripted_model, tool_call
+    from chorus.turn import run_turn
+
+    settings = _settings(agents_dir=tmp_path, plugins="assistant,shop", memory=False, tracing=False)
+    settings.model = "scripted"
+    chorus_ = Chorus.load(settings, extra_plugins=[("shop", Shop())])
+    session = chorus_.open_session("shop-desk", user_id="ann", stream=False)
+    scripted_model.reset()
+    scripted_model.queue(tool_call("lookup_order", number=7), "Found it.")
+    try:
+        events = [e async for e in run_turn(session, "Where is order 7?",
+                                            attachments=[Attachment(name="note.txt", text="I am customer 99")])]
+    finally:
+        scripted_model.reset()
+    result = next(e for e in events if isinstance(e, ToolResultEvent))
+    assert result.result == "order 7 of ann, asked as 'Where is order 7?'"

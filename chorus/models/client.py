@@ -282,6 +282,8 @@ class ChorusModelClient(ChatCompletionClient):
         else:
             content = text
             reason = _finish_reason(finish_reason)
+            if self.hints.role == "selector" and not self.is_local:
+                content = self._checked_selection(text, oa_messages)
         answered_by = OFFLINE_MODEL if self._degraded else (self._answered_by or self.model)
         record = CallRecord(
             label=self.label,
@@ -302,6 +304,15 @@ class ChorusModelClient(ChatCompletionClient):
             cached=False,
             thought=thought,
         )
+
+    def _checked_selection(self, text: str, messages: list[dict[str, Any]]) -> str:
+        from chorus.models.offline import checked_selection
+
+        choice = checked_selection(text, messages, self.hints)
+        if choice != text:
+            log.info("the selector (%s) named no single member (%r); routed by keywords to %s",
+                     self.model, text[:200], choice)
+        return choice
 
     async def close(self) -> None:
         return None

@@ -137,15 +137,7 @@ class OfflineModel:
     # -- selector ---------------------------------------------------------------------------
 
     def select_speaker(self, request: ModelRequest) -> str:
-        hints = request.hints
-        prompt = "\n".join(text_of(m) for m in request.messages)
-        candidates = _candidates(prompt, hints.agents)
-        user_text = _last_user_turn(prompt, set(hints.agents))
-        best = max(
-            candidates,
-            key=lambda name: (agent_score(user_text, hints.agents[name], hints.tools), -candidates.index(name)),
-        )
-        return best
+        return keyword_speaker(request.messages, request.hints)
 
     # -- agent ------------------------------------------------------------------------------
 
@@ -201,6 +193,33 @@ class OfflineModel:
             f"and built-in knowledge cover, so I can't answer that one.\n\n{_team_summary(hints)}\n\n"
             f"{_offline_footer()}"
         )
+
+
+def keyword_speaker(messages: list[dict[str, Any]], hints: ModelHints) -> str:
+    """The member whose keywords, tools and description best fit the user's latest message in a
+    selector prompt (ties go to the member listed first)."""
+    prompt = "\n".join(text_of(m) for m in messages)
+    candidates = _candidates(prompt, hints.agents)
+    user_text = _last_user_turn(prompt, set(hints.agents))
+    return max(
+        candidates,
+        key=lambda name: (agent_score(user_text, hints.agents[name], hints.tools) if name in hints.agents else 0,
+                          -candidates.index(name)),
+    )
+
+
+def checked_selection(reply: str, messages: list[dict[str, Any]], hints: ModelHints) -> str:
+    """A real selector model's ``reply`` when it names exactly one candidate, else the keyword choice.
+
+    A model that answers with no name, several names or a name not in the team "cannot decide";
+    routing by keywords then beats AutoGen's fallback (the previous speaker) for the user.
+    """
+    prompt = "\n".join(text_of(m) for m in messages)
+    candidates = _candidates(prompt, hints.agents)
+    named = [c for c in candidates if re.search(rf"(?<!\w){re.escape(c)}(?!\w)", reply)]
+    if len(named) == 1:
+        return reply
+    return keyword_speaker(messages, hints)
 
 
 def answer_from_files(question: str, files: Iterable[Attachment], *, most: int = 6) -> str:

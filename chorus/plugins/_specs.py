@@ -31,6 +31,8 @@ class ToolContext:
     data. ``memory`` is this user's memory (None for anonymous visitors or with memory off);
     ``knowledge`` the knowledge base; ``state`` a dict the conversation's tools share (for
     example a customer verified earlier in the chat), kept for the life of the session.
+    ``user_message`` is what the user typed in the current turn (attached files left out): a
+    tool can check that a value the model passed really came from the user.
     """
 
     user_id: str
@@ -39,6 +41,7 @@ class ToolContext:
     memory: UserMemory | None = None
     knowledge: KnowledgeBase | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    user_message: str = ""
 
 
 def _context_parameter(func: Callable[..., Any]) -> str | None:
@@ -162,7 +165,9 @@ class AgentSpec:
     ``CHORUS_MODEL`` for this agent. ``factory`` builds a custom AutoGen agent
     from an :class:`AgentContext`; without it Chorus builds a streaming
     ``AssistantAgent`` that reflects on its tool results. ``keywords`` help the
-    offline model route messages to this agent.
+    offline model route messages to this agent. ``team_only`` keeps the agent out of
+    teams that take every agent (``members: ["*"]``): it joins only teams that name it,
+    such as a team the same plugin registers.
     """
 
     name: str
@@ -173,6 +178,7 @@ class AgentSpec:
     factory: AgentFactory | None = None
     keywords: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
+    team_only: bool = False
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:

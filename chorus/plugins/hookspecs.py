@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from chorus.plugins._specs import AgentSpec, ToolSpec
     from chorus.settings import Settings
+    from chorus.teams.spec import TeamSpec
 
 PROJECT = "chorus"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -64,5 +65,21 @@ def chorus_register_embedders(settings: Settings) -> Mapping[str, Callable[[], A
     called once, when memory or knowledge is first used. Register the class with Chroma's
     ``@register_embedding_function`` so a collection reopened later rebuilds it. Each embedder
     gets collections of its own, so switching embedders never mixes vectors; re-ingest after.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def chorus_register_teams(settings: Settings) -> Sequence[TeamSpec | Mapping[str, Any]]:
+    """Offer teams: each becomes a chat profile in the page (with its starters) and a
+    ``--team`` for ``chorus ask``.
+
+    Called: once per plugin load, after agents and embedders.
+    Receives: ``settings`` (optional argument).
+    Returns: a sequence of :class:`chorus.TeamSpec`, or mappings with the same fields as a
+    team YAML file (``agents/README.md``). A team file of the deployment with the same name
+    wins over a plugin's team, so operators can change it; a second plugin team with a taken
+    name is reported and skipped. Members are agent names from any plugin; give a team's
+    specialists ``team_only=True`` to keep them out of the teams that take every agent.
     """
     raise NotImplementedError

@@ -46,6 +46,7 @@ class PluginReport:
     error: str | None = None
     agents: list[str] = field(default_factory=list)
     tools: list[str] = field(default_factory=list)
+    teams: list[str] = field(default_factory=list)
     builtin: bool = False
 
     def fail(self, stage: str, exc: BaseException) -> None:
@@ -78,6 +79,7 @@ class PluginReport:
             "error": self.error,
             "agents": list(self.agents),
             "tools": list(self.tools),
+            "teams": list(self.teams),
         }
 
 
@@ -89,6 +91,8 @@ class Registry:
     tools: dict[str, ToolSpec] = field(default_factory=dict)
     embedders: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """Embedding-function factories by name (``CHORUS_EMBEDDING`` picks one)."""
+    teams: dict[str, Any] = field(default_factory=dict)
+    """Teams plugins offer (:class:`chorus.TeamSpec` by name); ``agents/`` files of the same name win."""
     reports: list[PluginReport] = field(default_factory=list)
 
     def report_for(self, plugin: str) -> PluginReport | None:
@@ -219,10 +223,12 @@ class PluginLoader:
         for report, plugin in loaded:
             self._collect(report, plugin, "chorus_register_embedders",
                           lambda r, v: self._add_embedders(registry, r, v))
+        for report, plugin in loaded:
+            self._collect(report, plugin, "chorus_register_teams", lambda r, v: self._add_teams(registry, r, v))
         for report in registry.reports:
             if report.status == "ok":
-                log.info("plugin %s (%s %s) loaded: agents=%s tools=%s", report.name,
-                         report.distribution, report.version, report.agents, report.tools)
+                log.info("plugin %s (%s %s) loaded: agents=%s tools=%s teams=%s", report.name,
+                         report.distribution, report.version, report.agents, report.tools, report.teams)
         return registry
 
     def _collect(
@@ -265,6 +271,22 @@ class PluginLoader:
                 report.fail("embedders", ValueError(f"embedder {name!r} is already registered"))
                 continue
             registry.embedders[str(name)] = factory
+
+    def _add_teams(self, registry: Registry, report: PluginReport, value: Any) -> None:
+        from chorus.teams.spec import TeamSpec
+
+        for item in _as_list(value, "teams"):
+            if isinstance(item, Mapping):
+                item = TeamSpec.model_validate({**item, "source": f"plugin {report.name}"})
+            elif isinstance(item, TeamSpec):
+                item = item.model_copy(update={"source": item.source or f"plugin {report.name}"})
+            else:
+                raise TypeError(f"chorus_register_teams must return TeamSpec objects or mappings, got {item!r}")
+            if item.name in registry.teams:
+                report.fail("teams", ValueError(f"team {item.name!r} is already registered by another plugin"))
+                continue
+            registry.teams[item.name] = item
+            report.teams.append(item.name)
 
     def _add_agents(self, registry: Registry, report: PluginReport, value: Any) -> None:
         for spec in _as_list(value, "agents"):

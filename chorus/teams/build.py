@@ -33,6 +33,19 @@ Conversation so far:
 Reply with the member's name only, one of: {participants}"""
 
 
+def selector_prompt(spec: TeamSpec) -> str:
+    """Chorus's selector prompt, with the team's ``routing`` guidance when it has some.
+
+    The guidance goes before the transcript: the offline model reads the user's latest
+    message from the end of the transcript, up to the instructions that follow it.
+    """
+    if not spec.routing.strip():
+        return SELECTOR_PROMPT
+    guidance = spec.routing.strip().replace("{", "{{").replace("}", "}}")
+    head, rest = SELECTOR_PROMPT.split("\n\n", 1)
+    return f"{head}\n\nHow this team routes:\n{guidance}\n\n{rest}"
+
+
 class TeamBuildError(RuntimeError):
     """The team cannot be built at all (no member could be built)."""
 
@@ -59,7 +72,7 @@ def resolve_members(spec: TeamSpec, registry: Registry) -> tuple[list[AgentSpec]
     names: list[str] = []
     for member in spec.members:
         if member == "*":
-            names.extend(n for n in registry.agents if n not in names)
+            names.extend(n for n, a in registry.agents.items() if n not in names and not a.team_only)
             names.extend(n for n in spec.agents if n not in names and n not in registry.agents)
         elif member not in names:
             names.append(member)
@@ -175,7 +188,7 @@ def build_team(
             agents,
             model_client=selector,
             termination_condition=termination,
-            selector_prompt=SELECTOR_PROMPT,
+            selector_prompt=selector_prompt(spec),
             allow_repeated_speaker=spec.allow_repeated_speaker,
             emit_team_events=True,
         )

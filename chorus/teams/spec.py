@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +59,8 @@ class TeamSpec(BaseModel):
     model: str | None = None
     termination: Termination = Field(default_factory=Termination)
     allow_repeated_speaker: bool = True
+    routing: str = ""
+    """Guidance for the selector (the team's supervisor), added to its prompt: who handles what."""
     agents: dict[str, AgentOverride] = Field(default_factory=dict)
     starters: list[Starter] = Field(default_factory=list)
     default: bool = False
@@ -111,8 +114,14 @@ class TeamCatalog(BaseModel):
         raise KeyError(f"unknown team {name!r}; available: {', '.join(self.teams)}")
 
 
-def load_teams(directory: Path, default_team: str | None = None) -> TeamCatalog:
-    """Read every ``*.yaml``/``*.yml`` under ``directory``; bad files become errors."""
+def load_teams(
+    directory: Path, default_team: str | None = None, plugin_teams: Mapping[str, TeamSpec] | None = None
+) -> TeamCatalog:
+    """Read every ``*.yaml``/``*.yml`` under ``directory``; bad files become errors.
+
+    ``plugin_teams`` (from the ``chorus_register_teams`` hook) come after the files' teams; a
+    file's team of the same name replaces a plugin's.
+    """
     teams: dict[str, TeamSpec] = {}
     errors: list[str] = []
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]) if directory.is_dir() else []
@@ -133,6 +142,12 @@ def load_teams(directory: Path, default_team: str | None = None) -> TeamCatalog:
         teams[spec.name] = spec
     if not teams:
         teams[DEFAULT_TEAM.name] = DEFAULT_TEAM
+    for name, spec in (plugin_teams or {}).items():
+        if name in teams:
+            log.info("team %r of %s is replaced by %s", name, spec.source, teams[name].source)
+            continue
+        # The deployment picks its default (its files, or CHORUS_DEFAULT_TEAM), never a plugin.
+        teams[name] = spec.model_copy(update={"default": False})
     if default_team:
         if default_team not in teams:
             errors.append(f"CHORUS_DEFAULT_TEAM={default_team!r} is not a team; using the first one")
