@@ -86,6 +86,24 @@ def fresh_postgres_database() -> Iterator[str]:
         run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+CHINOOK_CANDIDATES = [Path(p) for p in filter(None, [os.environ.get("CHINOOK_PATH")])] + [
+    ROOT.parent / "shared" / "data" / "chinook.sqlite", Path("/work/shared/data/chinook.sqlite")]
+
+
+def chinook_path() -> Path:
+    """The real Chinook sample database (``../shared/data/chinook.sqlite``, or ``CHINOOK_PATH``).
+
+    Skips when it is absent; under CI=true that is a failure.
+    """
+    for path in CHINOOK_CANDIDATES:
+        if path.is_file():
+            return path
+    message = f"the Chinook database is not at any of {[str(p) for p in CHINOOK_CANDIDATES]}; set CHINOOK_PATH"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,5 +19,5 @@ def test_ruff_is_clean() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    result = _run("mypy", "chorus", "plugins/chorus-mathematician/src")
+    result = _run("mypy", "chorus", "plugins/chorus-mathematician/src", "plugins/chorus-music-store/src")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,230 @@
+"""The invoice agent's tools, and the verification that guards them.
+
+The verified customer lives in the conversation's ``ToolContext.state``, put there by
+:func:`verify_customer` and by nothing else. No invoice tool takes a customer id, so the
+model cannot ask for another customer's data; and every tool checks what the user typed
+this turn (``ToolContext.user_message``): a message that names a different customer (an id,
+an email, a phone) is refused outright, and an identity is only accepted when the user
+typed it, never when a model or an injected text made it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+from chorus import ToolContext, ToolSpec
+from chorus_music_store import _parse
+from chorus_music_store._store import Customer, MusicStore, StoreError, phone_digits
+
+CUSTOMER = "music_store.customer"
+PENDING = "music_store.pending"
+FAILURES = "music_store.failures"
+MAX_FAILURES = 5
+
+ASK_TO_VERIFY = (
+    "Before I can share anything about invoices I need to verify who you are. Please reply with "
+    "your **customer id**, the **email address** or the **phone number** on your account "
+    "(for example “my email is …” or “my customer id is …”)."
+)
+
+
+def verified(context: ToolContext) -> Customer | None:
+    customer = context.state.get(CUSTOMER)
+    return customer if isinstance(customer, Customer) else None
+
+
+def is_self(customer: Customer, kind: str, value: str) -> bool:
+    if kind == "id":
+        return value.isdigit() and int(value) == customer.id
+    if kind == "email":
+        return value.strip().lower() == customer.email.strip().lower()
+    return bool(customer.phone) and phone_digits(value) == phone_digits(customer.phone or "")
+
+
+def foreign_reference(context: ToolContext, customer: Customer) -> str | None:
+    """A refusal when the user's message points at a customer other than the verified one."""
+    for kind, value in _parse.identities(context.user_message):
+        if not is_self(customer, kind, value):
+            return (f"I can't help with that: this conversation is verified as customer {customer.id} "
+                    f"({customer.name}), and I only share a customer's own invoices. I can't look up or "
+                    "show another customer's information. To use another account, start a new conversation.")
+    return None
+
+
+def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
+    """The invoice tools over the store ``get_store`` returns."""
+
+    async def in_thread(call: Callable[[MusicStore], Any]) -> Any:
+        return await asyncio.to_thread(lambda: call(get_store()))
+
+    async def guarded(context: ToolContext, name: str, args: Mapping[str, Any],
+                      answer: Callable[[Customer], Awaitable[str]]) -> str:
+        """Run ``answer`` for the verified customer, or ask for verification and remember the request."""
+        customer = verified(context)
+        if customer is None:
+            others = _parse.identities(context.user_message)
+            context.state[PENDING] = (name, dict(args))
+            if others:
+                return ("I only share invoices with the customer they belong to, after verifying them. "
+                        + ASK_TO_VERIFY)
+            return ASK_TO_VERIFY
+        refusal = foreign_reference(context, customer)
+        if refusal:
+            return refusal
+        try:
+            return await answer(customer)
+        except StoreError as exc:
+            return f"Sorry, the music store is unavailable right now: {exc}. Please try again later."
+
+    # -- verification --------------------------------------------------------------------
+
+    async def verify_customer(identifier: str, context: ToolContext) -> str:
+        """Verify the customer by the customer id, email address or phone number THEY typed in the chat.
+        Call it when the customer gives one of these; never guess or reuse an identifier."""
+        identifier = identifier.strip()
+        kind: Literal["id", "email", "phone"]
+        if "@" in identifier:
+            kind = "email"
+        elif identifier.lstrip("#").isdigit() and len(identifier.lstrip("#")) < 7:
+            kind, identifier = "id", identifier.lstrip("#")
+        elif len(phone_digits(identifier)) >= 7:
+            kind = "phone"
+        else:
+            return "That is not a customer id, an email address or a phone number. " + ASK_TO_VERIFY
+        current = verified(context)
+        if current is not None:
+            if is_self(current, kind, identifier):
+                return f"You are already verified as {current.name} (customer {current.id})."
+            return foreign_reference(context, current) or (
+                f"This conversation is already verified as customer {current.id}; it cannot switch to "
+                "another customer. Start a new conversation to use another account.")
+        if not _parse.same_identity(kind, identifier, _parse.identification(context.user_message)):
+            # Not what the user gave as their own this turn: a model's guess, text injected
+            # elsewhere, or someone else's details ("show the invoices of x@y.com").
+            return "I can only verify you with your own details, as you type them yourself. " + ASK_TO_VERIFY
+        failures = int(context.state.get(FAILURES, 0))
+        if failures >= MAX_FAILURES:
+            return ("Too many verification attempts in this conversation. Please contact the store's "
+                    "support team to access your account.")
+        try:
+            customer = await in_thread(lambda store: store.find_customer(kind, identifier))
+        except StoreError as exc:
+            return f"Sorry, the music store is unavailable right now: {exc}. Please try again later."
+        if customer is None:
+            context.state[FAILURES] = failures + 1
+            return (f"I couldn't find an account with that {'customer id' if kind == 'id' else kind}. "
+                    "Please check it and try again, or use another of your customer id, email or phone.")
+        context.state[CUSTOMER] = customer
+        context.state.pop(FAILURES, None)
+        greeting = (f"Thank you, {customer.first_name}: you are verified as customer {customer.id} "
+                    "for this conversation.")
+        pending = context.state.pop(PENDING, None)
+        if pending is not None:
+            name, args = pending
+            follow = PENDING_HANDLERS.get(name)
+            if follow is not None:
+                return f"{greeting}\n\n{await follow(customer, args)}"
+        return f"{greeting} How can I help with your invoices?"
+
+    # -- invoices ------------------------------------------------------------------------
+
+    async def invoices_text(customer: Customer, args: Mapping[str, Any]) -> str:
+        order = args.get("order", "newest")
+        if order not in ("newest", "oldest", "total"):
+            order = "newest"
+        count, rows = await in_thread(lambda store: store.invoices(customer.id, order, limit=20))
+        if not rows:
+            return f"{customer.first_name}, you have no invoices yet."
+        heading = {"newest": "newest first", "oldest": "oldest first", "total": "largest total first"}[order]
+        table = "\n".join(f"| {r['invoice']} | {r['date']} | {r['items']} | {r['total']} |" for r in rows)
+        more = f"\n\nShowing {len(rows)} of {count}." if count > len(rows) else ""
+        return (f"Your invoices, {heading} ({count} in all):\n\n| Invoice | Date | Items | Total |\n"
+                f"|---|---|---|---|\n{table}{more}")
+
+    async def my_invoices(context: ToolContext, order: Literal["newest", "oldest", "total"] = "newest") -> str:
+        """The verified customer's own invoices: by date (newest or oldest first) or by total."""
+        args = {"order": order}
+        return await guarded(context, "my_invoices", args, lambda c: invoices_text(c, args))
+
+    def invoices_args(text: str) -> Mapping[str, Any] | None:
+        low = text.lower()
+        if not any(w in low for w in ("invoice", "purchase", "order", "bought", "bill", "receipt", "spent")):
+            return None
+        if "price" in low or "expensive" in low or invoice_args(text) is not None:
+            return None  # my_purchases_by_unit_price, invoice_details
+        if "oldest" in low or "first purchase" in low or "earliest" in low:
+            return {"order": "oldest"}
+        if "total" in low or "biggest" in low or "largest" in low:
+            return {"order": "total"}
+        return {"order": "newest"}
+
+    async def by_price_text(customer: Customer, _args: Mapping[str, Any]) -> str:
+        rows = await in_thread(lambda store: store.purchases_by_unit_price(customer.id))
+        if not rows:
+            return f"{customer.first_name}, you have not bought anything yet."
+        table = "\n".join(f"| {r['track']} | {r['artist'] or ''} | {r['unit_price']} | {r['quantity']} | "
+                          f"{r['invoice']} ({r['date']}) |" for r in rows)
+        return ("Your purchases, highest unit price first:\n\n| Track | Artist | Unit price | Qty | Invoice |\n"
+                f"|---|---|---|---|---|\n{table}")
+
+    async def my_purchases_by_unit_price(context: ToolContext) -> str:
+        """The verified customer's purchased tracks, sorted by unit price (most expensive first)."""
+        return await guarded(context, "my_purchases_by_unit_price", {}, lambda c: by_price_text(c, {}))
+
+    def by_price_args(text: str) -> Mapping[str, Any] | None:
+        low = text.lower()
+        if ("price" in low or "expensive" in low) and any(
+                w in low for w in ("invoice", "purchase", "bought", "order", "track", "song")):
+            return {}
+        return None
+
+    async def invoice_text(customer: Customer, args: Mapping[str, Any]) -> str:
+        invoice_id = int(args["invoice_id"])
+        found = await in_thread(lambda store: store.invoice_of(customer.id, invoice_id))
+        if found is None:
+            return (f"Invoice {invoice_id} is not one of your invoices. Ask for “my invoices” to see their "
+                    "numbers.")
+        employee = found["employee"]
+        handled = (f"It was handled by **{employee['name']}** ({employee['title']}, {employee['email']})."
+                   if employee else "No employee is recorded for it.")
+        lines = "\n".join(f"- {x['track']}{' by ' + x['artist'] if x['artist'] else ''}: {x['unit_price']} × "
+                          f"{x['quantity']}" for x in found["lines"])
+        return f"Invoice **{found['invoice']}** of {found['date']}, total {found['total']}. {handled}\n\n{lines}"
+
+    async def invoice_details(invoice_id: int, context: ToolContext) -> str:
+        """One of the verified customer's invoices: its lines and the employee who handled it."""
+        args = {"invoice_id": invoice_id}
+        return await guarded(context, "invoice_details", args, lambda c: invoice_text(c, args))
+
+    def invoice_args(text: str) -> Mapping[str, Any] | None:
+        import re
+
+        m = re.search(r"\binvoice\s*(?:number|no\.?|#)?\s*#?(\d+)\b", text, re.I)
+        return {"invoice_id": int(m.group(1))} if m else None
+
+    def verify_args(text: str) -> Mapping[str, Any] | None:
+        found = _parse.identification(text)
+        return {"identifier": found[1]} if found else None
+
+    PENDING_HANDLERS: dict[str, Callable[[Customer, Mapping[str, Any]], Awaitable[str]]] = {
+        "my_invoices": invoices_text,
+        "my_purchases_by_unit_price": by_price_text,
+        "invoice_details": invoice_text,
+    }
+
+    return [
+        ToolSpec(verify_customer, keywords=("my email", "email is", "my customer id", "customer id is",
+                                            "my phone", "phone number is", "i am customer", "i'm customer",
+                                            "verify"),
+                 offline_args=verify_args, examples=("My email is ana.souza@example.com",)),
+        ToolSpec(my_invoices, keywords=("my invoices", "invoices", "invoice", "my purchases", "my orders",
+                                        "what did i buy", "bought"),
+                 offline_args=invoices_args, examples=("Show my invoices",)),
+        ToolSpec(my_purchases_by_unit_price, keywords=("unit price", "most expensive", "by price"),
+                 offline_args=by_price_args, examples=("Sort my purchases by unit price",)),
+        ToolSpec(invoice_details, keywords=("invoice number", "who handled", "employee", "support rep",
+                                            "details of invoice"),
+                 offline_args=invoice_args, examples=("Who handled invoice 98?",)),
+    ]

@@ -1,0 +1,149 @@
+"""A customer's musical taste: saved to their Chorus memory, used for recommendations.
+
+The taste is one memory, written as a sentence a person can read in the Memories panel
+("Music taste: favourite artists AC/DC, Queen; favourite genres Jazz."), and rewritten whole
+when it grows, so it never splits into near-copies. Visitors without a login have no memory:
+their taste lasts for the conversation only (``ToolContext.state``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from chorus import ToolContext
+from chorus_music_store._store import MusicStore
+
+PREFIX = "Music taste:"
+STATE_KEY = "music_store.taste"
+_PART = re.compile(r"favourite (artists|genres) (.+?)(?:;|\.$|$)")
+_SEP = " | "  # between names: artist names contain commas and "&"
+
+
+@dataclass
+class Taste:
+    artists: list[str] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)
+
+    def merge(self, other: Taste) -> Taste:
+        return Taste(artists=_union(self.artists, other.artists), genres=_union(self.genres, other.genres))
+
+    def __bool__(self) -> bool:
+        return bool(self.artists or self.genres)
+
+    def sentence(self) -> str:
+        parts = []
+        if self.artists:
+            parts.append("favourite artists " + _SEP.join(self.artists))
+        if self.genres:
+            parts.append("favourite genres " + _SEP.join(self.genres))
+        return f"{PREFIX} " + "; ".join(parts) + "."
+
+    @classmethod
+    def parse(cls, text: str) -> Taste:
+        taste = cls()
+        body = text.removeprefix(PREFIX).strip()
+        for kind, names in _PART.findall(body):
+            items = [n.strip() for n in names.split(_SEP.strip()) if n.strip()]
+            if kind == "artists":
+                taste.artists = _union(taste.artists, items)
+            else:
+                taste.genres = _union(taste.genres, items)
+        return taste
+
+
+def _union(a: list[str], b: list[str]) -> list[str]:
+    result = list(a)
+    seen = {x.casefold() for x in a}
+    for x in b:
+        if x.casefold() not in seen:
+            seen.add(x.casefold())
+            result.append(x)
+    return result
+
+
+async def read(context: ToolContext) -> Taste:
+    """What this customer likes: their saved memory, plus what they said in this conversation."""
+    taste = Taste()
+    if context.memory is not None:
+        items = await context.memory.list()
+        for item in items:
+            if item.text.startswith(PREFIX):
+                taste = taste.merge(Taste.parse(item.text))
+    session = context.state.get(STATE_KEY)
+    return taste.merge(session) if isinstance(session, Taste) else taste
+
+
+def resolve(store: MusicStore, artists: list[str], genres: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """The catalog's own spelling of the named artists and genres, and the names it lacks."""
+    found_artists: list[str] = []
+    found_genres: list[str] = []
+    unknown: list[str] = []
+    for names, find, found in ((artists, store.find_artists, found_artists),
+                               (genres, store.find_genres, found_genres)):
+        for name in names:
+            match = find(name)
+            if match:
+                found.append(match[0][1])
+            else:
+                unknown.append(name)
+    return _union([], found_artists), _union([], found_genres), unknown
+
+
+async def save(context: ToolContext, artists: list[str], genres: list[str], unknown: list[str]) -> str:
+    new = Taste(artists=artists, genres=genres)
+    missing = f" I couldn't find {', '.join(f'“{u}”' for u in unknown)} in the catalog." if unknown else ""
+    if not new:
+        return "I didn't save anything: name an artist or genre the store carries." + missing
+    session = context.state.get(STATE_KEY)
+    context.state[STATE_KEY] = session.merge(new) if isinstance(session, Taste) else new
+    said = ", ".join([*artists, *genres])
+    if context.memory is None:
+        return (f"Noted for this conversation: you like {said}. Sign in and I will remember it next time too."
+                + missing)
+    memory = context.memory
+    whole = (await read(context)).merge(new)
+    old = [item.id for item in await memory.list() if item.text.startswith(PREFIX)]
+    await memory.remember(whole.sentence())
+    for memory_id in old:
+        await memory.forget(memory_id)
+    return (f"Saved to your memory: you like {said}. I'll use it for recommendations, now and in later "
+            "conversations (see or delete it with the Memories button)." + missing)
+
+
+def recommend(store: MusicStore, *, genre: str, artist: str, taste: Taste, limit: int = 8) -> str:
+    """Recommendations as Markdown: for a genre, like an artist, or from the customer's taste."""
+    from chorus_music_store._catalog import _track_line
+
+    if genre or artist:
+        sections = []
+        if artist:
+            found = store.find_artists(artist)
+            if not found:
+                return f"I couldn't find an artist called “{artist}” in the store's catalog."
+            tracks = store.tracks(artist_ids=[found[0][0]], limit=limit)
+            sections.append((f"If you like **{found[0][1]}**, try these", tracks))
+        if genre:
+            genres = store.find_genres(genre)
+            if not genres:
+                known = ", ".join(g[1] for g in store.genres())
+                return f"The store has no genre called “{genre}”. Its genres are: {known}."
+            tracks = store.tracks(genre_ids=[g[0] for g in genres], limit=limit)
+            sections.append((f"Some **{genres[0][1]}** tracks you might like", tracks))
+        return "\n\n".join(f"{head}:\n" + "\n".join(_track_line(t) for t in tracks) for head, tracks in sections
+                           if tracks) or "I have nothing to recommend for that yet."
+    if not taste:
+        tracks = store.tracks(limit=limit)
+        return ("Here are the store's best sellers. Tell me your favourite artists or genres "
+                "(for example “I love Jazz”) and I'll recommend for you:\n"
+                + "\n".join(_track_line(t) for t in tracks))
+    lists: list[str] = []
+    artist_ids = [a[0] for name in taste.artists for a in store.find_artists(name)[:1]]
+    if artist_ids:
+        tracks = store.tracks(artist_ids=artist_ids, limit=limit)
+        lists.append(f"Because you like **{', '.join(taste.artists)}**:\n" + "\n".join(map(_track_line, tracks)))
+    genre_ids = [g[0] for name in taste.genres for g in store.find_genres(name)[:1]]
+    if genre_ids:
+        tracks = store.tracks(genre_ids=genre_ids, exclude_artist_ids=artist_ids, limit=limit)
+        lists.append(f"Because you like **{', '.join(taste.genres)}**:\n" + "\n".join(map(_track_line, tracks)))
+    return "\n\n".join(lists) or "I couldn't find your favourites in the catalog any more."
