@@ -129,7 +129,7 @@ def write_demo_store(path: Path) -> None:
                     album_id = len(albums) + 1
                     albums.append({"AlbumId": album_id, "Title": title, "ArtistId": artist_id})
                     for song in songs:
-                        ms = rng.randint(150_000, 560_000)
+                        ms = rng.randint(150_000, 390_000)
                         tracks.append({"TrackId": len(tracks) + 1, "Name": song, "AlbumId": album_id,
                                        "MediaTypeId": 1, "GenreId": genre_id, "Composer": None, "Milliseconds": ms,
                                        "Bytes": ms * 32, "UnitPrice": Decimal("0.99")})
