@@ -737,6 +737,8 @@ def _selector_hints() -> Any:
     ("I am not sure who should answer.", "forecaster"),   # no name: routed by keywords
     ("assistant or forecaster", "forecaster"),            # two names: routed by keywords
     ("meteorologist", "forecaster"),                      # not a member
+    ("Forecaster.", "forecaster"),                        # AutoGen's match is case-sensitive: fixed up
+    ("The assistant should answer.", "The assistant should answer."),  # AutoGen finds the name itself
 ])
 async def test_a_selector_model_that_cannot_decide_is_routed_by_keywords(
         fake: FakeOpenAI, reply: str, chosen: str) -> None:

@@ -283,7 +283,9 @@ class ChorusModelClient(ChatCompletionClient):
             content = text
             reason = _finish_reason(finish_reason)
             if self.hints.role == "selector" and not self.is_local:
-                content = self._checked_selection(text, oa_messages)
+                # In a thread: routing by keywords runs the tools' offline parsers, which may read
+                # a plugin's database.
+                content = await asyncio.to_thread(self._checked_selection, text, oa_messages)
         answered_by = OFFLINE_MODEL if self._degraded else (self._answered_by or self.model)
         record = CallRecord(
             label=self.label,

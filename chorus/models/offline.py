@@ -216,10 +216,17 @@ def checked_selection(reply: str, messages: list[dict[str, Any]], hints: ModelHi
     """
     prompt = "\n".join(text_of(m) for m in messages)
     candidates = _candidates(prompt, hints.agents)
-    named = [c for c in candidates if re.search(rf"(?<!\w){re.escape(c)}(?!\w)", reply)]
+    named = [c for c in candidates if _names(reply, c)]
     if len(named) == 1:
-        return reply
+        return named[0] if not _names(reply, named[0], exact=True) else reply
     return keyword_speaker(messages, hints)
+
+
+def _names(reply: str, member: str, *, exact: bool = False) -> bool:
+    """Whether ``reply`` names ``member`` the ways AutoGen's selector accepts (``web_search``,
+    ``web search``, ``web\\_search``); in any case unless ``exact``."""
+    forms = "|".join(re.escape(f) for f in (member, member.replace("_", " "), member.replace("_", r"\_")))
+    return re.search(rf"(?<=\W)({forms})(?=\W)", f" {reply} ", 0 if exact else re.I) is not None
 
 
 def answer_from_files(question: str, files: Iterable[Attachment], *, most: int = 6) -> str:

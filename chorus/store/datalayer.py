@@ -33,6 +33,7 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
         configure(self.engine)
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock: asyncio.Lock | None = None
+        self._thread_lock: asyncio.Lock | None = None
 
     @property
     def write_lock(self) -> asyncio.Lock:
@@ -43,8 +44,14 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
         return self._write_lock
 
     async def update_thread(self, thread_id: str, *args: Any, **kwargs: Any) -> None:
+        """Chainlit reads a thread's metadata, merges and writes it back: two updates at once (its
+        own at the first message, ours saving the team) could each drop the other's keys, so
+        they take turns. (Its own lock: create_step, which holds the write lock, calls this.)"""
         _check_id(thread_id)
-        await super().update_thread(thread_id, *args, **kwargs)
+        if self._thread_lock is None:
+            self._thread_lock = asyncio.Lock()
+        async with self._thread_lock:
+            await super().update_thread(thread_id, *args, **kwargs)
 
     async def _get_user_id_by_thread(self, thread_id: str) -> str | None:
         """The thread's owner, which names the folder of its files. A file sent with the first

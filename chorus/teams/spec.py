@@ -144,7 +144,11 @@ def load_teams(
         teams[DEFAULT_TEAM.name] = DEFAULT_TEAM
     for name, spec in (plugin_teams or {}).items():
         if name in teams:
-            log.info("team %r of %s is replaced by %s", name, spec.source, teams[name].source)
+            if teams[name].source is None:  # the built-in default team, not an operator's choice
+                errors.append(f"{spec.source}: team {name!r} is the name of Chorus's built-in default team; "
+                              "rename it")
+            else:
+                log.info("team %r of %s is replaced by %s", name, spec.source, teams[name].source)
             continue
         # The deployment picks its default (its files, or CHORUS_DEFAULT_TEAM), never a plugin.
         teams[name] = spec.model_copy(update={"default": False})

@@ -40,7 +40,8 @@ def test_a_new_user_picks_the_music_store_and_gets_its_answers(
     assert starters.get_by_text("My invoices").is_visible()
     page.screenshot(path=str(artifacts / "music-store-welcome.png"))
 
-    starters.get_by_text("AC/DC albums").click()
+    # (Typed rather than clicked: a starter clicked before the socket connects is lost; issue 8.)
+    _send(page, "What albums does AC/DC have?")
     text = _answer(page, "catalog", "Let There Be Rock")
     assert "For Those About To Rock We Salute You" in text
     page.get_by_text("Used albums_by_artist").first.wait_for(timeout=10_000)  # the tool step is shown
@@ -55,7 +56,7 @@ def test_a_new_user_picks_the_music_store_and_gets_its_answers(
     _send(page, "Show my invoices")
     _answer(page, "invoices", "verify who you are")
     _send(page, "my email is luisg@embraer.com.br")
-    text = _answer(page, "invoices", "newest first")
+    text = _answer(page, "invoices", "2022-03-11")  # the last row: the whole table is there
     assert "verified as customer 1" in text
     assert text.index("382") < text.index("327") < text.index("98")
     page.screenshot(path=str(artifacts / "music-store-invoices.png"), full_page=True)

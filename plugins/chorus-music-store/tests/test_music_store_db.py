@@ -110,22 +110,26 @@ def test_a_database_that_goes_away_gets_a_clear_answer(tmp_path: Path) -> None:
         store.find_tracks("Black Dog")
 
 
-def _copy_to_postgres(url: str) -> None:
-    """The Chinook tables this plugin reads, copied into the PostgreSQL database at ``url``."""
+def _copy_to_postgres(url: str, tables: _schema.ChinookTables) -> None:
+    """The Chinook tables this plugin reads, copied into the PostgreSQL database at ``url`` and
+    named as ``tables`` names them."""
     source = sa.create_engine(f"sqlite:///{chinook_path()}")
     target = sa.create_engine(url)
     try:
-        _schema.metadata.create_all(target)
+        tables.metadata.create_all(target)
         with source.connect() as read, target.begin() as write:
-            for table in _schema.metadata.sorted_tables:
-                rows = [dict(r._mapping) for r in read.execute(sa.select(table))]
-                write.execute(table.insert(), rows)
+            for name in ("artist", "album", "genre", "media_type", "track", "employee", "customer", "invoice",
+                         "invoice_line"):
+                src, dst = getattr(_schema.CAMEL, name), getattr(tables, name)
+                rows = [dict(r._mapping) for r in read.execute(sa.select(src))]  # keyed by CamelCase keys
+                write.execute(dst.insert(), rows)
     finally:
         source.dispose()
         target.dispose()
 
 
-def test_the_same_queries_on_postgresql_read_only() -> None:
+@pytest.mark.parametrize("snake_case", [False, True], ids=["CamelCase", "snake_case"])
+def test_the_same_queries_on_postgresql_read_only(snake_case: bool) -> None:
     admin_url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     try:
         admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -139,18 +143,32 @@ def test_the_same_queries_on_postgresql_read_only() -> None:
         pytest.skip(message)
     url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     try:
-        _copy_to_postgres(url.replace("postgresql://", "postgresql+psycopg://"))
-        store = MusicStore(url, "chinook in PostgreSQL")
+        tables = _schema.tables(snake_case=snake_case)
+        _copy_to_postgres(url.replace("postgresql://", "postgresql+psycopg://"), tables)
+        # A URL's own options are kept next to the read-only one.
+        store = MusicStore(url + "?options=-c%20statement_timeout%3D5000", "chinook in PostgreSQL")
+        assert store.tables.snake_case is snake_case
         assert [t for _a, t, _n in store.albums_of([a for a, _ in store.find_artists("AC/DC")])] == [
             "For Those About To Rock We Salute You", "Let There Be Rock"]
         assert {t["album"] for t in store.find_tracks("Black Dog")} == {"IV", "BBC Sessions [Disc 2] [Live]"}
         customer = store.find_customer("email", "luisg@embraer.com.br")
         assert customer is not None
         assert [r["invoice"] for r in store.invoices(customer.id)[1]][:3] == [382, 327, 316]
-        with store.engine.connect() as conn, pytest.raises(sa.exc.InternalError, match="read-only transaction"):
-            conn.execute(sa.text('DELETE FROM "InvoiceLine"'))
+        assert store.invoice_of(customer.id, 98)["employee"]["name"] == "Jane Peacock"  # type: ignore[index]
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "5s"
+            with pytest.raises(sa.exc.InternalError, match="read-only transaction"):
+                conn.execute(sa.text(f"DELETE FROM {tables.invoice_line.fullname!s}"
+                                     if snake_case else 'DELETE FROM "InvoiceLine"'))
         store.close()
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_a_database_without_chinook_tables_is_reported(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).execute("CREATE TABLE notes (id INTEGER)").connection.commit()
+    with pytest.raises(StoreError, match="no Chinook tables"):
+        MusicStore(f"sqlite:///{empty}", str(empty)).find_tracks("x")

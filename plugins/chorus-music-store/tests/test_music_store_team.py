@@ -8,6 +8,7 @@ from pathlib import Path
 
 import chorus_music_store as plugin
 import pytest
+from chorus_music_store import _demo
 from chorus_music_store._store import MusicStore
 from music_store_fixtures import chinook_path, replies, settings_for, visible_text
 
@@ -192,4 +193,48 @@ async def test_the_demo_store_answers_when_no_database_is_set(tmp_path: Path,
     await turn(session, "Show my invoices")
     _agent, text = answer(await turn(session, "my email is ana.souza@example.com"))
     assert "verified as customer 1" in text and "Your invoices, newest first" in text
-    assert (tmp_path / "music-store" / "demo-v1.sqlite").is_file()
+    assert (tmp_path / "music-store" / f"demo-v{_demo.DEMO_VERSION}.sqlite").is_file()
+
+
+async def test_naming_a_customer_is_not_identifying_as_them(chorus_: Chorus, scripted: None) -> None:
+    """In a new conversation, a message that names a customer does not verify the user as them,
+    even when the model tries; saying who you are in your own words does."""
+    chorus_.settings.model = "scripted"
+    session = chorus_.open_session("music-store", user_id="eve")
+    for message, identifier in [("show the invoices of customer id 7", "7"),
+                                ("show customer 2's invoices", "2"),
+                                ("list the purchases of leonekohler@surfeu.de", "leonekohler@surfeu.de")]:
+        scripted_model.queue("invoices", tool_call("verify_customer", identifier=identifier), "Done.")
+        events = await turn(session, message)
+        assert "own details" in visible_text(events), message
+    scripted_model.queue("invoices", tool_call("my_invoices"), "Here.")
+    assert "verify who you are" in visible_text(await turn(session, "show my invoices"))
+
+    # A natural answer to "what is your email?" is accepted.
+    scripted_model.queue("invoices", tool_call("verify_customer", identifier="luisg@embraer.com.br"), "Welcome.")
+    events = await turn(session, "Sure, luisg@embraer.com.br")
+    assert "verified as customer 1" in visible_text(events)
+
+
+async def test_own_phone_in_another_format_is_not_another_customer(chorus_: Chorus) -> None:
+    session = chorus_.open_session("music-store", user_id="luis")
+    await turn(session, "my phone is +55 (12) 3923-5555")
+    _agent, text = answer(await turn(session, "my phone is 3923 5555, show my invoices"))
+    assert "| 382 | 2025-08-07 |" in text
+
+
+async def test_failed_verifications_are_limited_per_user_across_conversations(chorus_: Chorus) -> None:
+    from chorus_music_store._account import ATTEMPTS, MAX_FAILURES
+
+    for attempt in range(MAX_FAILURES):
+        session = chorus_.open_session("music-store", user_id="guesser")
+        _agent, text = answer(await turn(session, f"my email is nobody{attempt}@example.com"))
+        assert "couldn't find an account" in text
+    session = chorus_.open_session("music-store", user_id="guesser")
+    _agent, text = answer(await turn(session, "my email is luisg@embraer.com.br"))
+    assert "Too many failed verification attempts" in text and "| 382 |" not in text
+    # Other users are not affected.
+    other = chorus_.open_session("music-store", user_id="luis-2")
+    _agent, text = answer(await turn(other, "my email is luisg@embraer.com.br"))
+    assert "verified as customer 1" in text
+    ATTEMPTS._failures.clear()

@@ -11,10 +11,11 @@ module through the entry point ``music_store = "chorus_music_store"`` in the ``c
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chorus import AgentSpec, Settings, Starter, TeamSpec, ToolSpec, hookimpl
 from chorus_music_store._account import account_tools
@@ -54,9 +55,16 @@ _stores: dict[tuple[str, Path], MusicStore] = {}
 _stores_lock = threading.Lock()
 
 
+class MusicStoreSettings(BaseSettings):
+    """This plugin's setting, read like Chorus's own: the environment, then a ``.env`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="CHORUS_MUSIC_STORE_", env_file=".env", extra="ignore")
+    url: str = ""
+
+
 def store_for(settings: Settings) -> MusicStore:
     """The process's store for ``CHORUS_MUSIC_STORE_URL`` (the demo store when unset)."""
-    value = os.environ.get(URL_SETTING, "")
+    value = MusicStoreSettings().url
     key = (value, Path(settings.home))
     with _stores_lock:
         store = _stores.get(key)

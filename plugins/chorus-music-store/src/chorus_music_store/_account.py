@@ -11,16 +11,16 @@ typed it, never when a model or an injected text made it up.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from chorus import ToolContext, ToolSpec
 from chorus_music_store import _parse
-from chorus_music_store._store import Customer, MusicStore, StoreError, phone_digits
+from chorus_music_store._store import Customer, IdentityKind, MusicStore, StoreError, phone_digits
 
 CUSTOMER = "music_store.customer"
 PENDING = "music_store.pending"
-FAILURES = "music_store.failures"
 MAX_FAILURES = 5
 
 ASK_TO_VERIFY = (
@@ -35,12 +35,38 @@ def verified(context: ToolContext) -> Customer | None:
     return customer if isinstance(customer, Customer) else None
 
 
-def is_self(customer: Customer, kind: str, value: str) -> bool:
-    if kind == "id":
-        return value.isdigit() and int(value) == customer.id
-    if kind == "email":
-        return value.strip().lower() == customer.email.strip().lower()
-    return bool(customer.phone) and phone_digits(value) == phone_digits(customer.phone or "")
+def is_self(customer: Customer, kind: IdentityKind, value: str) -> bool:
+    own: dict[IdentityKind, str] = {"id": str(customer.id), "email": customer.email, "phone": customer.phone or ""}
+    return bool(own[kind]) and _parse.same_identity(kind, value, (kind, own[kind]))
+
+
+class _Attempts:
+    """Failed verifications per signed-in user (per conversation for anonymous visitors), in this
+    process: a new conversation does not reset the count, so ids cannot be tried one by one."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window_s: float = 3600.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+
+    @staticmethod
+    def key(context: ToolContext) -> str:
+        return f"thread:{context.thread_id}" if context.user_id == "anonymous" else f"user:{context.user_id}"
+
+    def blocked(self, context: ToolContext) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(self.key(context), []) if now - t < self.window_s]
+        self._failures[self.key(context)] = recent
+        return len(recent) >= self.limit
+
+    def failed(self, context: ToolContext) -> None:
+        self._failures.setdefault(self.key(context), []).append(time.monotonic())
+
+    def clear(self, context: ToolContext) -> None:
+        self._failures.pop(self.key(context), None)
+
+
+ATTEMPTS = _Attempts()
 
 
 def foreign_reference(context: ToolContext, customer: Customer) -> str | None:
@@ -84,10 +110,10 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
         """Verify the customer by the customer id, email address or phone number THEY typed in the chat.
         Call it when the customer gives one of these; never guess or reuse an identifier."""
         identifier = identifier.strip()
-        kind: Literal["id", "email", "phone"]
+        kind: IdentityKind
         if "@" in identifier:
             kind = "email"
-        elif identifier.lstrip("#").isdigit() and len(identifier.lstrip("#")) < 7:
+        elif identifier.lstrip("#").isdigit() and len(identifier.lstrip("#")) <= 6:
             kind, identifier = "id", identifier.lstrip("#")
         elif len(phone_digits(identifier)) >= 7:
             kind = "phone"
@@ -104,20 +130,19 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
             # Not what the user gave as their own this turn: a model's guess, text injected
             # elsewhere, or someone else's details ("show the invoices of x@y.com").
             return "I can only verify you with your own details, as you type them yourself. " + ASK_TO_VERIFY
-        failures = int(context.state.get(FAILURES, 0))
-        if failures >= MAX_FAILURES:
-            return ("Too many verification attempts in this conversation. Please contact the store's "
-                    "support team to access your account.")
+        if ATTEMPTS.blocked(context):
+            return ("Too many failed verification attempts. Please try again in an hour, or contact the "
+                    "store's support team to access your account.")
         try:
             customer = await in_thread(lambda store: store.find_customer(kind, identifier))
         except StoreError as exc:
             return f"Sorry, the music store is unavailable right now: {exc}. Please try again later."
         if customer is None:
-            context.state[FAILURES] = failures + 1
+            ATTEMPTS.failed(context)
             return (f"I couldn't find an account with that {'customer id' if kind == 'id' else kind}. "
                     "Please check it and try again, or use another of your customer id, email or phone.")
         context.state[CUSTOMER] = customer
-        context.state.pop(FAILURES, None)
+        ATTEMPTS.clear(context)
         greeting = (f"Thank you, {customer.first_name}: you are verified as customer {customer.id} "
                     "for this conversation.")
         pending = context.state.pop(PENDING, None)
@@ -125,7 +150,10 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
             name, args = pending
             follow = PENDING_HANDLERS.get(name)
             if follow is not None:
-                return f"{greeting}\n\n{await follow(customer, args)}"
+                try:
+                    return f"{greeting}\n\n{await follow(customer, args)}"
+                except StoreError as exc:
+                    return f"{greeting}\n\nSorry, the music store is unavailable right now: {exc}."
         return f"{greeting} How can I help with your invoices?"
 
     # -- invoices ------------------------------------------------------------------------

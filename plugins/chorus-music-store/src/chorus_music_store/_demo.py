@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert
 
-from chorus_music_store import _schema as t
+from chorus_music_store._schema import CAMEL as t
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 """Bump when the generated data changes: a new file is written next to the old one."""
 
 # artist, genre, [(album, [tracks])]

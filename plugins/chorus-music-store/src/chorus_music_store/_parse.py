@@ -10,71 +10,72 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from chorus_music_store._store import IdentityKind, fold, phone_digits
+from chorus_music_store._store import IdentityKind, fold, phone_digits, same_phone
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE_SAID = re.compile(
-    r"\b(?:phone|mobile|cell|telephone|tel)(?:\s+(?:number|no\.?))?\s*(?:is|:|=)?\s*(\+?\d[\d\s().-]{5,}\d)", re.I)
-_PHONE_PLUS = re.compile(r"(?<![\w+])(\+\d[\d\s().-]{5,}\d)")
-_ID_SAID = (
-    re.compile(r"\b(?:i am|i'm|im|this is|it's|it is)\s+customer\s*(?:id|number|no\.?|#)?\s*[:=]?\s*(\d+)\b", re.I),
-    re.compile(r"\bcustomer\s*(?:id|number|no\.?|#)\s*(?:is|:|=)?\s*(\d+)\b", re.I),
-    re.compile(r"\bmy\s+(?:customer\s+)?(?:id|number)\s*(?:is|:|=)?\s*#?(\d+)\b", re.I),
+_NUMBER = r"(\+?\d[\d\s().-]{5,}\d)"
+_PHONES = (
+    re.compile(r"\b(?:phone|mobile|cell|telephone|tel|number)(?:\s+(?:number|no\.?))?\s*(?:is|:|=)?\s*" + _NUMBER,
+               re.I),
+    re.compile(r"(?<![\w+])(\+\d[\d\s().-]{5,}\d)"),
+    re.compile(r"^\s*(?:it'?s\s+)?" + _NUMBER + r"\s*\.?\s*$", re.I),
 )
-_ID_MENTION = re.compile(r"\b(?:customer|client|account)s?\s*(?:id|number|no\.?|#)?\s*[:=]?\s*#?(\d+)\b", re.I)
-_BARE_ID = re.compile(r"^\s*(?:it'?s\s+|id\s*:?\s*)?#?(\d{1,9})\s*\.?\s*$", re.I)
+# Customer ids are short numbers (at most 6 digits: longer ones read as phone numbers).
+_IDS = (
+    re.compile(r"\b(?:customer|client|account)s?\s*(?:id|number|no\.?|#)?\s*(?:is|:|=)?\s*#?(\d{1,6})(?!\d)", re.I),
+    re.compile(r"\bmy\s+(?:customer\s+)?id\s*(?:is|:|=)?\s*#?(\d{1,6})(?!\d)", re.I),
+    re.compile(r"\bid\s*(?:is|:|=)\s*#?(\d{1,6})(?!\d)", re.I),
+    re.compile(r"^\s*(?:it'?s\s+)?#?(\d{1,6})\s*\.?\s*$", re.I),
+)
+_THIRD_PARTY = re.compile(
+    r"\b(?:of|for|whose|their|theirs|his|her|hers|someone|somebody|another|other|else|customers)\b"
+    r"|\b(?!(?:it|that|here|there|what|let|he|she|who)['’]s\b)\w+['’]s\b",  # a possessive: "customer 2's"
+    re.I)
+_FIRST_PERSON = re.compile(r"\b(?:my|mine|me|i|i'm|im|it's|it is|this is|here|sure|yes|yeah|ok|okay)\b", re.I)
 
 
-_SELF_EMAIL = re.compile(
-    r"(?:\bmy\s+e-?mail(?:\s+address)?\s*(?:is|:|=)?|\b(?:i am|i'm|im|this is|it's|it is)|^\s*e-?mail\s*:?)\s*"
-    r"(" + EMAIL.pattern + r")", re.I)
-_SELF_PHONE = re.compile(
-    r"\bmy\s+(?:phone|mobile|cell|telephone)(?:\s+(?:number|no\.?))?\s*(?:is|:|=)?\s*(\+?\d[\d\s().-]{5,}\d)"
-    r"|^\s*(?:phone\s*:?\s*)?(\+?\d[\d\s().-]{5,}\d)\s*$", re.I)
-_BARE_EMAIL = re.compile(r"^\s*(" + EMAIL.pattern + r")\s*[.!]?\s*$")
+def identities(text: str) -> list[tuple[IdentityKind, str]]:
+    """Every customer identity ``text`` mentions (emails, customer ids, phone numbers), each once."""
+    found: list[tuple[IdentityKind, str]] = [("email", m.group(0)) for m in EMAIL.finditer(text)]
+    without_emails = EMAIL.sub(" ", text)
+    for pattern in _IDS:
+        found += [("id", m.group(1)) for m in pattern.finditer(without_emails)]
+    for pattern in _PHONES:
+        found += [("phone", m.group(1).strip()) for m in pattern.finditer(without_emails)
+                  if len(phone_digits(m.group(1))) >= 7]
+    unique: list[tuple[IdentityKind, str]] = []
+    for item in found:
+        if not any(same_identity(item[0], item[1], other) for other in unique):
+            unique.append(item)
+    return unique
 
 
 def identification(text: str) -> tuple[IdentityKind, str] | None:
-    """How the user identifies themselves in ``text``, if they do: a customer id, email or phone
-    given as their own ("my email is ...", "I'm customer 7", "my phone is ...") or alone.
+    """The identity the user gives as their own in ``text``, if they do.
 
-    "Show the invoices of x@y.com" is not an identification: it names someone, it does not
-    say who the user is.
+    One identity (a customer id, an email or a phone number), said in the first person ("my
+    email is ...", "I'm Ana, customer 1", "sure: +1 555 0101") or alone in a short reply.
+    "Show the invoices of x@y.com", "customer 2's invoices" or two identities at once are not
+    identifications: they name someone, they do not say who the user is.
     """
-    if m := _SELF_EMAIL.search(text) or _BARE_EMAIL.match(text):
-        return "email", m.group(1)
-    for pattern in _ID_SAID:
-        if m := pattern.search(text):
-            return "id", m.group(1)
-    if m := _BARE_ID.match(text):
-        return "id", m.group(1)
-    if m := _SELF_PHONE.search(text):
-        number = m.group(1) or m.group(2)
-        if len(phone_digits(number)) >= 7:
-            return "phone", number.strip()
-    return None
+    found = identities(text)
+    if len(found) != 1 or _THIRD_PARTY.search(EMAIL.sub(" ", text)):
+        return None
+    if not _FIRST_PERSON.search(text) and len(text.split()) > 6:
+        return None
+    return found[0]
 
 
 def same_identity(kind: IdentityKind, value: str, other: tuple[IdentityKind, str] | None) -> bool:
-    """Whether ``other`` (what the user said) is the identity ``kind``/``value`` (what a model passed)."""
+    """Whether ``other`` is the identity ``kind``/``value`` (emails in any case, phone numbers by
+    their digits with or without the country code, ids as numbers)."""
     if other is None or other[0] != kind:
         return False
     if kind == "email":
         return value.strip().lower() == other[1].strip().lower()
     if kind == "phone":
-        return phone_digits(value) == phone_digits(other[1])
+        return same_phone(value, other[1])
     return value.isdigit() and other[1].isdigit() and int(value) == int(other[1])
-
-
-def identities(text: str) -> list[tuple[IdentityKind, str]]:
-    """Every customer identity ``text`` mentions: emails, customer numbers, phone numbers."""
-    found: list[tuple[IdentityKind, str]] = [("email", m.group(0)) for m in EMAIL.finditer(text)]
-    found += [("id", m.group(1)) for m in _ID_MENTION.finditer(text)]
-    for pattern in _ID_SAID:
-        found += [("id", m.group(1)) for m in pattern.finditer(text)]
-    for pattern in (_PHONE_SAID, _PHONE_PLUS):
-        found += [("phone", m.group(1)) for m in pattern.finditer(text) if len(phone_digits(m.group(1))) >= 7]
-    return found
 
 
 def names_in(text: str, known: Iterable[tuple[int, str]], *, exact_case_below: int = 0) -> list[str]:

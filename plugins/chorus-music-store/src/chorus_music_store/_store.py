@@ -25,7 +25,7 @@ from sqlalchemy import Engine, create_engine, desc, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from chorus_music_store import _schema as t
+from chorus_music_store._schema import CAMEL, SNAKE, ChinookTables
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,11 @@ def read_only_engine(value: str) -> Engine:
         if backend == "postgresql":
             if url.drivername == "postgresql":
                 url = url.set(drivername="postgresql+psycopg")
-            return create_engine(url, pool_pre_ping=True,
-                                 connect_args={"options": "-c default_transaction_read_only=on"})
+            # Kept with the URL's own options (such as -csearch_path=chinook), not instead of them.
+            options = " ".join(filter(None, [str(url.query.get("options") or ""),
+                                             "-c default_transaction_read_only=on"]))
+            return create_engine(url.difference_update_query(["options"]), pool_pre_ping=True,
+                                 connect_args={"options": options})
         engine = create_engine(url, pool_pre_ping=True)
     except ImportError as exc:
         extra = " (pip install 'chorus-music-store[postgresql]')" if backend == "postgresql" else ""
@@ -126,6 +129,13 @@ def phone_digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
 
 
+def same_phone(a: str, b: str) -> bool:
+    """Two ways of writing one phone number: the shorter is the end of the longer (country and
+    area codes may be left out), with at least 7 digits."""
+    short, long = sorted((phone_digits(a), phone_digits(b)), key=len)
+    return len(short) >= 7 and long.endswith(short)
+
+
 def _money(value: Any) -> str:
     return f"${Decimal(str(value)):.2f}"
 
@@ -149,6 +159,7 @@ class MusicStore:
         self.label = label
         self._engine: Engine | None = None
         self._lock = threading.Lock()
+        self._tables: ChinookTables | None = None
         self._artists: list[tuple[int, str]] | None = None
         self._genres: list[tuple[int, str]] | None = None
 
@@ -158,6 +169,28 @@ class MusicStore:
             if self._engine is None:
                 self._engine = read_only_engine(self.url)
             return self._engine
+
+    @property
+    def tables(self) -> ChinookTables:
+        """The store's Chinook tables, CamelCase or snake_case, as the database names them."""
+        if self._tables is None:
+            from sqlalchemy import inspect
+
+            try:
+                names = set(inspect(self.engine).get_table_names())
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise StoreError(f"the music store's database ({self.label}) could not be read: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+            if {"Artist", "Track", "Invoice"} <= names:
+                self._tables = CAMEL
+            elif {"artist", "track", "invoice"} <= names:
+                self._tables = SNAKE
+            else:
+                raise StoreError(f"the database at {self.label} has no Chinook tables (Artist, Track, "
+                                 "Invoice, ... in CamelCase or snake_case)")
+        return self._tables
 
     def close(self) -> None:
         with self._lock:
@@ -180,6 +213,7 @@ class MusicStore:
 
     def artists(self) -> list[tuple[int, str]]:
         """Every artist (id, name); read once."""
+        t = self.tables
         if self._artists is None:
             rows = self._rows(select(t.artist.c.ArtistId, t.artist.c.Name).where(t.artist.c.Name.is_not(None)))
             self._artists = [(int(r[0]), str(r[1])) for r in rows]
@@ -187,6 +221,7 @@ class MusicStore:
 
     def genres(self) -> list[tuple[int, str]]:
         """Every genre (id, name); read once."""
+        t = self.tables
         if self._genres is None:
             rows = self._rows(select(t.genre.c.GenreId, t.genre.c.Name).where(t.genre.c.Name.is_not(None)))
             self._genres = [(int(r[0]), str(r[1])) for r in rows]
@@ -217,6 +252,7 @@ class MusicStore:
 
     def albums_of(self, artist_ids: Sequence[int]) -> list[tuple[str, str, int]]:
         """(artist, album title, number of tracks) for the artists, by artist then title."""
+        t = self.tables
         statement = (
             select(t.artist.c.Name, t.album.c.Title, func.count(t.track.c.TrackId))
             .join(t.album, t.album.c.ArtistId == t.artist.c.ArtistId)
@@ -228,6 +264,7 @@ class MusicStore:
         return [(str(r[0]), str(r[1]), int(r[2])) for r in self._rows(statement)]
 
     def _track_query(self) -> tuple[Any, Any]:
+        t = self.tables
         sales = (select(t.invoice_line.c.TrackId, func.count().label("sold"))
                  .group_by(t.invoice_line.c.TrackId).subquery())
         return (
@@ -243,6 +280,7 @@ class MusicStore:
     def tracks(self, *, artist_ids: Sequence[int] = (), genre_ids: Sequence[int] = (),
                exclude_artist_ids: Sequence[int] = (), limit: int = 10) -> list[dict[str, Any]]:
         """Tracks by any of the artists and/or in any of the genres, best-selling first."""
+        t = self.tables
         statement, sales = self._track_query()
         if artist_ids:
             statement = statement.where(t.album.c.ArtistId.in_(list(artist_ids)))
@@ -256,6 +294,7 @@ class MusicStore:
 
     def find_tracks(self, title: str, limit: int = 10) -> list[dict[str, Any]]:
         """Tracks named ``title`` (any case), else tracks whose name contains it."""
+        t = self.tables
         title = " ".join(title.split())
         if not title:
             return []
@@ -283,6 +322,7 @@ class MusicStore:
 
     def find_customer(self, kind: IdentityKind, value: str) -> Customer | None:
         """The one customer with this id, email (any case) or phone (digits compared)."""
+        t = self.tables
         c = t.customer.c
         base = select(c.CustomerId, c.FirstName, c.LastName, c.Email, c.Phone, c.City, c.Country, c.SupportRepId)
         if kind == "id":
@@ -295,13 +335,16 @@ class MusicStore:
             digits = phone_digits(value)
             if len(digits) < 7:
                 return None
-            # Phones are stored formatted ("+55 (12) 3923-5555"): compare digits, in Python.
-            rows = [r for r in self._rows(base.where(c.Phone.is_not(None))) if phone_digits(str(r[4])) == digits]
+            # Phones are stored formatted ("+55 (12) 3923-5555"): compare digits, in Python; a
+            # number given without its country or area code matches the end of the stored one.
+            rows = [r for r in self._rows(base.where(c.Phone.is_not(None)))
+                    if same_phone(digits, str(r[4]))]
         return self._customer(rows[0]) if len(rows) == 1 else None
 
     def invoices(self, customer_id: int, order: Literal["newest", "oldest", "total"] = "newest",
                  limit: int = 20) -> tuple[int, list[dict[str, Any]]]:
         """(how many invoices the customer has, the first ``limit`` in ``order``)."""
+        t = self.tables
         i = t.invoice.c
         lines = (select(t.invoice_line.c.InvoiceId, func.sum(t.invoice_line.c.Quantity).label("item_count"))
                  .group_by(t.invoice_line.c.InvoiceId).subquery())
@@ -316,6 +359,7 @@ class MusicStore:
 
     def purchases_by_unit_price(self, customer_id: int, limit: int = 20) -> list[dict[str, Any]]:
         """The customer's purchased tracks, most expensive unit price first."""
+        t = self.tables
         li, i = t.invoice_line.c, t.invoice.c
         statement = (
             select(li.InvoiceId, i.InvoiceDate, t.track.c.Name, t.artist.c.Name, li.UnitPrice, li.Quantity)
@@ -333,6 +377,7 @@ class MusicStore:
     def invoice_of(self, customer_id: int, invoice_id: int) -> dict[str, Any] | None:
         """One of the customer's invoices with its lines and the employee who handled it; None
         when the invoice does not exist or belongs to someone else (the same answer for both)."""
+        t = self.tables
         i, c, e = t.invoice.c, t.customer.c, t.employee.c
         head = self._rows(
             select(i.InvoiceId, i.InvoiceDate, i.Total, e.FirstName, e.LastName, e.Title, e.Email, e.Phone)

@@ -17,7 +17,8 @@ from chorus_music_store._store import MusicStore
 PREFIX = "Music taste:"
 STATE_KEY = "music_store.taste"
 _PART = re.compile(r"favourite (artists|genres) (.+?)(?:;|\.$|$)")
-_SEP = " | "  # between names: artist names contain commas and "&"
+_SEP = " | "
+KEEP = 8  # between names: artist names contain commas and "&"
 
 
 @dataclass
@@ -26,7 +27,10 @@ class Taste:
     genres: list[str] = field(default_factory=list)
 
     def merge(self, other: Taste) -> Taste:
-        return Taste(artists=_union(self.artists, other.artists), genres=_union(self.genres, other.genres))
+        """Both tastes; the most recent :data:`KEEP` names of each kind (a memory is at most 500
+        characters)."""
+        return Taste(artists=_union(self.artists, other.artists)[-KEEP:],
+                     genres=_union(self.genres, other.genres)[-KEEP:])
 
     def __bool__(self) -> bool:
         return bool(self.artists or self.genres)
