@@ -22,9 +22,10 @@ importable too, but only the names below are promised to stay stable.
 
 from __future__ import annotations
 
-from chorus._env import apply_offline_defaults
+from chorus._env import apply_cookie_settings, apply_offline_defaults
 
 apply_offline_defaults()
+apply_cookie_settings()
 
 __version__ = "0.1.0"
 

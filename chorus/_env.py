@@ -24,3 +24,14 @@ def apply_offline_defaults() -> None:
     """Set every offline switch that the user has not set explicitly."""
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def apply_cookie_settings() -> None:
+    """Chainlit reads its cookie's SameSite once, when it is imported: pass Chorus's setting on.
+
+    ``CHORUS_COOKIE_SAMESITE=none`` (a widget on another site, over HTTPS) makes the cookie
+    ``SameSite=None; Secure``.
+    """
+    value = os.environ.get("CHORUS_COOKIE_SAMESITE", "").strip().lower()
+    if value in ("lax", "strict", "none"):
+        os.environ.setdefault("CHAINLIT_COOKIE_SAMESITE", value)

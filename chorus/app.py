@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import chainlit as cl
+from chainlit.auth import create_jwt, set_auth_cookie
 from chainlit.config import config
 from chainlit.data import get_data_layer
 from chainlit.server import app as chainlit_app
@@ -47,6 +48,8 @@ from chorus.store.files import ROUTE, LocalFileStore, files_root
 from chorus.store.usage import UsageLedger
 from chorus.turn import ChatSession, Chorus, ChorusError, run_turn
 from chorus.webfiles import UploadLimit, configure_uploads, file_route, read_attachments
+from chorus.webguard import ImageGuard, OriginGuard, PageHardening, SecureCookies, neutralise_images
+from chorus.widget import WidgetTokenError, ensure_widget_secret, is_widget_identity, read_token
 
 log = logging.getLogger("chorus.app")
 quiet_autogen()
@@ -65,7 +68,11 @@ if CHORUS.memory is not None:
 # (`chorus users add NAME`), so a first start needs no set-up at all.
 DATABASE_URL = database_url(CHORUS.settings)
 upgrade(DATABASE_URL)  # done once per process: `chorus run` has usually migrated already
-HISTORY = accounts_exist(DATABASE_URL)
+# The widget (chorus.widget): on when CHORUS_ALLOWED_ORIGINS names the sites that embed it.
+# Its users sign in with tokens, so logins (and with them history) are on too.
+WIDGET_ORIGINS = CHORUS.settings.allowed_origin_list()
+WIDGET_SECRET = ensure_widget_secret(CHORUS.settings.home) if WIDGET_ORIGINS else None
+HISTORY = accounts_exist(DATABASE_URL) or bool(WIDGET_ORIGINS)
 _engine: AsyncEngine | None = None
 
 
@@ -88,6 +95,13 @@ configure_uploads(CHORUS.settings)
 if not any(getattr(m.cls, "__name__", "") == UploadLimit.__name__ for m in chainlit_app.user_middleware):
     # Once per process: `chorus run --watch` re-runs this module in a server that has started.
     chainlit_app.add_middleware(UploadLimit, max_mb=CHORUS.settings.upload_max_mb)
+    chainlit_app.add_middleware(PageHardening, frame_ancestors=WIDGET_ORIGINS)
+    chainlit_app.add_middleware(SecureCookies)
+    chainlit_app.add_middleware(OriginGuard, allowed=WIDGET_ORIGINS)  # outermost: before anything answers
+    for _middleware in chainlit_app.user_middleware:
+        if getattr(_middleware.cls, "__name__", "") == "CORSMiddleware":
+            # Chainlit allows every origin, with credentials; only the widget's sites may.
+            _middleware.kwargs["allow_origins"] = list(WIDGET_ORIGINS)
 # Over-long messages must reach run_turn to be refused with a clear message; python-socketio's
 # default 1 MB frame limit would drop the connection instead.
 sio.eio.max_http_buffer_size = max(8 * 1024 * 1024, 4 * CHORUS.settings.max_message_chars + 65_536)
@@ -150,15 +164,19 @@ chainlit_app.router.routes.insert(0, Route("/chorus/trace/{turn_id}", _trace))
 
 @cl.set_chat_profiles
 async def chat_profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:
-    """One chat profile per team; the default team first."""
+    """One chat profile per team; the default team first. A widget embedded for one team shows
+    only that team."""
     profiles = []
+    only = _widget_team(user)
     for spec in CHORUS.catalog.teams.values():
+        if only is not None and spec.name != only:
+            continue
         starters = [cl.Starter(label=s.label, message=s.message) for s in spec.starters]
         profiles.append(
             cl.ChatProfile(
                 name=spec.title,
                 markdown_description=spec.description or f"The {spec.title} team.",
-                default=spec.default,
+                default=spec.default or spec.name == only,
                 starters=starters or _default_starters(spec.name),
             )
         )
@@ -189,8 +207,9 @@ def _session() -> ChatSession:
     if isinstance(session, ChatSession):
         return session
     user = cl.user_session.get("user")
+    team = _widget_team(user) or cl.user_session.get("chat_profile")
     session = CHORUS.open_session(
-        cl.user_session.get("chat_profile"),
+        team,
         user_id=getattr(user, "identifier", None) or "anonymous",
         thread_id=cl.context.session.thread_id,
         checkpoints=_checkpoints(),
@@ -198,6 +217,43 @@ def _session() -> ChatSession:
     )
     cl.user_session.set("chorus", session)
     return session
+
+
+async def _widget_login(request: Request) -> Response:
+    """The widget's sign-in (Chainlit's copilot posts its ``accessToken`` here): a host site's
+    widget token becomes a Chorus session cookie for ``widget:<user>``; anything else is refused."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if WIDGET_SECRET is None:
+        return JSONResponse({"detail": "The widget is off (set CHORUS_ALLOWED_ORIGINS)."}, status_code=401)
+    if scheme.lower() != "bearer" or not token.strip():
+        return JSONResponse({"detail": "Send the widget token as 'Authorization: Bearer <token>'."},
+                            status_code=401)
+    try:
+        visitor = read_token(token.strip(), secret=WIDGET_SECRET)
+    except WidgetTokenError as exc:
+        log.warning("widget sign-in refused from %s: %s", request.headers.get("origin", "?"), exc)
+        return JSONResponse({"detail": str(exc)}, status_code=401)
+    if visitor.team and visitor.team not in CHORUS.catalog.teams:
+        return JSONResponse({"detail": f"The token names an unknown team {visitor.team!r}."}, status_code=401)
+    user = cl.User(identifier=visitor.identifier, display_name=visitor.name,
+                   metadata={"provider": "widget", "team": visitor.team})
+    layer = get_data_layer()
+    if layer is not None:
+        await layer.create_user(user)
+    response = JSONResponse({"success": True})
+    set_auth_cookie(request, response, create_jwt(user))
+    return response
+
+
+chainlit_app.router.routes.insert(0, Route("/auth/jwt", _widget_login, methods=["POST"]))
+
+
+def _widget_team(user: Any) -> str | None:
+    """The team a widget user's token chose (None for everyone else)."""
+    if user is None or not is_widget_identity(str(getattr(user, "identifier", ""))):
+        return None
+    team = (getattr(user, "metadata", None) or {}).get("team")
+    return str(team) if team and team in CHORUS.catalog.teams else None
 
 
 if HISTORY:
@@ -352,6 +408,8 @@ async def _account_ok() -> bool:
     if not HISTORY:
         return True
     user = cl.user_session.get("user")
+    if user is not None and is_widget_identity(user.identifier):
+        return True  # signed in by the host site's token: no password account behind it
     if user is not None and await account_exists(_store_engine(), user.identifier):
         return True
     await cl.ErrorMessage(content="This account no longer exists; ask the operator.", author=SYSTEM).send()
@@ -442,6 +500,9 @@ class _Renderer:
         self.turn_id = turn_id  # on every reply's metadata: feedback finds the turn's trace by it
         self.messages: dict[str, cl.Message] = {}  # the open message of each agent speaking now
         self.steps: dict[str, cl.Step] = {}
+        # Model output never embeds an image (chorus.webguard): in the widget, the host page's
+        # policy would let a remote image carry data out.
+        self.guards: dict[str, ImageGuard] = {}
         self.persist_every = persist_every
         self.persisted_at: dict[str, float] = {}
 
@@ -462,6 +523,7 @@ class _Renderer:
     def _message(self, agent: str) -> cl.Message:
         msg = self.messages.get(agent)
         if msg is None:
+            self.guards[agent] = ImageGuard()
             msg = self.messages[agent] = cl.Message(content="", author=agent, metadata={"turn_id": self.turn_id})
             msg.created_at = utc_now()  # a partial checkpoint must sort where the reply began
         return msg
@@ -469,15 +531,16 @@ class _Renderer:
     async def show(self, event: TurnEvent) -> None:
         if isinstance(event, TokenEvent):
             msg = self._message(event.agent)
-            await msg.stream_token(event.text)
+            await msg.stream_token(self.guards[event.agent].feed(event.text))
             await self._persist_partial(msg)
         elif isinstance(event, MessageEvent):
             open_msg = self.messages.pop(event.agent) if event.agent in self.messages else None
+            content = neutralise_images(event.content)
             if open_msg is None:
-                await cl.Message(content=event.content, author=event.agent, metadata={"turn_id": self.turn_id}).send()
+                await cl.Message(content=content, author=event.agent, metadata={"turn_id": self.turn_id}).send()
             else:
                 msg = open_msg
-                msg.content = event.content  # the finished text is the truth, whatever streamed
+                msg.content = content  # the finished text is the truth, whatever streamed
                 await msg.send()
         elif isinstance(event, ToolCallEvent):
             step = cl.Step(name=event.name, type="tool", show_input="json")
@@ -486,12 +549,12 @@ class _Renderer:
             await step.send()
         elif isinstance(event, ToolResultEvent):
             step = self.steps.pop(event.call_id) if event.call_id in self.steps else cl.Step(event.name, type="tool")
-            step.output = event.result
+            step.output = neutralise_images(event.result)
             step.is_error = event.is_error
             await step.update()
         elif isinstance(event, RetrievalEvent):
             step = cl.Step(name=event.kind, type="retrieval")  # the page shows "Used memory"
-            step.output = "\n".join(f"- {item}" for item in event.items) or "(nothing)"
+            step.output = neutralise_images("\n".join(f"- {item}" for item in event.items) or "(nothing)")
             await step.send()
         elif isinstance(event, ErrorEvent):
             await cl.ErrorMessage(content=event.message, author=SYSTEM).send()

@@ -50,6 +50,7 @@ def run(
     """Serve the chat page (http://localhost:8000 by default)."""
     _quiet_logging()
     _migrated_url()  # a database that cannot be reached or migrated stops here, with a clear message
+    _check_widget_settings()
     os.environ["CHAINLIT_HOST"] = host
     os.environ["CHAINLIT_PORT"] = str(port)
     from chainlit.cli import run_chainlit
@@ -59,6 +60,19 @@ def run(
     config.run.watch = watch
     typer.echo(f"Chorus is serving the chat page on http://{'localhost' if host == '127.0.0.1' else host}:{port}")
     run_chainlit(str(APP_FILE))
+
+
+def _check_widget_settings() -> None:
+    """A malformed CHORUS_ALLOWED_ORIGINS or a weak CHORUS_WIDGET_SECRET stops `chorus run` here."""
+    from chorus.settings import get_settings
+    from chorus.widget import ensure_widget_secret
+
+    settings = get_settings()
+    try:
+        if settings.allowed_origin_list():
+            ensure_widget_secret(settings.home)
+    except ValueError as exc:
+        raise _fail(f"CHORUS_ALLOWED_ORIGINS / CHORUS_WIDGET_SECRET: {exc}") from None
 
 
 @app.command()
@@ -230,6 +244,9 @@ users_app = typer.Typer(help="Password accounts: adding one turns on logins and 
                         no_args_is_help=True)
 db_app = typer.Typer(help="The database (SQLite in CHORUS_HOME, or CHORUS_DATABASE_URL).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+widget_app = typer.Typer(help="The chat widget for other websites (CHORUS_ALLOWED_ORIGINS; docs/widget.md).",
+                         no_args_is_help=True)
+app.add_typer(widget_app, name="widget")
 app.add_typer(db_app, name="db")
 
 
@@ -536,3 +553,52 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _known_team(team: str | None) -> str | None:
+    if team is None:
+        return None
+    from chorus.turn import Chorus, ChorusError
+
+    try:
+        return Chorus.load().team(team).name
+    except ChorusError as exc:
+        raise _fail(str(exc)) from None
+
+
+@widget_app.command("snippet")
+def widget_snippet(
+    server: Annotated[str, typer.Option("--server", help="The address your visitors reach Chorus at.")] = (
+        "http://localhost:8000"),
+    team: Annotated[str | None, typer.Option("--team", help="The team that answers in this embed.")] = None,
+) -> None:
+    """Print the HTML to paste into a page of your site (see docs/widget.md)."""
+    _quiet_logging()
+    from chorus.webguard import normalise_origin
+    from chorus.widget import snippet
+
+    try:
+        normalise_origin(server)
+    except ValueError as exc:
+        raise _fail(f"--server: {exc}") from None
+    typer.echo(snippet(server, team=_known_team(team)), nl=False)
+
+
+@widget_app.command("token")
+def widget_token(
+    user: Annotated[str, typer.Option("--user", help="Your site's id for the visitor.")],
+    ttl: Annotated[int, typer.Option("--ttl", help="Seconds the token stays valid (at most 86400).")] = 300,
+    team: Annotated[str | None, typer.Option("--team", help="The team that answers this visitor.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The visitor's name, as shown in the chat.")] = None,
+) -> None:
+    """Issue a widget sign-in token, signed with the widget secret (CHORUS_WIDGET_SECRET, or
+    widget_secret in CHORUS_HOME, made on first use)."""
+    _quiet_logging()
+    from chorus.settings import get_settings
+    from chorus.widget import WidgetTokenError, ensure_widget_secret, make_token
+
+    secret = ensure_widget_secret(get_settings().home)
+    try:
+        typer.echo(make_token(user, secret=secret, ttl_s=ttl, team=_known_team(team), name=name))
+    except WidgetTokenError as exc:
+        raise _fail(str(exc)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +88,15 @@ class Settings(BaseSettings):
     knowledge_dir: Path = Field(
         default=Path("knowledge"), description="Documents ingested into the knowledge base on first start."
     )
+    allowed_origins: str = Field(
+        default="",
+        description="Comma-separated origins (https://www.example.com) whose pages may embed the chat widget; "
+                    "empty = no widget, and only the page's own origin may call the server.",
+    )
+    cookie_samesite: Literal["lax", "strict", "none"] = Field(
+        default="lax",
+        description="SameSite of the login cookie: 'none' (with HTTPS) for a widget on another site.",
+    )
     forbid_real_models: bool = Field(
         default=False,
         description="Refuse every model request that would leave this machine (set by the tests).",
@@ -103,6 +113,12 @@ class Settings(BaseSettings):
 
     def upload_type_list(self) -> list[str]:
         return [t.strip().lower() for t in self.upload_types.split(",") if t.strip()]
+
+    def allowed_origin_list(self) -> list[str]:
+        """``allowed_origins`` as normalised origins; ValueError names a malformed one."""
+        from chorus.webguard import parse_origins
+
+        return parse_origins(self.allowed_origins)
 
     def plugin_allow_list(self) -> set[str] | None:
         """The normalised allow-list, or None when every plugin is allowed."""

@@ -15,9 +15,11 @@ from conftest import ChorusServer
 class ChatClient:
     """A socket.io client speaking the Chainlit page's protocol; records what the server sends."""
 
-    def __init__(self, server: ChorusServer, *, cookie: str | None = None, thread_id: str | None = None) -> None:
+    def __init__(self, server: ChorusServer, *, cookie: str | None = None, thread_id: str | None = None,
+                 origin: str | None = None) -> None:
         self.server = server
         self.cookie = cookie
+        self.origin = origin  # the page the socket is opened from (a browser always says)
         self.thread_id = thread_id or str(uuid.uuid4())
         self.session_id = str(uuid.uuid4())
         self.sio = socketio.AsyncClient(reconnection=False)
@@ -37,7 +39,8 @@ class ChatClient:
             socketio_path="/ws/socket.io",
             transports=["websocket"],
             auth={"clientType": "webapp", "sessionId": self.session_id, "threadId": self.thread_id},
-            headers={"Cookie": self.cookie} if self.cookie else {},
+            headers={**({"Cookie": self.cookie} if self.cookie else {}),
+                     **({"Origin": self.origin} if self.origin else {})},
         )
         await self.sio.emit("connection_successful")
         return self

