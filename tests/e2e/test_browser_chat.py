@@ -34,6 +34,15 @@ def _send(page: Any, text: str) -> None:
             box.click()
 
 
+def _pick_profile(page: Any, name: str) -> None:
+    """Choose the team ``name`` in the chat-profile picker (confirming the new chat if asked)."""
+    page.locator("#chat-profiles").click()
+    page.get_by_role("option", name=name).click()
+    confirm = page.locator("#confirm")
+    if confirm.count():
+        confirm.click()
+
+
 def _reply_of(page: Any, agent: str) -> Any:
     """The last message whose visible author label is ``agent``."""
     return page.locator(ASSISTANT_MESSAGES).filter(has=page.locator(f".chorus-author[data-author='{agent}']")).last
@@ -118,11 +127,7 @@ def test_each_team_is_a_chat_profile_and_a_round_robin_team_answers_with_every_m
     page: Any, server: ChorusServer, artifacts: Path
 ) -> None:
     _open_chat(page, server)
-    page.locator("#chat-profiles").click()
-    page.get_by_role("option", name="Panel").click()
-    confirm = page.locator("#confirm")
-    if confirm.count():
-        confirm.click()
+    _pick_profile(page, "Panel")
     page.locator("#starters").get_by_text("Say hello to the panel").wait_for(timeout=20_000)
     _send(page, "Hello panel, who are you?")
     _reply_of(page, "guide").get_by_text("See above for what the rest", exact=False).wait_for(timeout=30_000)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import ChorusServer, chinook_path
-from test_browser_chat import _open_chat, _reply_of, _send
+from test_browser_chat import _open_chat, _pick_profile, _reply_of, _send
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,7 @@ def _answer(page: Any, agent: str, needle: str) -> str:
 def test_a_new_user_picks_the_music_store_and_gets_its_answers(
         page: Any, store_server: ChorusServer, artifacts: Path) -> None:
     _open_chat(page, store_server)
-    page.locator("#chat-profiles").click()
-    page.get_by_role("option", name="Music store").click()
-    confirm = page.locator("#confirm")
-    if confirm.count():
-        confirm.click()
+    _pick_profile(page, "Music store")
     starters = page.locator("#starters")
     starters.get_by_text("AC/DC albums").wait_for(timeout=20_000)
     assert starters.get_by_text("My invoices").is_visible()

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from conftest import ChorusServer, free_port
+from test_browser_chat import _send as _send_on_page
+from test_browser_history import _login
 
 from chorus.widget import make_token, snippet
 
@@ -234,20 +236,8 @@ def test_model_output_runs_nothing_and_loads_nothing_on_the_page(
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     try:
-        page.goto(model_server.url, wait_until="domcontentloaded")
-        page.locator("#email").fill("pat")
-        page.locator("#password").fill("pat-password")
-        page.keyboard.press("Enter")
-        box = page.locator("#chat-input")
-        box.wait_for(timeout=30_000)
-        box.fill("Show me something")
-        for _ in range(15):
-            page.keyboard.press("Enter")
-            try:
-                page.wait_for_function("() => document.querySelector('#chat-input').value === ''", timeout=1_500)
-                break
-            except Exception:
-                box.click()
+        _login(page, model_server, "pat", "pat-password")
+        _send_on_page(page, "Show me something")
         _assert_harmless(page, listener, page.locator("body"))
         assert dialogs == []
         page.screenshot(path=str(artifacts / "page-malicious-output.png"))
