@@ -81,7 +81,7 @@ def test_ask_reads_standard_input_and_uses_the_chosen_team() -> None:
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (("ask", "hi", "--team", "nope"), 2, "unknown team 'nope'"),
+        (("ask", "hi", "--team", "nope"), 2, "Unknown team 'nope'"),
         (("ask", "   "), 1, "empty"),
         (("ask", "x" * 30_000), 1, "limit is 20,000"),
     ],

@@ -193,7 +193,7 @@ async def test_model_failure_is_an_error_event_and_the_session_recovers() -> Non
 
 
 def test_unknown_team_and_unknown_model_are_clear_errors() -> None:
-    with pytest.raises(ChorusError, match="unknown team 'nope'"):
+    with pytest.raises(ChorusError, match="Unknown team 'nope'"):
         make_chorus().open_session("nope")
     with pytest.raises(ChorusError, match="Unknown model 'no-such-provider/zzz'"):
         make_chorus(model="no-such-provider/zzz").open_session()

@@ -111,7 +111,7 @@ class TeamCatalog(BaseModel):
         for team in self.teams.values():
             if key in (team.name, team.title.lower()):
                 return team
-        raise KeyError(f"unknown team {name!r}; available: {', '.join(self.teams)}")
+        raise KeyError(f"Unknown team {name!r}; the teams are: {', '.join(self.teams)}.")
 
 
 def load_teams(
