@@ -1,4 +1,4 @@
-"""Offline switches, applied before litellm, MLflow or Chroma are imported.
+"""Offline switches (and AutoGen's runtime tracing), applied before litellm, MLflow, Chroma or AutoGen are imported.
 
 Chorus must start with no network: litellm would fetch its cost map at import,
 and MLflow and Chroma would phone home with telemetry.  Users who want the
@@ -17,6 +17,9 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     "ANONYMIZED_TELEMETRY": "False",
     "HF_HUB_OFFLINE": "1",
     "DO_NOT_TRACK": "1",
+    # AutoGen opens an OpenTelemetry span for every message inside a team, each streamed chunk
+    # included: a large share of a turn's CPU. Chorus traces turns in MLflow instead (chorus.tracing).
+    "AUTOGEN_DISABLE_RUNTIME_TRACING": "true",
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import pytest
+
 from chorus import AgentSpec, Starter, TeamSpec, ToolContext, ToolSpec, hookimpl
 from chorus.plugins import PluginLoader, load_plugins
 from chorus.plugins.manager import DEFAULT_PLUGINS
@@ -148,6 +150,24 @@ def test_tool_spec_accepts_plain_functions_and_rejects_bad_names() -> None:
 def lookup_order(number: int, context: ToolContext) -> str:
     """Look up one of the user's orders."""
     return f"order {number} of {context.user_id}, asked as {context.user_message!r}"
+
+
+@pytest.mark.asyncio
+async def test_each_chat_gets_its_own_bound_tool_and_the_schema_is_made_once() -> None:
+    """Tools are built for every chat: each must run with its own chat's context."""
+    from autogen_core import CancellationToken
+
+    spec = ToolSpec(func=lookup_order)
+    ana = ToolContext(user_id="ana", thread_id="t1", team="shop", user_message="mine")
+    bo = ToolContext(user_id="bo", thread_id="t2", team="shop", user_message="his")
+    tool_a, tool_b = spec.to_autogen(ana), spec.to_autogen(bo)
+    assert tool_a is not tool_b
+    assert await tool_a.run_json({"number": 7}, CancellationToken()) == "order 7 of ana, asked as 'mine'"
+    assert await tool_b.run_json({"number": 8}, CancellationToken()) == "order 8 of bo, asked as 'his'"
+    assert tool_a.schema is tool_b.schema  # made once, not per chat or per model call
+    assert "context" not in tool_a.schema["parameters"]["properties"]
+    with pytest.raises(ValueError, match="needs a ToolContext"):
+        spec.to_autogen()
 
 
 class Shop:

@@ -1,89 +1,15 @@
-"""Bad input over Chainlit's socket (the path the browser uses): clear errors, the session keeps working."""
+"""Chainlit's socket (the path the browser uses): streaming, queued messages, and bad input that gets clear errors."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
+import itertools
 from typing import Any
 
 import pytest
 import socketio
+from chat_client import ChatClient, login_cookie
 from conftest import ChorusServer
-
-
-class ChatClient:
-    """A socket.io client speaking the Chainlit page's protocol; records what the server sends."""
-
-    def __init__(self, server: ChorusServer, *, cookie: str | None = None, thread_id: str | None = None,
-                 origin: str | None = None) -> None:
-        self.server = server
-        self.cookie = cookie
-        self.origin = origin  # the page the socket is opened from (a browser always says)
-        self.thread_id = thread_id or str(uuid.uuid4())
-        self.session_id = str(uuid.uuid4())
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.messages: list[dict[str, Any]] = []
-        self.tokens: list[str] = []
-        self.sio.on("new_message", self._on_message)
-        self.sio.on("stream_start", self._on_message)
-        self.sio.on("update_message", self._on_message)
-        self.sio.on("stream_token", lambda data: self.tokens.append(data.get("token", "")))
-
-    async def _on_message(self, data: dict[str, Any]) -> None:
-        self.messages.append(data)
-
-    async def connect(self) -> ChatClient:
-        await self.sio.connect(
-            self.server.url,
-            socketio_path="/ws/socket.io",
-            transports=["websocket"],
-            auth={"clientType": "webapp", "sessionId": self.session_id, "threadId": self.thread_id},
-            headers={**({"Cookie": self.cookie} if self.cookie else {}),
-                     **({"Origin": self.origin} if self.origin else {})},
-        )
-        await self.sio.emit("connection_successful")
-        return self
-
-    async def upload(self, name: str, data: bytes, mime: str) -> Any:
-        """POST a file the way the page's paperclip does; the httpx response."""
-        import httpx
-
-        async with httpx.AsyncClient(timeout=60) as http:
-            return await http.post(
-                f"{self.server.url}/project/file", params={"session_id": self.session_id},
-                files={"file": (name, data, mime)}, headers={"Cookie": self.cookie} if self.cookie else {},
-            )
-
-    async def send(
-        self, text: str, *, event: str = "client_message", step_id: str | None = None, files: list[str] = ()  # type: ignore[assignment]
-    ) -> str:
-        step = {
-            "id": step_id or str(uuid.uuid4()),
-            "name": "User",
-            "type": "user_message",
-            "output": text,
-            "createdAt": datetime.now(UTC).isoformat(),
-        }
-        await self.sio.emit(event, {"message": step, "fileReferences": [{"id": f} for f in files]})
-        return str(step["id"])
-
-    async def wait_for(self, predicate: Any, timeout: float = 20) -> dict[str, Any]:
-        async def poll() -> dict[str, Any]:
-            while True:
-                for m in self.messages:
-                    if predicate(m):
-                        return m
-                await asyncio.sleep(0.05)
-
-        return await asyncio.wait_for(poll(), timeout)
-
-    async def answer_to(self, text: str, needle: str) -> dict[str, Any]:
-        self.messages.clear()
-        await self.send(text)
-        return await self.wait_for(
-            lambda m: m.get("type") == "assistant_message" and needle in (m.get("output") or "")
-        )
 
 
 async def test_oversized_message_is_refused_and_the_session_keeps_working(server: ChorusServer) -> None:
@@ -94,6 +20,52 @@ async def test_oversized_message_is_refused_and_the_session_keeps_working(server
         assert client.sio.connected
         reply = await client.answer_to("What time is it in Tokyo?", "Asia/Tokyo")
         assert reply["name"] == "assistant"
+    finally:
+        await client.sio.disconnect()
+
+
+def _final(client: ChatClient, author: str, needle: str) -> Any:
+    """A predicate: ``author``'s finished reply containing ``needle`` (not a stream in progress)."""
+    return lambda m: (m.get("name") == author and m.get("streaming") is False and needle in (m.get("output") or "")
+                      and m.get("id") not in client.deleted)
+
+
+async def test_replies_stream_live_in_batches_and_end_as_the_models_text(server: ChorusServer) -> None:
+    """Streamed text is sent in small batches (not one socket event per token), still looks live,
+    and adds up to exactly the reply the model produced."""
+    from chorus.models.local import split_tokens
+
+    client = await ChatClient(server).connect()
+    try:
+        await client.send("How do I use a real model?")
+        final = await client.wait_for(_final(client, "guide", "CHORUS_MODEL"), timeout=60)
+        pieces = [(at, text) for at, message_id, text in client.streamed if message_id == final["id"]]
+        assert "".join(text for _, text in pieces) == final["output"]
+        tokens = len(split_tokens(final["output"]))
+        assert tokens > 30
+        assert 1 < len(pieces) < 0.75 * tokens  # live, and batched (the model streams at 50 tokens/s here)
+        gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(pieces)]
+        assert max(gaps) < 0.3, gaps  # no visible stall while tokens flow (40 ms batches; slack for CI)
+    finally:
+        await client.sio.disconnect()
+
+
+async def test_a_message_sent_while_the_chat_starts_or_the_team_answers_is_queued(server: ChorusServer) -> None:
+    client = ChatClient(server)
+    await client.connect()
+    try:
+        # At once, while on_chat_start may still be running: answered, not dropped.
+        await client.send("What time is it in Tokyo?")
+        await client.wait_for(_final(client, "assistant", "Asia/Tokyo"), timeout=60)
+
+        await client.send("How do I use a real model?")
+        await asyncio.sleep(0.3)  # the guide is still streaming its long reply
+        await client.send("What is 2 + 2?")
+        math = await client.wait_for(_final(client, "mathematician", "2 + 2 = 4"), timeout=60)
+        queued = [m for m in client.messages if "Queued" in (m.get("output") or "")]
+        assert queued and queued[0]["id"] in client.deleted  # shown while waiting, gone once answered
+        guide = next(m for m in client.messages if _final(client, "guide", "CHORUS_MODEL")(m))
+        assert client.messages.index(guide) < client.messages.index(math)  # in the order they were sent
     finally:
         await client.sio.disconnect()
 
@@ -172,14 +144,6 @@ async def test_attached_files_reach_the_team_within_type_and_size_limits(server:
         await client.sio.disconnect()
 
 
-def _login_cookie(server: ChorusServer, name: str, password: str) -> str:
-    import httpx
-
-    response = httpx.post(f"{server.url}/login", data={"username": name, "password": password}, timeout=30)
-    assert response.status_code == 200, response.text
-    return "; ".join(f"{k}={v}" for k, v in response.cookies.items())
-
-
 async def test_another_users_thread_cannot_be_joined_over_the_socket(tmp_path_factory: pytest.TempPathFactory) -> None:
     import subprocess
     import sys
@@ -191,12 +155,12 @@ async def test_another_users_thread_cannot_be_joined_over_the_socket(tmp_path_fa
                        input=f"{name}-password\n", text=True, env=srv.env, cwd=workdir, check=True, timeout=120)
     srv.start()
     try:
-        alice = await ChatClient(srv, cookie=_login_cookie(srv, "alice", "alice-password")).connect()
+        alice = await ChatClient(srv, cookie=login_cookie(srv.url, "alice", "alice-password")).connect()
         await alice.answer_to("What time is it in Tokyo?", "Asia/Tokyo")
         await asyncio.sleep(1.0)  # the thread and its steps are written
         await alice.sio.disconnect()
 
-        bob_cookie = _login_cookie(srv, "bob", "bob-password")
+        bob_cookie = login_cookie(srv.url, "bob", "bob-password")
         intruder = ChatClient(srv, cookie=bob_cookie, thread_id=alice.thread_id)
         with pytest.raises(socketio.exceptions.ConnectionError):
             await intruder.connect()

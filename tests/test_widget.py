@@ -13,8 +13,8 @@ import httpx
 import jwt
 import pytest
 import socketio
+from chat_client import ChatClient, login_cookie
 from conftest import ChorusServer
-from test_socket import ChatClient, _login_cookie
 
 from chorus.widget import MAX_TTL_S, WidgetTokenError, make_token, read_token
 
@@ -134,7 +134,7 @@ def test_a_widget_token_signs_in_a_distinct_identity(widget_server: ChorusServer
     me = httpx.get(f"{widget_server.url}/user", cookies=ok.cookies, headers={"Origin": SITE}).json()
     assert me["identifier"] == "widget:alice"  # never the password user "alice"
     password_alice = httpx.get(f"{widget_server.url}/user", headers={
-        "Cookie": _login_cookie(widget_server, "alice", "alice-password")}).json()
+        "Cookie": login_cookie(widget_server.url, "alice", "alice-password")}).json()
     assert password_alice["identifier"] == "alice"
 
     expired = _widget_cookie(widget_server, make_token("alice", secret=SECRET, ttl_s=60, now=time.time() - 600))
@@ -143,7 +143,7 @@ def test_a_widget_token_signs_in_a_distinct_identity(widget_server: ChorusServer
     tampered = _widget_cookie(widget_server, _tamper(make_token("alice", secret=SECRET)))
     assert tampered.status_code == 401 and "set-cookie" not in tampered.headers
     # A Chainlit session token (signed with the login secret) is not a widget token.
-    session_token = _login_cookie(widget_server, "alice", "alice-password").split("access_token=")[1].split(";")[0]
+    session_token = login_cookie(widget_server.url, "alice", "alice-password").split("access_token=")[1].split(";")[0]
     assert _widget_cookie(widget_server, session_token).status_code == 401
     assert _widget_cookie(widget_server, make_token("x", secret=SECRET, team="no-such-team")).status_code == 401
 
@@ -157,7 +157,7 @@ async def test_widget_and_password_users_do_not_see_each_other_s_threads(widget_
     await widget_alice.answer_to("What time is it in Tokyo?", "Asia/Tokyo")
     await asyncio.sleep(1.0)
     await widget_alice.sio.disconnect()
-    password_alice = ChatClient(widget_server, cookie=_login_cookie(widget_server, "alice", "alice-password"),
+    password_alice = ChatClient(widget_server, cookie=login_cookie(widget_server.url, "alice", "alice-password"),
                                 thread_id=widget_alice.thread_id)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await password_alice.connect()

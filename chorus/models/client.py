@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -230,9 +231,10 @@ class ChorusModelClient(ChatCompletionClient):
         self._degraded = False  # set when every model failed and the offline model answers this call
         self._answered_by = None
         if self._local is not None:
-            deltas = self._local_deltas(oa_messages, oa_tools, tool_choice)
+            raw = self._local_deltas(oa_messages, oa_tools, tool_choice)
         else:
-            deltas = self._resilient_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
+            raw = self._resilient_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
+        deltas = _coalesced(raw)
 
         finished = False
         try:
@@ -254,6 +256,7 @@ class ChorusModelClient(ChatCompletionClient):
             finished = True
         finally:
             await deltas.aclose()
+            await raw.aclose()
             if not finished and (text_parts or tool_calls) and not self.is_local:
                 # Cut off (stop, cancel, a broken stream) after the provider began to answer: it
                 # still bills for that, so the ledger and the budgets get an estimate.
@@ -539,6 +542,59 @@ class ChorusModelClient(ChatCompletionClient):
     def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
         words = sum(len(split_tokens(text_of(m))) for m in messages)
         return words + 3 * len(messages)
+
+
+async def _coalesced(deltas: AsyncGenerator[_Delta, None]) -> AsyncGenerator[_Delta, None]:
+    """``deltas``, read ahead by a task of their own; text that is already waiting when the
+    consumer asks for more comes as one delta.
+
+    A provider streaming at its own pace is passed through chunk by chunk. When the process is
+    busy (hundreds of chats streaming), chunks pile up in the connection's buffer; merging
+    them means AutoGen, the turn and the page handle one event instead of many, which is what
+    keeps a loaded process from falling further behind. The first text is never held back.
+    The joined text is exactly what the provider sent.
+    """
+    waiting: deque[_Delta | BaseException | None] = deque()
+    arrived = asyncio.Event()
+
+    async def pump() -> None:
+        try:
+            async for delta in deltas:
+                waiting.append(delta)
+                arrived.set()
+            waiting.append(None)
+        except Exception as exc:  # raised again in the consumer, where the call is handled
+            waiting.append(exc)
+        arrived.set()
+
+    reader = asyncio.create_task(pump())
+    seen_text = False
+    try:
+        while True:
+            if not waiting:
+                arrived.clear()
+                await arrived.wait()
+            item = waiting.popleft()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if seen_text and _only_text(item):
+                parts = [item.text]
+                while waiting and _only_text(waiting[0]):
+                    parts.append(waiting.popleft().text or "")  # type: ignore[union-attr]
+                item = _Delta(text="".join(p or "" for p in parts))
+            seen_text = seen_text or bool(item.text)
+            yield item
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+def _only_text(item: _Delta | BaseException | None) -> bool:
+    return isinstance(item, _Delta) and bool(item.text) and not item.tool_calls and not item.finish_reason \
+        and item.usage is None
 
 
 async def _cancellable(

@@ -7,12 +7,13 @@ order, including the speaker names a selector team asks for::
     from chorus.models import scripted_model, tool_call
     scripted_model.queue("assistant", tool_call("current_time", timezone="UTC"), "It is noon.")
 
-Every request is kept in ``scripted_model.requests`` so a test can check what
-the model was shown.
+Every request (the latest 1,000) is kept in ``scripted_model.requests`` so a test can
+check what the model was shown.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,9 @@ from typing import Any
 from chorus.models.local import ModelReply, ModelRequest, ToolCall, register_local_model
 
 Reply = str | ModelReply | Callable[[ModelRequest], "str | ModelReply"]
+
+
+KEEP_REQUESTS = 1000
 
 
 class ScriptExhausted(RuntimeError):
@@ -58,6 +62,8 @@ class ScriptedModel:
 
     async def reply(self, request: ModelRequest) -> ModelReply:
         self.requests.append(request)
+        if len(self.requests) > KEEP_REQUESTS:  # a long-running server (bench/load.py) must not grow
+            del self.requests[: len(self.requests) - KEEP_REQUESTS]
         if self._queue:
             reply = self._queue.popleft()
         elif self.default is not None:
@@ -72,7 +78,8 @@ class ScriptedModel:
         return ModelReply(text=reply) if isinstance(reply, str) else reply
 
 
-scripted_model = ScriptedModel()
-"""The instance ``CHORUS_MODEL=scripted`` uses."""
+scripted_model = ScriptedModel(default=os.environ.get("CHORUS_SCRIPTED_REPLY") or None)
+"""The instance ``CHORUS_MODEL=scripted`` uses. ``CHORUS_SCRIPTED_REPLY`` sets its default reply, so
+a server started in another process (``bench/load.py``) answers every call with that text."""
 
 register_local_model("scripted", lambda: scripted_model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +48,18 @@ class ToolContext:
 
 def _context_parameter(func: Callable[..., Any]) -> str | None:
     """The name of ``func``'s ToolContext parameter, if it has one."""
+    try:
+        return _cached_context_parameter(func)
+    except TypeError:  # an unhashable callable
+        return _find_context_parameter(func)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_context_parameter(func: Callable[..., Any]) -> str | None:
+    return _find_context_parameter(func)
+
+
+def _find_context_parameter(func: Callable[..., Any]) -> str | None:
     import typing
 
     try:
@@ -122,15 +136,50 @@ class ToolSpec:
             raise ValueError(f"tool name {self.name!r} must be a Python identifier")
 
     def to_autogen(self, context: ToolContext | None = None) -> BaseTool[Any, Any]:
-        """The AutoGen tool that agents are given (bound to ``context`` when it asks for one)."""
-        from autogen_core.tools import FunctionTool
+        """The AutoGen tool that agents are given (bound to ``context`` when it asks for one).
 
-        func = self.func
-        if _context_parameter(func) is not None:
-            if context is None:
-                raise ValueError(f"tool {self.name!r} needs a ToolContext (it runs inside a conversation)")
-            func = bind_context(func, context)
-        return FunctionTool(func, description=self.description, name=self.name)
+        Every chat builds its team's tools, so the costly part (a pydantic model of the
+        arguments, and its JSON schema, which AutoGen would otherwise rebuild on every model
+        call) is made once per tool; each chat gets a copy bound to its own context.
+        """
+        needs_context = _context_parameter(self.func) is not None
+        if needs_context and context is None:
+            raise ValueError(f"tool {self.name!r} needs a ToolContext (it runs inside a conversation)")
+        template: _SchemaOnceTool | None = self.__dict__.get("_autogen_tool")
+        if template is None:
+            func = bind_context(self.func, context) if context is not None else self.func
+            template = _schema_once_tool()(func, description=self.description, name=self.name)
+            template.schema  # noqa: B018  # computed now, shared by every copy
+            if needs_context:
+                template._func = self.func  # never run: it must not keep the first chat's context alive
+            object.__setattr__(self, "_autogen_tool", template)
+        if not needs_context:
+            return template  # no state of its own: one object serves every chat
+        tool = copy.copy(template)
+        tool._func = bind_context(self.func, context)  # type: ignore[arg-type]
+        return tool
+
+
+if TYPE_CHECKING:
+    from autogen_core.tools import FunctionTool as _SchemaOnceTool
+
+
+@functools.cache
+def _schema_once_tool() -> type[_SchemaOnceTool]:
+    """AutoGen's FunctionTool, with its JSON schema computed once (made on first use, so that
+    importing chorus does not import AutoGen)."""
+    from autogen_core.tools import FunctionTool, ToolSchema
+
+    class SchemaOnceTool(FunctionTool):
+        _schema: ToolSchema | None = None
+
+        @property
+        def schema(self) -> ToolSchema:
+            if self._schema is None:
+                self._schema = super().schema
+            return self._schema
+
+    return SchemaOnceTool
 
 
 @dataclass(frozen=True)
