@@ -9,9 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,37 +41,17 @@ CHROMIUM_ARGS = [
 ]
 
 
-POSTGRES_ADMIN = os.environ.get("CHORUS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
 @contextmanager
 def fresh_postgres_database() -> Iterator[str]:
     """A new, empty database on the local PostgreSQL server (dropped afterwards), as an async URL.
 
     Skips when no server answers at CHORUS_TEST_POSTGRES_URL; under CI=true that is a failure.
     """
-    import asyncio
-
     import sqlalchemy as sa
+    from workers import POSTGRES_ADMIN, create_database, drop_database
 
-    from chorus.store import make_engine
-
-    async def admin(statement: str) -> None:
-        engine = make_engine(POSTGRES_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(sa.text(statement))
-        finally:
-            await engine.dispose()
-
-    def run(statement: str) -> None:
-        # In a thread of its own: Playwright's sync API may be running an event loop in this one.
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, asyncio.wait_for(admin(statement), 15)).result()
-
-    name = f"chorus_test_{uuid.uuid4().hex[:12]}"
     try:
-        run(f'CREATE DATABASE "{name}"')
+        url = create_database()
     except (OSError, TimeoutError, sa.exc.DBAPIError, sa.exc.InterfaceError) as exc:
         message = (f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({type(exc).__name__}: {exc}); "
                    "set CHORUS_TEST_POSTGRES_URL")
@@ -81,9 +59,9 @@ def fresh_postgres_database() -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     try:
-        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+        yield url
     finally:
-        run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(url)
 
 
 CHINOOK_CANDIDATES = [Path(p) for p in filter(None, [os.environ.get("CHINOOK_PATH")])] + [
