@@ -471,12 +471,19 @@ async def on_message(message: cl.Message | None) -> None:
     if queue.locked():  # sent while the team is still answering: it waits its turn, visibly
         waiting = cl.Message(content=QUEUED_NOTE, author=SYSTEM)
         await waiting.send()
-        async with queue:
-            await waiting.remove()
-            await _answer(session, message)
+        try:
+            await queue.acquire()
+        except asyncio.CancelledError:  # the stop button stops what waits too
+            waiting.content = "⏹️ Stopped before the team got to this message: send it again to ask."
+            await waiting.update()
+            raise
+        await waiting.remove()
     else:
-        async with queue:
-            await _answer(session, message)
+        await queue.acquire()
+    try:
+        await _answer(session, message)
+    finally:
+        queue.release()
 
 
 def _turn_queue() -> asyncio.Lock:

@@ -66,6 +66,17 @@ async def test_a_message_sent_while_the_chat_starts_or_the_team_answers_is_queue
         assert queued and queued[0]["id"] in client.deleted  # shown while waiting, gone once answered
         guide = next(m for m in client.messages if _final(client, "guide", "CHORUS_MODEL")(m))
         assert client.messages.index(guide) < client.messages.index(math)  # in the order they were sent
+
+        # The stop button stops the running reply and what waits behind it, and says so.
+        await client.send("How do I use a real model?")
+        await asyncio.sleep(0.3)
+        await client.send("What is 3 + 3?")
+        await client.wait_for(lambda m: "Queued" in (m.get("output") or "") and m["id"] not in client.deleted)
+        await client.sio.emit("stop")
+        await client.wait_for(lambda m: "Stopped before the team got to this message" in (m.get("output") or ""))
+        await asyncio.sleep(1.0)
+        assert not any("3 + 3 = 6" in (m.get("output") or "") for m in client.messages)  # not answered after all
+        assert (await client.answer_to("What is 4 + 4?", "4 + 4 = 8"))["name"] == "mathematician"
     finally:
         await client.sio.disconnect()
 

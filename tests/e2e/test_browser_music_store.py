@@ -21,9 +21,11 @@ def store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChorusSer
 
 
 def _answer(page: Any, agent: str, needle: str) -> str:
-    """The text of ``agent``'s latest reply once it contains ``needle``."""
+    """The text of ``agent``'s latest reply once it contains ``needle`` and the turn is over
+    (replies stream in batches: the needle may come before the end)."""
     reply = _reply_of(page, agent)
     reply.get_by_text(needle, exact=False).first.wait_for(timeout=30_000)
+    page.locator("#stop-button").wait_for(state="hidden", timeout=30_000)  # the reply is finished
     return str(reply.inner_text())
 
 
