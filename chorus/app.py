@@ -110,6 +110,7 @@ sio.eio.max_http_buffer_size = max(8 * 1024 * 1024, 4 * CHORUS.settings.max_mess
 SYSTEM = "Chorus"
 PARTIAL_REPLY_EVERY_S = 1.5
 QUEUED_NOTE = "⏳ Queued: the team answers this as soon as it has finished with your previous message."
+STOPPED_NOTE = "⏹️ Stopped before the team got to this message: send it again to ask."
 STREAM_FLUSH_S = 0.04  # streamed text is sent at most this often per reply (_Stream)
 INTERRUPTED_MARK = "\n\n⚠️ _Interrupted: the server stopped before this reply was finished._"
 OFFLINE_BANNER = (
@@ -459,40 +460,80 @@ async def on_message(message: cl.Message | None) -> None:
     if message.command == MEMORIES_COMMAND:
         await _show_memories()
         return
-    if HISTORY:
-        # Commit the user's message before any model is called (Chainlit stores it in the background).
-        await get_data_layer().create_step(message.to_dict())
-        if not cl.user_session.get("profile_saved"):
-            # Chainlit saves the chat profile only when the socket closes; a crash would forget it.
-            await get_data_layer().update_thread(cl.context.session.thread_id,
-                                                 metadata={"chat_profile": session.spec.title})
-            cl.user_session.set("profile_saved", True)
-    queue = _turn_queue()
-    if queue.locked():  # sent while the team is still answering: it waits its turn, visibly
-        waiting = cl.Message(content=QUEUED_NOTE, author=SYSTEM)
-        await waiting.send()
-        try:
-            await queue.acquire()
-        except asyncio.CancelledError:  # the stop button stops what waits too
-            waiting.content = "⏹️ Stopped before the team got to this message: send it again to ask."
-            await waiting.update()
-            raise
-        await waiting.remove()
-    else:
-        await queue.acquire()
+    line = _line()
+    before, mine, stops = line.join()  # the message's place, taken before anything is awaited
     try:
+        if HISTORY:
+            # Commit the user's message before any model is called (Chainlit stores it in the background).
+            await get_data_layer().create_step(message.to_dict())
+            if not cl.user_session.get("profile_saved"):
+                # Chainlit saves the chat profile only when the socket closes; a crash would forget it.
+                await get_data_layer().update_thread(cl.context.session.thread_id,
+                                                     metadata={"chat_profile": session.spec.title})
+                cl.user_session.set("profile_saved", True)
+        if before is not None and not before.done() and not await _wait_in_line(before, line, stops):
+            return
         await _answer(session, message)
     finally:
-        queue.release()
+        line.leave(before, mine)
 
 
-def _turn_queue() -> asyncio.Lock:
-    """This chat's messages are answered one at a time, in the order they were sent."""
-    queue = cl.user_session.get("turn_queue")
-    if not isinstance(queue, asyncio.Lock):
-        queue = asyncio.Lock()
-        cl.user_session.set("turn_queue", queue)
-    return queue
+class _Line:
+    """This chat's messages, answered one at a time in the order they arrived.
+
+    A message sent while the team is answering waits for the messages before it, under a note
+    that only the page shows (it is not stored). The stop button stops the running turn and
+    every message waiting behind it.
+    """
+
+    def __init__(self) -> None:
+        self.last: asyncio.Future[None] | None = None  # done when the newest message is answered
+        self.stops = 0  # how often the stop button was pressed
+
+    def join(self) -> tuple[asyncio.Future[None] | None, asyncio.Future[None], int]:
+        before, mine = self.last, asyncio.get_running_loop().create_future()
+        self.last = mine
+        return before, mine, self.stops
+
+    @staticmethod
+    def leave(before: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+        """Let the next message go, once every message before this one is done too."""
+        def done(_: object = None) -> None:
+            if not mine.done():
+                mine.set_result(None)
+
+        if before is None or before.done():
+            done()
+        else:  # stopped while waiting: the next one still waits for those before us
+            before.add_done_callback(done)
+
+
+def _line() -> _Line:
+    line = cl.user_session.get("line")
+    if not isinstance(line, _Line):
+        line = _Line()
+        cl.user_session.set("line", line)
+    return line
+
+
+async def _wait_in_line(before: asyncio.Future[None], line: _Line, stops: int) -> bool:
+    """Wait for the messages before this one; False when the stop button was pressed meanwhile."""
+    note = cl.Message(content=QUEUED_NOTE, author=SYSTEM)
+    emitter = cl.context.emitter
+    await emitter.send_step(note.to_dict())
+    try:
+        await asyncio.wait([before])  # (not ``await before``: that would cancel it with us)
+    except asyncio.CancelledError:  # the stop button cancels the newest message's task
+        note.content = STOPPED_NOTE
+        await emitter.update_step(note.to_dict())
+        raise
+    if line.stops != stops:
+        note.content = STOPPED_NOTE
+        await emitter.update_step(note.to_dict())
+        return False
+    await emitter.delete_step(note.to_dict())
+    await emitter.task_start()  # the previous message's end told the page the team was idle
+    return True
 
 
 async def _answer(session: ChatSession, message: cl.Message) -> None:
@@ -517,6 +558,7 @@ async def _answer(session: ChatSession, message: cl.Message) -> None:
 
 @cl.on_stop
 async def on_stop() -> None:
+    _line().stops += 1  # messages waiting behind the running turn are not answered either
     session = cl.user_session.get("chorus")
     if isinstance(session, ChatSession):
         session.stop()
@@ -539,6 +581,7 @@ class _Stream:
         self._pending: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
         self._sending = False  # the flusher is past its wait: let it finish rather than cancel it
+        self._finished = False
 
     async def feed(self, text: str) -> None:
         text = self.guard.feed(text)
@@ -559,6 +602,8 @@ class _Stream:
         finally:
             self._sending = False
             self._flusher = None
+            if self._pending and not self._finished:  # text came while this batch was being sent
+                self._flusher = asyncio.create_task(self._flush_soon())
 
     async def _flush(self) -> None:
         if self._pending:
@@ -568,6 +613,7 @@ class _Stream:
 
     async def finish(self) -> cl.Message:
         """Send what is still pending (in order, before the caller sends the finished message)."""
+        self._finished = True
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             if self._sending:
@@ -620,7 +666,7 @@ class _Renderer:
             await stream.feed(event.text)
             await self._persist_partial(stream.msg)
         elif isinstance(event, MessageEvent):
-            streamed = self.streams.pop(event.agent, None)
+            streamed = self.streams.get(event.agent)
             content = neutralise_images(event.content)
             if streamed is None:
                 await cl.Message(content=content, author=event.agent, metadata={"turn_id": self.turn_id}).send()
@@ -628,6 +674,8 @@ class _Renderer:
                 msg = await streamed.finish()
                 msg.content = content  # the finished text is the truth, whatever streamed
                 await msg.send()
+                # Only now: a stop that lands while it is sent still finds it, and close() ends it.
+                self.streams.pop(event.agent, None)
         elif isinstance(event, ToolCallEvent):
             step = cl.Step(name=event.name, type="tool", show_input="json")
             step.input = event.parsed_arguments()
@@ -678,4 +726,4 @@ gc.freeze()
 # A turn allocates many short-lived objects (AutoGen messages, events, pydantic models): with
 # CPython's default of a young-generation collection every 700 allocations, collecting took a
 # quarter of a loaded process's time. Collect less often; the young generation stays small.
-gc.set_threshold(50_000, 20, 100)
+gc.set_threshold(50_000, 20, 10)

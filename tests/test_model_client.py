@@ -595,7 +595,9 @@ async def test_a_paced_stream_reaches_the_team_chunk_by_chunk(scripted: Scripted
     scripted.queue(reply)
     client = ChorusModelClient("scripted", token_delay=0.02, forbid_real_models=True)  # ~50 tokens/s
     chunks, [result] = await collect(client.create_stream(USER))
-    assert chunks == split_tokens(reply) and result.content == reply
+    tokens = split_tokens(reply)
+    assert merges_of(chunks, tokens) and result.content == reply
+    assert len(chunks) >= 0.7 * len(tokens)  # passed on as they come (a loaded machine may merge a few)
 
 
 @pytest.mark.asyncio

@@ -45,7 +45,7 @@ async def test_replies_stream_live_in_batches_and_end_as_the_models_text(server:
         assert tokens > 30
         assert 1 < len(pieces) < 0.75 * tokens  # live, and batched (the model streams at 50 tokens/s here)
         gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(pieces)]
-        assert max(gaps) < 0.3, gaps  # no visible stall while tokens flow (40 ms batches; slack for CI)
+        assert max(gaps) < 0.5, gaps  # no stall while tokens flow (40 ms batches; slack for a loaded CI)
     finally:
         await client.sio.disconnect()
 
@@ -59,24 +59,38 @@ async def test_a_message_sent_while_the_chat_starts_or_the_team_answers_is_queue
         await client.wait_for(_final(client, "assistant", "Asia/Tokyo"), timeout=60)
 
         await client.send("How do I use a real model?")
-        await asyncio.sleep(0.3)  # the guide is still streaming its long reply
+        await client.wait_for(lambda m: m.get("name") == "guide")  # its long reply is streaming
         await client.send("What is 2 + 2?")
-        math = await client.wait_for(_final(client, "mathematician", "2 + 2 = 4"), timeout=60)
-        queued = [m for m in client.messages if "Queued" in (m.get("output") or "")]
-        assert queued and queued[0]["id"] in client.deleted  # shown while waiting, gone once answered
+        await client.send("What time is it in Paris?")
+        paris = await client.wait_for(_final(client, "assistant", "Europe/Paris"), timeout=60)
+        math = next(m for m in client.messages if _final(client, "mathematician", "2 + 2 = 4")(m))
         guide = next(m for m in client.messages if _final(client, "guide", "CHORUS_MODEL")(m))
-        assert client.messages.index(guide) < client.messages.index(math)  # in the order they were sent
+        # Answered in the order they were sent, each after the one before it ended.
+        assert client.messages.index(guide) < client.messages.index(math) < client.messages.index(paris)
+        queued = [m for m in client.messages if (m.get("output") or "").startswith("⏳ Queued")]
+        assert len(queued) == 2 and all(m["id"] in client.deleted for m in queued)  # shown while waiting
 
-        # The stop button stops the running reply and what waits behind it, and says so.
+        # The stop button stops the running reply and every message waiting behind it, and says so.
+        client.messages.clear()
         await client.send("How do I use a real model?")
-        await asyncio.sleep(0.3)
+        await client.wait_for(lambda m: m.get("name") == "guide")
         await client.send("What is 3 + 3?")
-        await client.wait_for(lambda m: "Queued" in (m.get("output") or "") and m["id"] not in client.deleted)
+        await client.send("What is 5 + 5?")
+        for _ in range(100):  # both wait under their note
+            if len([m for m in client.messages if (m.get("output") or "").startswith("⏳ Queued")]) == 2:
+                break
+            await asyncio.sleep(0.05)
         await client.sio.emit("stop")
-        await client.wait_for(lambda m: "Stopped before the team got to this message" in (m.get("output") or ""))
-        await asyncio.sleep(1.0)
-        assert not any("3 + 3 = 6" in (m.get("output") or "") for m in client.messages)  # not answered after all
-        assert (await client.answer_to("What is 4 + 4?", "4 + 4 = 8"))["name"] == "mathematician"
+        for _ in range(200):
+            stopped = [m for m in client.messages if "Stopped before the team got to" in (m.get("output") or "")]
+            if len({m["id"] for m in stopped}) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len({m["id"] for m in stopped}) == 2
+        await client.send("What is 4 + 4?")
+        await client.wait_for(_final(client, "mathematician", "4 + 4 = 8"), timeout=60)
+        outputs = " ".join(m.get("output") or "" for m in client.messages)
+        assert "3 + 3 = 6" not in outputs and "5 + 5 = 10" not in outputs  # stopped means not answered later
     finally:
         await client.sio.disconnect()
 

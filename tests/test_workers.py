@@ -57,8 +57,9 @@ class Cluster:
                 return session_id
         raise AssertionError(f"no session id hashed to worker {port}")
 
-    def client(self, session_id: str) -> ChatClient:
-        client = ChatClient(self, cookie=f"X-Chainlit-Session-id={session_id}; {self.login}")  # type: ignore[arg-type]
+    def client(self, session_id: str, thread_id: str | None = None) -> ChatClient:
+        client = ChatClient(self, cookie=f"X-Chainlit-Session-id={session_id}; {self.login}",  # type: ignore[arg-type]
+                            thread_id=thread_id)
         client.session_id = session_id  # the page sets this cookie to its session id before connecting
         return client
 
@@ -151,13 +152,21 @@ async def test_a_worker_killed_mid_turn_keeps_the_message_and_its_chats_move_on(
     assert thread.status_code == 200, thread.text
     assert question in [s.get("output") for s in thread.json()["steps"]]
 
-    # The killed worker's chats reconnect through nginx, which now sends them to the survivor.
+    # The page reconnects the chat (same session, same conversation) through nginx, which now
+    # sends it to the survivor: the conversation reopens there and goes on.
     assert cluster.worker_of(session_id) == survivor.port
-    again = await cluster.client(session_id).connect()
+    again = await cluster.client(session_id, thread_id=client.thread_id).connect()
     try:
         assert (await again.answer_to("What is 2 + 2?", "2 + 2 = 4"))["name"] == "mathematician"
     finally:
         await again.sio.disconnect()
+    for _ in range(50):
+        thread = httpx.get(f"{cluster.url}/project/thread/{client.thread_id}", headers=headers, timeout=30)
+        outputs = [s.get("output") for s in thread.json()["steps"]]
+        if "What is 2 + 2?" in outputs:
+            break
+        await asyncio.sleep(0.2)
+    assert question in outputs and "What is 2 + 2?" in outputs  # one conversation, both messages
 
 
 def test_the_deployment_file_is_valid_nginx(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Sequence
@@ -79,7 +80,9 @@ def to_openai_tools(tools: Sequence[Tool | ToolSchema]) -> list[dict[str, Any]]:
         function: dict[str, Any] = {"name": schema["name"]}
         if "description" in schema:
             function["description"] = schema["description"]
-        function["parameters"] = schema.get("parameters") or {"type": "object", "properties": {}}
+        # A copy: tool schemas are made once and shared by every chat (ToolSpec.to_autogen), and
+        # litellm rewrites them in place for some providers (Gemini's schema dialect).
+        function["parameters"] = copy.deepcopy(schema.get("parameters")) or {"type": "object", "properties": {}}
         result.append({"type": "function", "function": function})
     return result
 
