@@ -563,9 +563,12 @@ async def _coalesced(deltas: AsyncGenerator[_Delta, None]) -> AsyncGenerator[_De
                 waiting.append(delta)
                 arrived.set()
             waiting.append(None)
-        except Exception as exc:  # raised again in the consumer, where the call is handled
+        except asyncio.CancelledError:
+            raise  # the consumer is done with the stream
+        except BaseException as exc:  # raised again in the consumer, where the call is handled
             waiting.append(exc)
-        arrived.set()
+        finally:
+            arrived.set()
 
     reader = asyncio.create_task(pump())
     seen_text = False
@@ -588,8 +591,7 @@ async def _coalesced(deltas: AsyncGenerator[_Delta, None]) -> AsyncGenerator[_De
             yield item
     finally:
         reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        await asyncio.wait([reader])  # (not ``await reader``: its cancellation is not ours to raise)
 
 
 def _only_text(item: _Delta | BaseException | None) -> bool:
