@@ -22,12 +22,12 @@ from chainlit.config import config
 from chainlit.data import get_data_layer
 from chainlit.server import app as chainlit_app
 from chainlit.server import sio
-from chainlit.utils import utc_now
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from chorus import chainlit_fixes
 from chorus.attachments import AttachmentError
 from chorus.auth import ensure_auth_secret
 from chorus.events import (
@@ -54,6 +54,7 @@ from chorus.widget import WidgetTokenError, ensure_widget_secret, is_widget_iden
 
 log = logging.getLogger("chorus.app")
 quiet_autogen()
+chainlit_fixes.apply()  # no blocking sleep each time a message or step is made
 
 CHORUS = Chorus.load()
 for _problem in CHORUS.problems():
@@ -656,7 +657,7 @@ class _Renderer:
         stream = self.streams.get(agent)
         if stream is None:
             msg = cl.Message(content="", author=agent, metadata={"turn_id": self.turn_id})
-            msg.created_at = utc_now()  # a partial checkpoint must sort where the reply began
+            msg.created_at = chainlit_fixes.utc_now()  # a partial checkpoint must sort where the reply began
             stream = self.streams[agent] = _Stream(msg)
         return stream
 
