@@ -439,6 +439,7 @@ async def start() -> None:
     session = await _open()
     if session is None:
         return
+    session.start_preparing()  # while the user types: the first reply starts sooner
     for notice in session.notices():
         if notice.code == "offline_model":
             continue  # shown as a banner above the composer (chorus.js), so starters stay visible

@@ -167,6 +167,7 @@ class ChatSession:
     _before: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     _rewind_failed: bool = False
     _resumed: bool = False  # continues a stored conversation: earlier turn states are in the store
+    _preparing: asyncio.Task[None] | None = None  # start_preparing(): the team's runtime, set up ahead
     _state: Mapping[str, Any] | None = None  # the team's state as last saved or restored (saves a save_state)
     tool_context: ToolContext | None = None
 
@@ -193,6 +194,32 @@ class ChatSession:
             error = validate_model(model)
             if error:
                 raise ChorusError(error)
+
+    def start_preparing(self) -> None:
+        """Set the new team's runtime up now, in the background, rather than when the first
+        message arrives (its agents, and the state a stop or an edit rewinds to).
+
+        For a conversation that starts afresh, called while the user is still typing; the first
+        turn waits for it if it is not finished.
+        """
+        if self.built is None or self._state is not None or self._preparing is not None or self.busy:
+            return
+        team = self.built.team
+
+        async def prepare() -> None:
+            state = await team.save_state()
+            if self.built is not None and self.built.team is team and self._state is None:
+                self._state = state
+
+        self._preparing = asyncio.ensure_future(prepare())
+
+    async def _prepared(self) -> None:
+        """Wait for start_preparing's work, if any (a failure there only means it is done now)."""
+        preparing, self._preparing = self._preparing, None
+        if preparing is not None:
+            await asyncio.wait([preparing])
+            if not preparing.cancelled() and preparing.exception() is not None:
+                log.debug("preparing the team of thread %s failed: %s", self.thread_id, preparing.exception())
 
     def _on_call(self, record: CallRecord) -> None:
         """Every finished model call: kept for the turn's usage, and checked against the budgets."""
@@ -466,6 +493,7 @@ class _TurnBudget:
 async def _run_locked(
     session: ChatSession, text: str, started: float, message_id: str | None, spent_today: float, turn_id: str
 ) -> AsyncGenerator[TurnEvent, None]:
+    await session._prepared()
     earlier = None if message_id is None else await session._state_before(message_id)
     if earlier is not None:
         # An edit: forget this message's turn and every later one, then answer the new text.

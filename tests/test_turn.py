@@ -262,6 +262,24 @@ async def test_editing_an_earlier_message_rewinds_the_team() -> None:
     assert "my name is Ann" not in seen and "I like jazz" not in seen and "second answer" not in seen
 
 
+@pytest.mark.parametrize("wait", [True, False])
+async def test_a_team_prepared_at_chat_start_answers_and_rewinds_like_any_other(wait: bool) -> None:
+    """start_preparing() sets the runtime up ahead; a first message may come before it is done."""
+    session = make_chorus(SOLO).open_session()
+    session.start_preparing()
+    if wait:
+        await asyncio.sleep(0.2)
+    scripted_model.queue("first answer", "second answer")
+    first = [e async for e in run_turn(session, "my name is Ann", message_id="m1")]
+    assert messages(first) == [("alice", "first answer")]
+    [e async for e in run_turn(session, "I like jazz", message_id="m2")]
+    scripted_model.queue("edited answer")
+    events = [e async for e in run_turn(session, "my name is Bob", message_id="m1")]
+    assert messages(events) == [("alice", "edited answer")]
+    seen = [m.get("content") for m in scripted_model.requests[-1].messages]
+    assert "my name is Bob" in seen and "my name is Ann" not in seen  # rewound to the prepared state
+
+
 RUNAWAY = TeamSpec(name="runaway", type="round_robin", members=["alice", "bob"], default=True,
                    termination=Termination(max_messages=50))
 
