@@ -51,6 +51,10 @@ import httpx
 import socketio
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from workers import NginxProxy, create_database, drop_database, free_port, nginx_binary  # noqa: E402
+
 AGENTS = ("assistant", "guide")
 
 
@@ -58,14 +62,6 @@ def reply_text(words: int) -> str:
     vocabulary = ("streaming tokens reach every open chat quickly while the team keeps answering "
                   "questions about music plugins memory traces and costs").split()
     return " ".join(vocabulary[i % len(vocabulary)] + ("." if i % 12 == 11 else "") for i in range(words))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -355,9 +351,6 @@ async def measure(url: str, name: str, counts: list[int], reply: str, profile: s
 async def two_workers(work: Path, reply: str) -> Any:
     """Two Chorus workers on a fresh PostgreSQL database behind nginx (the URL to use), as the
     two-worker test runs them; None, with the reason printed, when nginx or PostgreSQL is absent."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from workers import NginxProxy, create_database, drop_database, nginx_binary
-
     if nginx_binary() is None:
         print("(2 workers: skipped, nginx is not installed: apt-get install nginx-light)")
         yield None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ os.environ["CHORUS_HOME"] = tempfile.mkdtemp(prefix="chorus-test-home-")
 # Tracing is on by default for users; tests that are about it (test_tracing.py, the tracing
 # browser test) turn it on, the rest do not pay for an MLflow store in the background.
 os.environ["CHORUS_TRACING"] = "false"
+
+from workers import free_port, stop_process  # free_port: other test modules import it from here too
 
 import chorus  # noqa: F401  (applies the offline switches before litellm is imported)
 
@@ -82,12 +83,6 @@ def chinook_path() -> Path:
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def require_chromium() -> str:
     """The Chromium binary; skip (fail in CI) when Debian's chromium is not installed."""
     if Path(CHROMIUM).exists():
@@ -145,12 +140,7 @@ class ChorusServer:
         raise RuntimeError(f"chorus run did not answer within {timeout}s:\n{self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -583,10 +583,10 @@ async def _coalesced(deltas: AsyncGenerator[_Delta, None]) -> AsyncGenerator[_De
             if isinstance(item, BaseException):
                 raise item
             if seen_text and _only_text(item):
-                parts = [item.text]
+                parts = [item.text or ""]
                 while waiting and _only_text(waiting[0]):
                     parts.append(waiting.popleft().text or "")  # type: ignore[union-attr]
-                item = _Delta(text="".join(p or "" for p in parts))
+                item = _Delta(text="".join(parts))
             seen_text = seen_text or bool(item.text)
             yield item
     finally:
