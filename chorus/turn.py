@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import unicodedata
 import uuid
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -57,6 +56,7 @@ from chorus.settings import OFFLINE_MODEL, Settings, get_settings
 from chorus.store.checkpoints import CheckpointStore
 from chorus.store.usage import UsageLedger, UsageRow
 from chorus.teams import BuiltTeam, TeamCatalog, TeamSpec, build_team, load_teams
+from chorus.text import clean_text
 from chorus.tracing import Tracer
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,22 @@ class Chorus:
         return OFFLINE_MODEL in models
 
     def problems(self) -> list[str]:
-        """Plugins and team files that failed to load, one line each, for the page and the CLI."""
-        lines = [f"plugin {r.name!r} ({r.distribution}) was skipped: {r.error}" for r in self.registry.problems]
+        """Plugins and team files that failed to load, one line each, for operators only (the log
+        at start-up, the CLI): they carry server paths and plugin errors. Users are shown
+        :data:`PROBLEMS_NOTICE` instead."""
+        lines = list(self.registry.errors)
+        lines += [f"plugin {r.name!r} ({r.distribution} {r.version}) was skipped: {r.error}"
+                  + (f" [at {r.where}]" if r.where else "") for r in self.registry.problems]
         lines += [f"team file skipped: {e}" for e in self.catalog.errors]
         return lines
+
+
+PROBLEMS_NOTICE = (
+    "Some of this server's plugins or team files are broken and were skipped, so an agent or a team may be "
+    "missing. The operator can see which in the server's log or with `chorus plugins` and `chorus teams`."
+)
+"""What users see about broken plugins and team files: details (paths, errors) are for operators."""
+MEMORY_NOTICE = "Memory and the knowledge base are unavailable on this server for now (the server's log says why)."
 
 
 @dataclass
@@ -245,13 +257,13 @@ class ChatSession:
         notes = []
         if self.uses_offline_model:
             notes.append(NoticeEvent(text=OFFLINE_NOTICE, code="offline_model"))
-        problems = self.chorus.problems() + (self.built.problems if self.built else [])
-        for problem in problems:
-            notes.append(NoticeEvent(text=problem, level="warning", code="plugin_problem"))
+        # One short, fixed notice: the problems themselves name server paths and carry plugin
+        # error text, which the operator reads in the log and `chorus plugins` / `chorus teams`.
+        if self.chorus.problems() or (self.built is not None and self.built.problems):
+            notes.append(NoticeEvent(text=PROBLEMS_NOTICE, level="warning", code="plugin_problem"))
         service = self.chorus.memory
-        if service is not None and service.problem:
-            notes.append(NoticeEvent(text=f"Memory and the knowledge base are unavailable: {service.problem}",
-                                     level="warning", code="memory_unavailable"))
+        if service is not None and service.problem:  # the reason (a path, a URL) is in the log
+            notes.append(NoticeEvent(text=MEMORY_NOTICE, level="warning", code="memory_unavailable"))
         return notes
 
     async def resume(self) -> bool:
@@ -343,22 +355,6 @@ class ChatSession:
             self.built.stop.set()
         if self._cancel is not None:
             self._cancel.cancel()
-
-
-def clean_text(text: str) -> str:
-    """The user's text as the model should see it: valid Unicode, no control characters.
-
-    Lone surrogates (what invalid UTF-8 becomes after a lenient decode) turn
-    into U+FFFD; control characters other than newline and tab are dropped.
-    """
-    kept = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category == "Cs":
-            kept.append("\ufffd")
-        elif category != "Cc" or ch in "\n\t":
-            kept.append(ch)
-    return "".join(kept).strip()
 
 
 def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
@@ -510,7 +506,7 @@ async def _run_locked(
     session._usage.clear()
     settings = session.chorus.settings
     daily = settings.user_daily_cost_budget
-    session._budget = _TurnBudget(max_tokens=settings.turn_token_budget,
+    session._budget = _TurnBudget(max_tokens=settings.turn_token_budget or None,  # 0 = no cap
                                   max_cost=None if daily is None else daily - spent_today, daily_cap=daily)
     session._last_calls = []
     session._notices.clear()

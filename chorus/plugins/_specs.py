@@ -179,6 +179,15 @@ def _schema_once_tool() -> type[_SchemaOnceTool]:
                 self._schema = super().schema
             return self._schema
 
+        async def run(self, args: Any, cancellation_token: Any) -> Any:
+            """A plugin's tool that raises SystemExit or KeyboardInterrupt fails as a tool, with an
+            error the agent is told about; it does not stop the server."""
+            try:
+                return await super().run(args, cancellation_token)
+            except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+                raise RuntimeError(f"the tool {self.name!r} tried to stop the process "
+                                   f"({type(exc).__name__}); it was stopped instead") from None
+
     return SchemaOnceTool
 
 

@@ -4,7 +4,8 @@ A plugin is a module (or object) with functions decorated by
 ``chorus.hookimpl`` whose names match the specifications below. Chorus calls
 each hook once per plugin when it loads plugins (at start-up, and once for
 ``chorus plugins`` and ``chorus ask``); a hook that raises marks only its own
-plugin as failed.
+plugin as failed, whatever it raises (``SystemExit`` and ``KeyboardInterrupt``
+included: plugin code never ends the process).
 """
 
 from __future__ import annotations

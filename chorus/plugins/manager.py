@@ -3,33 +3,36 @@
 Plugins come from two places: ``DEFAULT_PLUGINS`` (Chorus's own built-in
 agents, registered through the very same hooks) and the ``chorus``
 entry-point group of installed distributions. ``CHORUS_PLUGINS`` filters
-both. Every step that runs plugin code (import, each hook) is guarded, so a
-broken plugin is reported with its error and skipped while the rest load.
+both before anything is imported (:func:`select`): an entry is a distribution
+(``chorus-mathematician``), ``distribution:entry_point``, or a bare entry-point
+name that only one distribution provides, so another package cannot pass for
+an allowed plugin by naming its entry point alike. Every step that runs plugin
+code (import, each hook) is guarded, ``SystemExit`` and ``KeyboardInterrupt``
+included, so a broken plugin is reported with its error and skipped while the
+rest load.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import logging
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, Literal
 
 import pluggy
 
 from chorus.plugins import hookspecs
+from chorus.plugins._discovery import DEFAULT_PLUGINS, ENTRY_POINT_GROUP, Candidate, discover, select
+from chorus.plugins._guard import InterruptWatch, contained, describe, where
 from chorus.plugins._specs import AgentSpec, ToolSpec
-from chorus.settings import Settings, normalise_name
+from chorus.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ENTRY_POINT_GROUP = "chorus"
-
-DEFAULT_PLUGINS: tuple[str, ...] = ("chorus.builtin.assistant", "chorus.builtin.guide", "chorus.builtin.librarian")
-"""Modules of Chorus's built-in agents; loaded like any plugin, distribution ``chorus``."""
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginLoader", "PluginReport", "Registry", "as_tool_spec",
+           "load_plugins", "new_plugin_manager", "select"]
 
 Status = Literal["ok", "error"]
 
@@ -48,6 +51,15 @@ class PluginReport:
     tools: list[str] = field(default_factory=list)
     teams: list[str] = field(default_factory=list)
     builtin: bool = False
+    where: str | None = None
+    """``file:line`` where the latest failure was raised (operators only: a server path)."""
+    traceback: str | None = None
+    """The latest failure's traceback (operators only; also in the log)."""
+
+    @property
+    def qualified_name(self) -> str:
+        """``distribution:entry_point``: what to write in ``CHORUS_PLUGINS`` to allow exactly this plugin."""
+        return f"{self.distribution}:{self.name}"
 
     def fail(self, stage: str, exc: BaseException) -> None:
         """Mark the plugin failed at ``stage`` ('import', 'tools', 'agents', 'build').
@@ -56,17 +68,25 @@ class PluginReport:
         part that failed is skipped.
         """
         self.status = "error"
-        message = f"{stage}: {type(exc).__name__}: {exc}"
+        message = f"{stage}: {describe(exc)}"
         self.error = message if self.error is None else f"{self.error}; {message}"
+        self.where = where(exc.__traceback__) or self.where
+        self.traceback = "".join(traceback.format_exception(exc))
         log.error(
             "plugin %r (%s %s) failed at %s: %s\n%s",
             self.name,
             self.distribution,
             self.version,
             stage,
-            exc,
-            "".join(traceback.format_exception(exc)),
+            describe(exc),
+            self.traceback,
         )
+
+    def refuse(self, reason: str) -> None:
+        """Mark the plugin not loaded (never imported) because the allow-list cannot tell it apart."""
+        self.status = "error"
+        self.error = f"not loaded: {reason}"
+        log.error("plugin %r (%s %s) not loaded: %s", self.name, self.distribution, self.version, reason)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,9 +94,12 @@ class PluginReport:
             "distribution": self.distribution,
             "version": self.version,
             "module": self.module,
+            "qualified_name": self.qualified_name,
             "builtin": self.builtin,
             "status": self.status,
             "error": self.error,
+            "where": self.where,
+            "traceback": self.traceback,
             "agents": list(self.agents),
             "tools": list(self.tools),
             "teams": list(self.teams),
@@ -94,6 +117,8 @@ class Registry:
     teams: dict[str, Any] = field(default_factory=dict)
     """Teams plugins offer (:class:`chorus.TeamSpec` by name); ``agents/`` files of the same name win."""
     reports: list[PluginReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Problems of ``CHORUS_PLUGINS`` itself (an entry no installed plugin matches)."""
 
     def report_for(self, plugin: str) -> PluginReport | None:
         return next((r for r in self.reports if r.name == plugin), None)
@@ -102,60 +127,10 @@ class Registry:
     def problems(self) -> list[PluginReport]:
         return [r for r in self.reports if r.status == "error"]
 
-
-@dataclass(frozen=True)
-class _Candidate:
-    name: str
-    distribution: str
-    version: str
-    module: str
-    load: Callable[[], object]
-    builtin: bool
-
-
-def _builtin_candidates() -> list[_Candidate]:
-    from chorus import __version__
-
-    return [
-        _Candidate(
-            name=module.rsplit(".", 1)[-1],
-            distribution="chorus",
-            version=__version__,
-            module=module,
-            load=functools.partial(importlib.import_module, module),
-            builtin=True,
-        )
-        for module in DEFAULT_PLUGINS
-    ]
-
-
-def _entry_point_candidates(eps: Iterable[EntryPoint] | None = None) -> list[_Candidate]:
-    found = entry_points(group=ENTRY_POINT_GROUP) if eps is None else eps
-    result = []
-    for ep in sorted(found, key=lambda e: e.name):
-        dist = ep.dist
-        result.append(
-            _Candidate(
-                name=ep.name,
-                distribution=dist.name if dist else "?",
-                version=dist.version if dist else "?",
-                module=ep.value,
-                load=ep.load,
-                builtin=False,
-            )
-        )
-    return result
-
-
-def _returns(obj: object) -> Callable[[], object]:
-    return lambda: obj
-
-
-def _allowed(candidate: _Candidate, allow: set[str] | None) -> bool:
-    if allow is None:
-        return True
-    names = {candidate.name, candidate.distribution, candidate.module}
-    return any(normalise_name(n) in allow for n in names)
+    @property
+    def ok(self) -> bool:
+        """No plugin in error and nothing wrong with the allow-list (``chorus plugins --check``)."""
+        return not self.problems and not self.errors
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -186,50 +161,68 @@ class PluginLoader:
         self._eps = entry_points_
         self._include_builtins = include_builtins
 
-    def candidates(self) -> list[_Candidate]:
-        found = _builtin_candidates() if self._include_builtins else []
-        found += _entry_point_candidates(self._eps)
-        for name, obj in self._extra:
-            found.append(
-                _Candidate(name, "(in process)", "", getattr(obj, "__name__", repr(obj)), _returns(obj), False)
-            )
-        allow = self.settings.plugin_allow_list()
-        return [c for c in found if _allowed(c, allow)]
+    def discovered(self) -> list[Candidate]:
+        """Every plugin found (built-ins, entry points, ``extra``), before the allow-list."""
+        return discover(self._eps, self._extra, include_builtins=self._include_builtins)
+
+    def candidates(self) -> list[Candidate]:
+        """The plugins that will be imported: allowed, and told apart from every other."""
+        chosen, _ = select(self.discovered(), self.settings.plugin_allow_list())
+        return [c for c, refused in chosen if refused is None]
 
     def load(self) -> Registry:
         """Import and register every allowed plugin, then collect tools and agents."""
         registry = Registry()
-        loaded: list[tuple[PluginReport, object]] = []
-        seen: set[str] = set()
-        for cand in self.candidates():
-            report = PluginReport(cand.name, cand.distribution, cand.version, cand.module, builtin=cand.builtin)
-            registry.reports.append(report)
-            if cand.name in seen:
-                report.fail("import", ValueError(f"another plugin is already named {cand.name!r}"))
-                continue
-            seen.add(cand.name)
-            try:
-                plugin = cand.load()
-                self.pm.register(plugin, name=cand.name)
-            except Exception as exc:  # a broken plugin must not take the app down
-                report.fail("import", exc)
-                continue
-            loaded.append((report, plugin))
-
-        for report, plugin in loaded:
-            self._collect(report, plugin, "chorus_register_tools", lambda r, v: self._add_tools(registry, r, v))
-        for report, plugin in loaded:
-            self._collect(report, plugin, "chorus_register_agents", lambda r, v: self._add_agents(registry, r, v))
-        for report, plugin in loaded:
-            self._collect(report, plugin, "chorus_register_embedders",
-                          lambda r, v: self._add_embedders(registry, r, v))
-        for report, plugin in loaded:
-            self._collect(report, plugin, "chorus_register_teams", lambda r, v: self._add_teams(registry, r, v))
+        chosen, registry.errors = select(self.discovered(), self.settings.plugin_allow_list())
+        for error in registry.errors:
+            log.error("%s", error)
+        with InterruptWatch() as watch:  # a real Ctrl+C still stops; a plugin's KeyboardInterrupt does not
+            self._load(registry, chosen, watch)
         for report in registry.reports:
             if report.status == "ok":
                 log.info("plugin %s (%s %s) loaded: agents=%s tools=%s teams=%s", report.name,
                          report.distribution, report.version, report.agents, report.tools, report.teams)
         return registry
+
+    def _load(self, registry: Registry, chosen: list[tuple[Candidate, str | None]], watch: InterruptWatch) -> None:
+        loaded: list[tuple[PluginReport, object]] = []
+        for cand, refused in chosen:
+            report = PluginReport(cand.name, cand.distribution, cand.version, cand.module, builtin=cand.builtin)
+            registry.reports.append(report)
+            if refused is not None:
+                report.refuse(refused)
+                continue
+            imported: list[object] = []
+
+            def import_plugin(cand: Candidate = cand, imported: list[object] = imported) -> None:
+                imported.append(cand.load())
+                self.pm.register(imported[0], name=cand.name)
+
+            if self._guarded(report, "import", import_plugin, watch):
+                loaded.append((report, imported[0]))
+
+        for report, plugin in loaded:
+            self._collect(report, plugin, "chorus_register_tools", lambda r, v: self._add_tools(registry, r, v), watch)
+        for report, plugin in loaded:
+            self._collect(report, plugin, "chorus_register_agents", lambda r, v: self._add_agents(registry, r, v),
+                          watch)
+        for report, plugin in loaded:
+            self._collect(report, plugin, "chorus_register_embedders",
+                          lambda r, v: self._add_embedders(registry, r, v), watch)
+        for report, plugin in loaded:
+            self._collect(report, plugin, "chorus_register_teams", lambda r, v: self._add_teams(registry, r, v), watch)
+
+    @staticmethod
+    def _guarded(report: PluginReport, stage: str, call: Callable[[], None], watch: InterruptWatch) -> bool:
+        """Run plugin code; anything it raises marks ``report`` failed at ``stage`` (False)."""
+        try:
+            call()
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt…: a plugin must not end the process
+            if watch.stopped_by_user(exc):
+                raise
+            report.fail(stage, exc)
+            return False
+        return True
 
     def _collect(
         self,
@@ -237,7 +230,10 @@ class PluginLoader:
         plugin: object,
         hook_name: str,
         add: Callable[[PluginReport, Any], None],
+        watch: InterruptWatch,
     ) -> None:
+        # Every hook Chorus calls goes through here, one plugin's implementation at a time
+        # (never ``pm.hook.<name>()``, which would let one plugin's exception stop all the rest).
         if report.status != "ok":
             return
         hook = getattr(self.pm.hook, hook_name)
@@ -245,12 +241,13 @@ class PluginLoader:
             if impl.plugin is not plugin:
                 continue
             kwargs = {"settings": self.settings} if "settings" in impl.argnames else {}
-            try:
-                value = impl.function(**kwargs)
+
+            def call(function: Callable[..., Any] = impl.function, kwargs: dict[str, Any] = kwargs) -> None:
+                value = function(**kwargs)
                 if value is not None:
                     add(report, value)
-            except Exception as exc:
-                report.fail(hook_name.removeprefix("chorus_register_"), exc)
+
+            self._guarded(report, hook_name.removeprefix("chorus_register_"), call, watch)
 
     def _add_tools(self, registry: Registry, report: PluginReport, value: Any) -> None:
         specs = [as_tool_spec(item) for item in _as_list(value, "tools")]
@@ -270,7 +267,7 @@ class PluginLoader:
             if name in registry.embedders or name == "minilm":
                 report.fail("embedders", ValueError(f"embedder {name!r} is already registered"))
                 continue
-            registry.embedders[str(name)] = factory
+            registry.embedders[str(name)] = contained(factory, f"embedder factory {name!r} of plugin {report.name!r}")
 
     def _add_teams(self, registry: Registry, report: PluginReport, value: Any) -> None:
         from chorus.teams.spec import TeamSpec
@@ -306,7 +303,10 @@ class PluginLoader:
 def _with_plugin(spec: AgentSpec, plugin: str) -> AgentSpec:
     from dataclasses import replace
 
-    return replace(spec, plugin=plugin)
+    # The factory runs when a conversation opens, in the server's event loop: what it raises
+    # must be an ordinary error there, which leaves the agent out and reports the plugin.
+    factory = contained(spec.factory, f"agent factory {spec.name!r} of plugin {plugin!r}") if spec.factory else None
+    return replace(spec, plugin=plugin, factory=factory)
 
 
 def _as_list(value: Any, what: str) -> list[Any]:
