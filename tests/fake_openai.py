@@ -10,6 +10,8 @@ order; every request is recorded so the test can check what was sent::
         server.queue_text("Hello there")
         server.queue_tool_call("add", {"a": 1, "b": 2})
         server.queue_error(500, "boom")
+        server.queue_hang()                      # accepts the request, never answers
+        server.queue_text("one two", stall_after=1)  # streams "one", then goes silent
         client = ChorusModelClient("openai/fake-model", api_base=server.url, api_key="sk-test")
         ...
         assert server.requests[0]["messages"][-1]["content"] == "hi"
@@ -87,6 +89,10 @@ class FakeResponse:
     ``openai`` SDK raises) after ``stream_error_after`` chunks instead of
     finishing. ``usage`` is ``(prompt_tokens, completion_tokens)``; when None
     the server counts words.
+
+    A misbehaving provider: ``hang`` accepts the request and never answers (no status line, no
+    headers) until the client hangs up or the server closes; ``stall_after`` streams that many
+    text chunks (after the role chunk) and then goes silent, the connection held open.
     """
 
     text_chunks: list[str] = field(default_factory=list)
@@ -101,6 +107,8 @@ class FakeResponse:
     chunk_delay: float = 0.0
     stream_error: str | None = None
     stream_error_after: int = 0
+    hang: bool = False
+    stall_after: int | None = None
 
     @property
     def text(self) -> str:
@@ -165,6 +173,10 @@ class _Handler(BaseHTTPRequestHandler):
         if response is None:
             self._send_error(500, "fake OpenAI server: no response queued for this request", "server_error")
             return
+        if response.hang:
+            self.close_connection = True  # not waiting for another request on this socket afterwards
+            fake._sleep(float("inf"), self.connection)
+            return
         if response.status != 200:
             self._send_error(response.status, response.error_message or f"fake error {response.status}",
                              response.error_type, response.error_code)
@@ -200,6 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         try:
             for index, event in enumerate(fake._events(body, response, include_usage)):
+                if response.stall_after is not None and index > response.stall_after:
+                    self.close_connection = True
+                    fake._sleep(float("inf"), self.connection)  # silent, the response left unfinished
+                    return
                 # The role chunk and the first content chunk go out at once; then chunk_delay.
                 if index >= 2 and event is not _DONE and not fake._sleep(response.chunk_delay, self.connection):
                     return
@@ -223,7 +239,7 @@ class FakeOpenAI:
     Use it as a context manager (or call :meth:`start` / :meth:`close`).
     ``url`` is the API base to hand to litellm (``.../v1``). Queue responses
     with :meth:`queue_text`, :meth:`queue_tool_call`, :meth:`queue_tool_calls`,
-    :meth:`queue_error` or :meth:`queue`; when the queue is empty the server
+    :meth:`queue_error`, :meth:`queue_hang` or :meth:`queue`; when the queue is empty the server
     answers ``default`` if set, else HTTP 500. ``requests`` holds the JSON body
     of every chat-completions request, ``headers`` their headers (lower-case
     keys), ``disconnects`` counts streams the client closed early.
@@ -303,8 +319,12 @@ class FakeOpenAI:
         chunk_delay: float = 0.0,
         stream_error: str | None = None,
         stream_error_after: int = 0,
+        stall_after: int | None = None,
     ) -> FakeOpenAI:
-        """Answer ``text``, streamed one word per chunk (or in ``chunks`` pieces, or as given)."""
+        """Answer ``text``, streamed one word per chunk (or in ``chunks`` pieces, or as given).
+
+        ``stall_after``: send only that many chunks of it, then go silent with the stream open.
+        """
         if isinstance(chunks, int) or chunks is None:
             pieces = split_text(text, chunks)
         else:
@@ -313,7 +333,12 @@ class FakeOpenAI:
                 raise ValueError("chunks must join to text")
         return self.queue(FakeResponse(text_chunks=pieces, usage=usage, finish_reason=finish_reason,
                                        first_delay=first_delay, chunk_delay=chunk_delay,
-                                       stream_error=stream_error, stream_error_after=stream_error_after))
+                                       stream_error=stream_error, stream_error_after=stream_error_after,
+                                       stall_after=stall_after))
+
+    def queue_hang(self, count: int = 1) -> FakeOpenAI:
+        """Accept the next ``count`` requests and never answer them (a hanging provider)."""
+        return self.queue(*(FakeResponse(hang=True) for _ in range(count)))
 
     def queue_tool_call(self, name: str, arguments: str | Mapping[str, Any], *, id: str | None = None,
                         pieces: int = 3, text: str = "", usage: tuple[int, int] | None = None) -> FakeOpenAI:

@@ -7,6 +7,7 @@ from chorus.models.client import (
     ChorusModelClient,
     ModelError,
     ModelRequestRefused,
+    ModelStalled,
     validate_model,
 )
 from chorus.models.local import (
@@ -33,6 +34,7 @@ __all__ = [
     "ModelReply",
     "ModelRequest",
     "ModelRequestRefused",
+    "ModelStalled",
     "OfflineModel",
     "ScriptExhausted",
     "ScriptedModel",

@@ -41,7 +41,17 @@ from chorus.models._convert import (
     tool_choice_arg,
 )
 from chorus.models.local import LocalModel, ModelHints, ModelRequest, local_model, split_tokens
-from chorus.models.router import RouterKey, router_for
+from chorus.models.router import (
+    RouterKey,
+    Silence,
+    failure_that_opened,
+    is_cooled_down,
+    is_timeout,
+    note_failure,
+    provider_timeout,
+    router_for,
+    within,
+)
 from chorus.settings import OFFLINE_MODEL
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,10 @@ class ModelError(RuntimeError):
 
 class ModelRequestRefused(ModelError):
     """A request to a real provider while ``CHORUS_FORBID_REAL_MODELS`` is set."""
+
+
+class ModelStalled(ModelError):
+    """A reply that had begun streaming stopped: no chunk for the stall timeout."""
 
 
 @dataclass
@@ -132,6 +146,12 @@ class ChorusModelClient(ChatCompletionClient):
 
     ``label`` names who uses the client (an agent, or ``selector``) in usage
     records. ``on_call`` receives a :class:`CallRecord` after every call.
+
+    Waits on a provider are bounded (None = unbounded): one attempt waits ``first_byte_timeout``
+    for the provider to start answering (then it counts as failed, opening the circuit); a call
+    waits ``deadline`` in all for its reply to begin, retries and fallbacks included; a reply that
+    has begun may go ``stall_timeout`` without a chunk. ``timeout`` bounds the rest of one HTTP
+    request (sending, the connection pool) and is the most any of those waits can be per attempt.
     """
 
     def __init__(
@@ -143,6 +163,9 @@ class ChorusModelClient(ChatCompletionClient):
         api_base: str | None = None,
         api_key: str | None = None,
         timeout: float = 120.0,
+        first_byte_timeout: float | None = 20.0,
+        stall_timeout: float | None = 15.0,
+        deadline: float | None = 45.0,
         forbid_real_models: bool = False,
         on_call: Callable[[CallRecord], None] | None = None,
         local: LocalModel | None = None,
@@ -160,6 +183,9 @@ class ChorusModelClient(ChatCompletionClient):
         self.api_base = api_base
         self.api_key = api_key
         self.timeout = timeout
+        self.first_byte_timeout = first_byte_timeout
+        self.stall_timeout = stall_timeout
+        self.deadline = deadline
         self.forbid_real_models = forbid_real_models
         self.on_call = on_call
         self._local = local if local is not None else local_model(model)
@@ -389,18 +415,27 @@ class ChorusModelClient(ChatCompletionClient):
         extra: Mapping[str, Any],
     ) -> AsyncGenerator[_Delta, None]:
         """litellm's deltas (retried, with fallbacks); when every model failed before saying
-        anything, the offline model's, with a notice, rather than an error."""
-        started = False
+        anything, the offline model's, with a notice, rather than an error. A reply that stalls
+        after some text keeps that text, with a notice."""
+        shown = tool_begun = False
         try:
             async for delta in self._litellm_deltas(messages, tools, tool_choice, json_output, extra):
-                started = started or bool(delta.text or delta.tool_calls)  # said something the user saw
+                shown = shown or bool(delta.text)  # said something the user saw
+                tool_begun = tool_begun or bool(delta.tool_calls)
                 yield delta
             return
         except ModelRequestRefused:
             raise
         except ModelError as exc:
-            if started or not self.degrade_to_offline:
-                raise
+            if isinstance(exc, ModelStalled) and shown and not tool_begun:
+                log.warning("%s: %s; the answer is cut off where it stopped", self.label, exc)
+                if self.on_notice is not None:
+                    self.on_notice(f"The model provider stopped sending in the middle of this answer ({exc}); "
+                                   "it is cut off where it stopped.")
+                yield _Delta(finish_reason="stalled")
+                return
+            if shown or tool_begun or not self.degrade_to_offline:
+                raise  # (what the user saw cannot be taken back; half a tool call cannot be run)
             failure = exc
         log.warning("every model failed for %s (%s); answering with the offline model", self.label, failure)
         self._degraded = True
@@ -443,13 +478,16 @@ class ChorusModelClient(ChatCompletionClient):
             refuse_real_request(self.model, extra.get("api_base") or extra.get("base_url") or self.api_base)
         litellm = _litellm()
 
-        router = None
-        if self.fallbacks or self.retries:
-            router = router_for(RouterKey(
+        router = key = None
+        # The router (its circuit breaker) whenever there is somewhere else to go: a fallback, a
+        # retry, or the offline model, which then answers at once while a failing model cools down.
+        if self.fallbacks or self.retries or self.degrade_to_offline:
+            key = RouterKey(
                 model=self.model, fallbacks=self.fallbacks, api_base=self.api_base, api_key=self.api_key,
                 timeout=self.timeout, retries=self.retries, allowed_fails=self.allowed_fails,
-                cooldown_s=self.cooldown_s,
-            ))
+                cooldown_s=self.cooldown_s, first_byte_s=self.first_byte_timeout,
+            )
+            router = router_for(key)
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -457,7 +495,8 @@ class ChorusModelClient(ChatCompletionClient):
             "stream_options": {"include_usage": True},
         }
         if router is None:  # the router's deployments carry these
-            kwargs["timeout"] = self.timeout
+            kwargs["timeout"] = provider_timeout(self.timeout, self.first_byte_timeout)
+            kwargs["num_retries"] = self.retries  # (0 here) else the SDK retries a hang twice, unasked
             if self.api_base:
                 kwargs["api_base"] = self.api_base
             if self.api_key:
@@ -470,37 +509,45 @@ class ChorusModelClient(ChatCompletionClient):
         elif isinstance(json_output, type):
             kwargs["response_format"] = json_output
         kwargs.update(extra)
+        loop = asyncio.get_running_loop()
+        # The reply must begin (its first chunk arrive) by then, whatever retries and fallbacks do.
+        begin_by = None if self.deadline is None else loop.time() + self.deadline
         try:
-            stream = await (router.acompletion(**kwargs) if router is not None else litellm.acompletion(**kwargs))
+            call = router.acompletion(**kwargs) if router is not None else litellm.acompletion(**kwargs)
+            stream = await within(call, begin_by)
+        except Silence:
+            raise ModelError(f"model {self._tried()} failed: no answer within {self.deadline:g} s") from None
         except Exception as exc:
-            tried = f"{self.model!r} and its fallbacks {list(self.fallbacks)}" if self.fallbacks else repr(self.model)
-            raise ModelError(f"model {tried} failed: {_short(exc)}") from exc
+            raise self._model_error(exc, key) from exc
+        chunks = aiter(stream)
+        begun = False  # a first chunk came: from now on the stall timeout applies
+        finished = False  # the provider said its reply is complete (only usage and [DONE] may follow)
+        until = begin_by
         try:
-            async for chunk in stream:
-                delta = _Delta()
-                if self.fallbacks and self._answered_by is None:
-                    self._answered_by = self._which_model(getattr(chunk, "model", None))
-                usage = getattr(chunk, "usage", None)
-                if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
-                    delta.usage = (int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
-                for choice in chunk.choices or []:
-                    d = choice.delta
-                    if d is not None:
-                        delta.text = d.content or None
-                        for tc in d.tool_calls or []:
-                            fn = tc.function
-                            delta.tool_calls.append({
-                                "index": tc.index or 0,
-                                "id": tc.id,
-                                "name": fn.name if fn else None,
-                                "arguments": fn.arguments if fn else None,
-                            })
-                    if choice.finish_reason:
-                        delta.finish_reason = choice.finish_reason
+            while True:
+                try:
+                    chunk = await within(anext(chunks), until)
+                except StopAsyncIteration:
+                    break
+                except Silence:
+                    if not begun:
+                        raise ModelError(f"model {self._tried()} failed: no answer within {self.deadline:g} s") \
+                            from None
+                    if finished:
+                        break  # the reply is whole; a missing usage chunk is estimated
+                    raise ModelStalled(f"model {self.model!r} sent nothing for {self.stall_timeout:g} s") from None
+                begun = True
+                until = None if self.stall_timeout is None else loop.time() + self.stall_timeout
+                delta = self._delta_of(chunk)
+                finished = finished or delta.finish_reason is not None
                 yield delta
-        except (asyncio.CancelledError, GeneratorExit):
+        except (asyncio.CancelledError, GeneratorExit, ModelError):
             raise
         except Exception as exc:
+            if not begun:  # (a stream opened lazily, or the router's fallbacks for a stream that never began)
+                raise self._model_error(exc, key) from exc
+            if is_timeout(exc):  # the HTTP read timeout cut a silent stream before the stall timeout did
+                raise ModelStalled(f"model {self.model!r} sent nothing for {self._first_byte():g} s") from exc
             raise ModelError(f"model {self.model!r} failed while streaming: {_short(exc)}") from exc
         finally:
             # Close the HTTP response now, not at garbage collection (a stopped turn ends early).
@@ -510,6 +557,53 @@ class ChorusModelClient(ChatCompletionClient):
                     await close()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _delta_of(self, chunk: Any) -> _Delta:
+        """One litellm chunk as a delta (and, with fallbacks, which model sent it)."""
+        delta = _Delta()
+        if self.fallbacks and self._answered_by is None:
+            self._answered_by = self._which_model(getattr(chunk, "model", None))
+        usage = getattr(chunk, "usage", None)
+        if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
+            delta.usage = (int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+        for choice in chunk.choices or []:
+            d = choice.delta
+            if d is not None:
+                delta.text = d.content or None
+                for tc in d.tool_calls or []:
+                    fn = tc.function
+                    delta.tool_calls.append({
+                        "index": tc.index or 0,
+                        "id": tc.id,
+                        "name": fn.name if fn else None,
+                        "arguments": fn.arguments if fn else None,
+                    })
+            if choice.finish_reason:
+                delta.finish_reason = choice.finish_reason
+        return delta
+
+    def _tried(self) -> str:
+        return f"{self.model!r} and its fallbacks {list(self.fallbacks)}" if self.fallbacks else repr(self.model)
+
+    def _first_byte(self) -> float:
+        return self.timeout if self.first_byte_timeout is None else min(self.first_byte_timeout, self.timeout)
+
+    def _model_error(self, exc: BaseException, key: RouterKey | None) -> ModelError:
+        """The ModelError for a failed call, in words a user can act on for a hang and an open circuit."""
+        if key is not None and is_cooled_down(exc):
+            opened = failure_that_opened(key)
+            log.info("%s: %s is skipped while it cools down (up to %g s)", self.label, self.model, self.cooldown_s)
+            if opened is not None:
+                # The words of the failure that opened the circuit: a turn whose every call is
+                # skipped shows one notice, not one per call.
+                return ModelError(opened)
+            return ModelError(f"model {self._tried()} failed: skipped, it failed moments ago (tried again "
+                              f"after at most {self.cooldown_s:g} s)")
+        detail = f"no answer within {self._first_byte():g} s" if is_timeout(exc) else _short(exc)
+        text = f"model {self._tried()} failed: {detail}"
+        if key is not None:
+            note_failure(key, text)
+        return ModelError(text)
 
     def _report(self, record: CallRecord) -> None:
         self.calls.append(record)
@@ -652,4 +746,4 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
-__all__ = ["CallRecord", "ChorusModelClient", "ModelError", "ModelRequestRefused", "validate_model"]
+__all__ = ["CallRecord", "ChorusModelClient", "ModelError", "ModelRequestRefused", "ModelStalled", "validate_model"]

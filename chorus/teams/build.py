@@ -144,6 +144,9 @@ def build_team(
             api_base=settings.model_api_base,
             api_key=settings.model_api_key,
             timeout=settings.model_timeout,
+            first_byte_timeout=settings.model_first_byte_timeout or None,  # 0 = no shorter limit
+            stall_timeout=settings.model_stall_timeout or None,
+            deadline=settings.model_deadline or None,
             forbid_real_models=settings.forbid_real_models,
             on_call=on_call,
             token_delay=settings.offline_token_delay if model == OFFLINE_MODEL else None,
