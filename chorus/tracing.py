@@ -20,11 +20,15 @@ every turn.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import math
 import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +51,41 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "chorus"
 TURN_ID_KEY = "chorus.turn_id"
 PAUSE_AFTER_FAILURE_S = 60.0
+# At shutdown, how long the last turns' traces may hold a process up (``trace_flush_timeout``
+# overrides it): enough for a few turns to a loaded server, short of systemd's 90 s stop timeout.
+EXIT_FLUSH_TIMEOUT_S = 15.0
 _QUEUE_LIMIT = 1000  # turns waiting for export; beyond it traces are dropped, never the chat slowed
+# MLflow's HTTP client settings, as Chorus wants them: a server that is down should cost seconds,
+# not MLflow's default minute of retries, and one warning of ours rather than urllib3's per retry.
+# MLflow 3.17 parses each as an *integer*: "0.5" made every request to a tracking server raise ValueError.
+HTTP_REQUEST_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+def http_request_settings() -> dict[str, str]:
+    """Fill in :data:`HTTP_REQUEST_DEFAULTS` and make each value one MLflow can parse; the values used.
+
+    An operator's own value wins, but a non-integer (``0.5``) would break every request to the
+    server, so it is rounded up to a whole number, with a warning naming the variable.
+    """
+    used: dict[str, str] = {}
+    for key, default in HTTP_REQUEST_DEFAULTS.items():
+        value = os.environ.setdefault(key, default).strip()
+        try:
+            int(value)
+        except ValueError:
+            try:
+                fixed = str(max(0, math.ceil(float(value))))
+            except ValueError:
+                fixed = default
+            log.warning("%s=%r is not a whole number, which MLflow requires (every request to the tracking "
+                        "server would fail): using %s", key, value, fixed)
+            os.environ[key] = value = fixed
+        used[key] = value
+    return used
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -101,6 +139,9 @@ class Tracer:
         self._experiment_id: str | None = None
         self._paused_until = 0.0
         self._warned = False
+        self._warned_full = False
+        self._closed = False
+        self._exit_hook = False
         self.exported = 0
 
     def prepare(self) -> None:
@@ -121,26 +162,60 @@ class Tracer:
 
     def submit(self, record: TurnRecord) -> None:
         """Queue a finished turn for export; never blocks."""
-        if time.monotonic() < self._paused_until:
+        if self._closed or time.monotonic() < self._paused_until:
             return
         self._ensure_worker()
         try:
             self._queue.put_nowait(record)
         except queue.Full:
-            log.debug("trace queue full: dropping the trace of turn %s", record.turn_id)
+            # The store cannot keep up: say so once (a lost trace must not go unnoticed), never block.
+            (log.debug if self._warned_full else log.warning)(
+                "%d traces are waiting for MLflow at %s: dropping the trace of turn %s (and others while "
+                "the queue is full)", _QUEUE_LIMIT, self.uri, record.turn_id)
+            self._warned_full = True
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued trace is written (for tests and shutdown)."""
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            if self._thread is None or not self._thread.is_alive():
+                break  # nothing will write them (the interpreter is past its threads)
             time.sleep(0.01)
         return not self._queue.unfinished_tasks
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Write the traces still queued, waiting at most ``timeout`` seconds; True when none was lost.
+
+        Call it when the process stops (``chorus run``'s shutdown; an ``atexit`` hook calls it for
+        every other process). The export thread is a daemon, so without this the last turns' traces
+        die with the process. Traces still queued at the deadline are reported, once, and dropped.
+        The default wait is the ``trace_flush_timeout`` setting, else :data:`EXIT_FLUSH_TIMEOUT_S`.
+        """
+        if timeout is None:
+            configured = getattr(self.settings, "trace_flush_timeout", None)  # a setting proposed in issue 13
+            timeout = EXIT_FLUSH_TIMEOUT_S if configured is None else float(configured)
+        with self._lock:
+            if self._closed:
+                return not self._queue.unfinished_tasks
+            self._closed = True
+        if self._thread is None:
+            return True
+        done = self.flush(timeout)
+        if not done:
+            log.warning("stopping with %d trace(s) not yet written to MLflow at %s (waited %.0f s): they are lost",
+                        self._queue.unfinished_tasks, self.uri, timeout)
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)  # the worker returns once the queue is drained
+        return done
 
     def _ensure_worker(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._work, name="chorus-tracing", daemon=True)
                 self._thread.start()
+                if not self._exit_hook:
+                    self._exit_hook = True
+                    atexit.register(_close_at_exit, weakref.ref(self))
 
     def _work(self) -> None:
         while True:
@@ -166,14 +241,11 @@ class Tracer:
 
     def _mlflow(self) -> Any:
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")  # this thread is the async part
-        # A server that is down should cost seconds, not MLflow's default minute of retries, and
-        # one warning of ours rather than urllib3's per retry.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        http_request_settings()
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         import mlflow
 
+        _batch_span_logging()
         # MLflow announces creating its tables and experiment at INFO on stderr: noise in the CLI.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
@@ -187,6 +259,13 @@ class Tracer:
         return mlflow
 
     def _export(self, record: TurnRecord) -> None:
+        _batch.spans = []  # the trace's spans go to the store in one request (see _batch_span_logging)
+        try:
+            self._write_trace(record)
+        finally:
+            _batch.spans = None
+
+    def _write_trace(self, record: TurnRecord) -> None:
         mlflow = self._mlflow()
         from mlflow.entities import SpanStatusCode, SpanType
 
@@ -325,6 +404,50 @@ class Tracer:
 
 _CONNECT = TurnRecord(turn_id="", user="", thread="", team="", text="", started_ns=0)  # "connect first"
 _AGENT_EVENTS = (TokenEvent, ToolCallEvent, ToolResultEvent, RetrievalEvent, MessageEvent)
+
+
+_batch = threading.local()  # .spans: the spans of the trace being written by this thread, else None
+
+
+def _batch_span_logging() -> None:
+    """Make MLflow send a trace's spans in one request instead of one request per span.
+
+    MLflow's exporter logs each span to the tracking store as it ends: to a server, one HTTP
+    request per span (a turn has 5-20), which made a trace take seconds on a loaded server and
+    the last turns' traces miss a stopping process's deadline. The tracer ends all of a trace's
+    spans in one go, in its own thread, so while it does (``_batch.spans`` is a list) the spans
+    are held and sent together when the root span (which ends last) arrives; the trace itself is
+    then created, as before, after its spans. Elsewhere MLflow behaves as usual. Only MLflow 3's
+    ``MlflowV3SpanExporter._log_spans(experiment_id, spans, workspace)`` is wrapped; if a future
+    MLflow lacks it, spans simply go one by one again.
+    """
+    try:
+        from mlflow.tracing.export.mlflow_v3 import MlflowV3SpanExporter
+    except ImportError:
+        return
+    original = getattr(MlflowV3SpanExporter, "_log_spans", None)
+    if original is None or getattr(original, "chorus_batched", False):
+        return
+
+    def log_spans(self: Any, experiment_id: str, spans: list[Any], workspace: str | None = None) -> None:
+        held: list[Any] | None = getattr(_batch, "spans", None)
+        if held is None:
+            return original(self, experiment_id, spans, workspace=workspace)  # type: ignore[no-any-return]
+        held.extend(spans)
+        if any(span.parent_id is None for span in spans):
+            whole, held[:] = list(held), []
+            original(self, experiment_id, whole, workspace=workspace)
+        return None
+
+    log_spans.chorus_batched = True  # type: ignore[attr-defined]
+    MlflowV3SpanExporter._log_spans = log_spans  # type: ignore[method-assign]
+
+
+def _close_at_exit(ref: weakref.ref[Tracer]) -> None:
+    """``atexit``: the traces of a process's last turns are written before it ends (bounded)."""
+    tracer = ref()
+    if tracer is not None:
+        tracer.close()
 
 
 def _quote(value: str) -> str:

@@ -142,9 +142,52 @@ async def test_exporting_a_trace_never_delays_the_turn(tmp_path: Path, monkeypat
     assert time.perf_counter() - started < 1.5
 
 
+async def test_a_stopping_process_waits_a_bounded_time_for_its_traces_and_says_what_was_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    chorus = traced_chorus(tmp_path)
+    assert chorus.tracer is not None
+    monkeypatch.setattr(chorus.tracer, "_export", lambda record: time.sleep(2))  # a store that hangs
+    for n in range(2):
+        scripted_model.queue("alice", f"answer {n}", "bob", "and mine")
+        await collect(chorus, f"question {n}")
+    caplog.set_level(logging.WARNING, logger="chorus.tracing")
+    started = time.perf_counter()
+    assert not chorus.tracer.close(0.5)
+    assert time.perf_counter() - started < 1.5
+    assert "not yet written to MLflow" in caplog.text
+
+
 def test_starting_chorus_does_not_load_mlflow() -> None:
     code = ("import sys; from chorus.turn import Chorus; from chorus.settings import Settings; "
             "c = Chorus.load(Settings(memory=False, tracing=True)); assert c.tracer is not None; "
             "print('mlflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_mlflow_http_settings_are_whole_numbers_even_when_an_operator_sets_a_fraction(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # MLflow 3.17 parses these as integers: a fraction made every request to a tracking server
+    # raise ValueError, and every trace was lost.
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    from chorus.tracing import HTTP_REQUEST_DEFAULTS, http_request_settings
+
+    for key in HTTP_REQUEST_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    http_request_settings()
+    assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
+            MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (1, 1, 10)
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    caplog.set_level(logging.WARNING, logger="chorus.tracing")
+    http_request_settings()
+    assert MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get() == 1 and MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 30  # theirs kept
+    assert [r.getMessage().split("=")[0] for r in caplog.records] == ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]
