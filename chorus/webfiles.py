@@ -1,8 +1,9 @@
 """Files on the page: upload limits, the signed file route, and a message's attachments as text.
 
 Chainlit accepts uploads of any type and up to 500 MB by default and keeps them only for the
-session. Here: types and size come from ``CHORUS_UPLOAD_TYPES`` / ``CHORUS_UPLOAD_MAX_MB`` and
-are enforced before the body is read; stored conversations keep their files through
+session. Here: types and size come from ``CHORUS_UPLOAD_TYPES`` / ``CHORUS_UPLOAD_MAX_MB``, and
+each user's quota (``CHORUS_UPLOAD_FILES_PER_HOUR`` / ``_MB_PER_HOUR`` / ``_MB_TOTAL``, see
+:mod:`chorus.store.quota`) is enforced before the body is read; stored conversations keep their files through
 :class:`chorus.store.files.LocalFileStore`, served at ``/chorus/files/...`` by signed URL.
 """
 
@@ -20,8 +21,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from chorus.attachments import Attachment, AttachmentError, read_attachment
-from chorus.settings import Settings
-from chorus.store.files import LocalFileStore, serving_type
+from chorus.settings import Settings, get_settings
+from chorus.store.db import StoreError
+from chorus.store.files import LocalFileStore, files_root, serving_type
+from chorus.store.quota import QuotaLimits, QuotaRefusal, QuotaStore
 
 log = logging.getLogger(__name__)
 
@@ -47,34 +50,126 @@ def configure_uploads(settings: Settings) -> None:
 
 
 class UploadLimit:
-    """Refuse an upload whose declared size is over the limit (413) without storing any of it.
+    """Refuse an upload whose declared size is over the limit (413), or that would go over its
+    user's quota (429), without storing any of it.
 
-    Chainlit checks the size only after the whole body was received and spooled to disk.
+    Chainlit checks the size only after the whole body was received and spooled to disk, and
+    has no quota at all. Quotas are per signed-in user (the login cookie or bearer token);
+    without logins, per client address (the session id is the client's own choice, so a fresh
+    one would be a fresh quota).
     """
 
-    def __init__(self, app: ASGIApp, max_mb: float) -> None:
+    def __init__(self, app: ASGIApp, max_mb: float, settings: Settings | None = None,
+                 quota: QuotaStore | None = None) -> None:
         self.app = app
         self.max_bytes = int(max_mb * 1024 * 1024) + _FORM_OVERHEAD
+        self.settings = settings or get_settings()
+        self._quota = quota
+
+    def quota(self) -> QuotaStore | None:
+        """The quota store (made on first use, in the server's event loop); None without caps."""
+        if self._quota is None:
+            limits = QuotaLimits.from_settings(self.settings)
+            if not limits.any:
+                return None
+            from chorus.store.db import database_url, make_engine
+
+            self._quota = QuotaStore(make_engine(database_url(self.settings)), limits, files_root(self.settings))
+        return self._quota
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith(UPLOAD_PATH):
             headers = dict(scope.get("headers") or [])
             length = headers.get(b"content-length")
-            problem = None
+            problem: tuple[int, dict[str, Any], list[tuple[bytes, bytes]]] | None = None
+            reservation = 0
             if length is None or not length.isdigit():
-                problem = (411, "An upload must say its size (Content-Length).")
+                problem = (411, {"detail": "An upload must say its size (Content-Length)."}, [])
             elif int(length) > self.max_bytes:
                 mb = (self.max_bytes - _FORM_OVERHEAD) / 1024 / 1024
-                problem = (413, f"This file is too large: the limit is {mb:g} MB.")
+                problem = (413, {"detail": f"This file is too large: the limit is {mb:g} MB."}, [])
+            else:
+                quota, caller = self.quota(), _caller(scope)
+                if quota is not None and caller is not None:  # no caller: Chainlit refuses the login
+                    try:
+                        outcome = await quota.reserve(caller[0], int(length), identifier=caller[1])
+                    except StoreError as exc:
+                        log.error("upload refused: %s", exc)
+                        outcome = None
+                        problem = (503, {"detail": "Uploads are unavailable for a moment (the upload quota "
+                                                   "could not be checked); please try again."}, [])
+                    if isinstance(outcome, QuotaRefusal):
+                        problem = _refusal(outcome)
+                    elif outcome is not None:
+                        reservation = outcome
             if problem is not None:
                 await _discard_body(receive)
-                body = json.dumps({"detail": problem[1]}).encode()
                 await send({"type": "http.response.start", "status": problem[0],
-                            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-                await send({"type": "http.response.body", "body": body})
+                            "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                                        *problem[2]]})
+                await send({"type": "http.response.body", "body": json.dumps(problem[1]).encode()})
+                return
+            if reservation:
+                await self._counted(scope, receive, send, reservation)
                 return
         await self.app(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]], reservation: int) -> None:
+        """Pass the upload on; an upload Chainlit did not store (any answer but 2xx) gives its
+        place in the quota back."""
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if not 200 <= status < 300:
+                quota = self.quota()
+                if quota is not None:
+                    await quota.release(reservation)
+
+
+def _caller(scope: Scope) -> tuple[str, str | None] | None:
+    """(quota key, signed-in user's identifier) of an upload request.
+
+    With logins on, the user whose valid token the request carries (None when it carries none:
+    Chainlit then refuses the upload itself); without logins, the client's address (as the
+    server sees it: uvicorn takes X-Forwarded-For from the proxies in FORWARDED_ALLOW_IPS).
+    """
+    from chainlit.auth import require_login
+
+    if require_login():
+        from chainlit.auth.cookie import get_token_from_cookies
+        from chainlit.auth.jwt import decode_jwt
+
+        request = Request(scope)
+        token = get_token_from_cookies(dict(request.cookies))
+        if not token:
+            scheme, _, value = request.headers.get("authorization", "").partition(" ")
+            token = value.strip() if scheme.lower() == "bearer" else None
+        if not token:
+            return None
+        try:
+            identifier = str(decode_jwt(token).identifier)
+        except Exception:  # expired, forged: Chainlit answers 401
+            return None
+        return f"user:{identifier}", identifier
+    client = scope.get("client")
+    return f"address:{client[0] if client else 'unknown'}", None
+
+
+def _refusal(refusal: QuotaRefusal) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    """A 429 answer whose ``detail`` the page shows as it is."""
+    retry = refusal.retry_after_s()
+    body: dict[str, Any] = {"detail": refusal.message, "limit": refusal.limit, "retry_after": retry}
+    return 429, body, [] if retry is None else [(b"retry-after", str(retry).encode())]
 
 
 async def _discard_body(receive: Callable[[], Awaitable[Message]], most: int = 64 * 1024 * 1024) -> None:

@@ -102,6 +102,32 @@ async def test_tool_call_and_result_events() -> None:
     assert messages(events) == [("alice", "Done shouting.")]
 
 
+def quit_now(text: str) -> str:
+    """A plugin tool that tries to end the process."""
+    raise SystemExit(3)
+
+
+async def test_a_tool_that_exits_fails_as_a_tool_and_the_process_goes_on() -> None:
+    class Exiting:
+        @hookimpl
+        def chorus_register_tools(self) -> list[ToolSpec]:
+            return [ToolSpec(func=quit_now)]
+
+        @hookimpl
+        def chorus_register_agents(self) -> list[AgentSpec]:
+            return [AgentSpec(name="quitter", description="Calls a tool that exits.", tools=("quit_now",))]
+
+    cfg = Settings(model="scripted", plugins="exiting", offline_token_delay=0)
+    base = Chorus.load(cfg, extra_plugins=[("exiting", Exiting())])
+    team = TeamSpec(name="q", type="round_robin", members=["quitter"], default=True)
+    chorus = Chorus(settings=cfg, registry=base.registry, catalog=TeamCatalog(teams={"q": team}))
+    scripted_model.queue(tool_call("quit_now", text="bye"), "That tool failed.")
+    events = await collect(chorus.open_session(), "please quit")
+    result = next(e for e in events if isinstance(e, ToolResultEvent))
+    assert result.is_error and "tried to stop the process" in result.result
+    assert messages(events) == [("quitter", "That tool failed.")]
+
+
 async def test_team_remembers_earlier_turns() -> None:
     scripted_model.queue("noted", "you said blue")
     session = make_chorus(SOLO).open_session()
@@ -300,6 +326,33 @@ async def test_a_token_budget_stops_a_runaway_team_and_keeps_what_was_said() -> 
     events = await collect(session, "hello again")
     assert [text for _agent, text in messages(events)][:1] == ["back to normal"]  # round robin goes on
     assert "and so on" in " ".join(str(m.get("content")) for m in scripted_model.requests[-1].messages)
+
+
+LONG_RUNAWAY = TeamSpec(name="long_runaway", type="round_robin", members=["alice", "bob"], default=True,
+                        termination=Termination(max_messages=30))
+
+
+async def test_the_default_token_budget_stops_a_runaway_team() -> None:
+    # Every call answers 2,000 words and sees all earlier ones: 30 messages would use ~0.9 M tokens.
+    scripted_model.default = "word " * 2_000
+    assert Settings().turn_token_budget == 200_000
+    session = make_chorus(LONG_RUNAWAY).open_session()  # no budget configured: the default applies
+    events = await collect(session, "talk among yourselves")
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.stop_reason == "budget"
+    assert 5 <= len(messages(events)) < 20
+    notice = next(e for e in events if e.type == "notice" and e.code == "budget")  # type: ignore[attr-defined]
+    assert "per-turn budget of 200,000" in notice.text  # type: ignore[attr-defined]
+
+
+async def test_a_token_budget_of_zero_means_no_cap() -> None:
+    scripted_model.default = "and so on " * 20
+    session = make_chorus(RUNAWAY, turn_token_budget=0).open_session()
+    events = await collect(session, "talk among yourselves")
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.stop_reason == "max_messages"
+    assert len(messages(events)) == 49  # the task message counts as one of the 50
+    assert not any(e.type == "notice" and e.code == "budget" for e in events)  # type: ignore[attr-defined]
 
 
 async def test_a_daily_cost_budget_refuses_turns_once_spent(tmp_path: Any) -> None:
