@@ -220,9 +220,11 @@ def test_editing_a_message_from_before_a_restart_rewinds_the_team(db_url: str) -
 def test_data_layer_round_trip_and_sql_errors_are_not_swallowed(db_url: str) -> None:
     from chainlit.user import User
 
+    from chorus.store.caller import begin_request
     from chorus.store.datalayer import ChorusDataLayer
 
     async def scenario() -> None:
+        begin_request("alice")  # as the page's request would: every write is checked against its caller
         layer = ChorusDataLayer(db_url)
         try:
             user = await layer.create_user(User(identifier="alice", metadata={"provider": "password"}))
@@ -280,5 +282,64 @@ def test_resume_into_a_team_whose_members_changed_starts_afresh(db_url: str) -> 
         finally:
             scripted_model.reset()
             await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_the_data_layer_refuses_writes_to_what_is_not_the_callers(db_url: str) -> None:
+    """The ownership checks every route and socket event passes through, on both databases."""
+    from chainlit.types import Feedback
+    from chainlit.user import User
+
+    from chorus.store.caller import NotYours, begin_request, trusted_writes
+    from chorus.store.datalayer import ChorusDataLayer
+
+    async def as_user(name: str, action: Any) -> Any:
+        async def run() -> Any:
+            begin_request(name)
+            return await action()
+
+        return await asyncio.create_task(run())  # a task of its own: its own caller, like a request
+
+    async def scenario() -> None:
+        layer = ChorusDataLayer(db_url)
+        try:
+            alice = await layer.create_user(User(identifier="alice"))
+            await layer.create_user(User(identifier="bob"))
+            assert alice is not None
+            thread, step = str(uuid.uuid4()), str(uuid.uuid4())
+            await as_user("alice", lambda: layer.update_thread(thread, name="mine"))  # owned from its first row
+            assert await layer.get_thread_author(thread) == "alice"
+            with trusted_writes():  # Chainlit's create_step waits for a user message; insert directly
+                await layer.execute_sql(
+                    'INSERT INTO steps ("id", "threadId", "name", "type", "output", "streaming", "createdAt") '
+                    "VALUES (:id, :t, 'User', 'user_message', 'hi', :f, '2026-12-01T10:00:00Z')",
+                    {"id": step, "t": thread, "f": False})
+            feedback = await as_user("alice", lambda: layer.upsert_feedback(Feedback(forId=step, value=1)))
+            bobs = str(uuid.uuid4())
+            for attempt in (
+                lambda: layer.update_thread(thread, name="bob's now"),
+                lambda: layer.update_thread(bobs, user_id=alice.id),  # giving a thread to someone else
+                lambda: layer.delete_thread(thread),
+                lambda: layer.create_step({"id": step, "threadId": bobs, "type": "user_message", "output": "moved"}),
+                lambda: layer.delete_step(step),
+                lambda: layer.upsert_feedback(Feedback(forId=step, value=0)),
+                lambda: layer.upsert_feedback(Feedback(forId=step, value=0, id=feedback)),
+                lambda: layer.delete_feedback(feedback),
+            ):
+                with pytest.raises(NotYours):
+                    await as_user("bob", attempt)
+            with pytest.raises(NotYours):  # no caller at all: refused, not trusted
+                await asyncio.create_task(layer.update_thread(thread, name="nobody's"))
+            rows = await layer.execute_sql('SELECT "threadId" AS t FROM steps WHERE "id" = :id', {"id": step})
+            assert rows == [{"t": thread}]
+            got = await layer.get_thread(thread)
+            assert got is not None and got["name"] == "mine"
+            assert await layer.execute_sql('SELECT "value" FROM feedbacks WHERE "id" = :id', {"id": feedback}) == [
+                {"value": 1}]
+            await as_user("alice", lambda: layer.delete_thread(thread))  # the owner still can
+            assert await layer.get_thread(thread) is None
+        finally:
+            await layer.engine.dispose()
 
     asyncio.run(scenario())

@@ -4,6 +4,11 @@ Chainlit's ``SQLAlchemyDataLayer`` targets PostgreSQL and logs-then-ignores ever
 so a missing column loses data silently. :class:`ChorusDataLayer` adapts the values each
 database needs (SQLite has no arrays: tag lists travel as JSON text) and turns a failed
 statement into a logged :class:`~chorus.store.db.StoreError`.
+
+It is also where ownership is enforced, once for every route and socket event: each write to
+a thread, step, element or feedback checks that it belongs to the caller
+(:func:`chorus.store.caller.current_caller`) and raises :class:`~chorus.store.caller.NotYours`
+otherwise. Chainlit's own routes only check that a session exists.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Any
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from sqlalchemy import text
 
+from chorus.store.caller import TRUSTED, current_caller, refuse
 from chorus.store.db import StoreError, configure
 from chorus.store.files import LocalFileStore
+from chorus.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +35,9 @@ _TAG_KEYS = ("tags", "thread_tags", "step_tags")
 class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
     """The data layer the page uses for users, threads, steps, elements and feedback."""
 
-    def __init__(self, url: str, files: LocalFileStore | None = None) -> None:
+    def __init__(self, url: str, files: LocalFileStore | None = None, max_message_chars: int = 20_000) -> None:
         super().__init__(conninfo=url, storage_provider=files)  # type: ignore[arg-type]  # duck-typed client
+        self.max_message_chars = max_message_chars
         configure(self.engine)
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock: asyncio.Lock | None = None
@@ -43,15 +51,79 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
             self._write_lock = asyncio.Lock()
         return self._write_lock
 
-    async def update_thread(self, thread_id: str, *args: Any, **kwargs: Any) -> None:
+    async def update_thread(
+        self,
+        thread_id: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
         """Chainlit reads a thread's metadata, merges and writes it back: two updates at once (its
         own at the first message, ours saving the team) could each drop the other's keys, so
-        they take turns. (Its own lock: create_step, which holds the write lock, calls this.)"""
+        they take turns. (Its own lock: create_step, which holds the write lock, calls this.)
+
+        Only the thread's owner may write it; a new thread is owned by its caller from its
+        first row on (Chainlit would name the owner a moment later, leaving a gap), and a thread
+        with no owner is no one's to take."""
         _check_id(thread_id)
         if self._thread_lock is None:
             self._thread_lock = asyncio.Lock()
         async with self._thread_lock:
-            await super().update_thread(thread_id, *args, **kwargs)
+            if name is not None and len(name) > THREAD_NAME_CHARS:  # Chainlit names a thread by its first message
+                name = name[: THREAD_NAME_CHARS - 1].rstrip() + "…"
+            caller = current_caller()
+            if caller is not TRUSTED:
+                exists, owner = await self._thread_owner(thread_id)
+                if exists and owner != caller:  # someone else's, or (old data) no one's: not claimable
+                    refuse(None, "that conversation is not yours")
+                if user_id is not None:
+                    if await self._identifier_of(user_id) != caller:
+                        refuse(None, "a conversation can only be given to its own user")
+                elif not exists:
+                    user = await self.get_user(str(caller))
+                    if user is None:  # a removed account's page, still open: it makes nothing new
+                        refuse(None, "this account no longer exists")
+                    user_id = getattr(user, "id", None)
+            await super().update_thread(thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags)
+
+    async def _thread_owner(self, thread_id: str) -> tuple[bool, str | None]:
+        """(whether the thread exists, the identifier of its owner)."""
+        rows = await self.execute_sql('SELECT "userIdentifier" AS owner FROM threads WHERE "id" = :id',
+                                      {"id": thread_id})
+        if isinstance(rows, list) and rows:
+            owner = rows[0].get("owner")
+            return True, None if owner is None else str(owner)
+        return False, None
+
+    async def _identifier_of(self, user_id: str) -> str | None:
+        rows = await self.execute_sql("SELECT identifier FROM users WHERE id = :id", {"id": user_id})
+        return str(rows[0]["identifier"]) if isinstance(rows, list) and rows else None
+
+    async def _where(self, table: str, key: str, row_id: str) -> tuple[str, str | None] | None:
+        """(thread, owner) of the row of ``table`` whose ``key`` is ``row_id``; None when there is none."""
+        rows = await self.execute_sql(
+            f'SELECT x."threadId" AS thread, t."userIdentifier" AS owner FROM {table} x '
+            f'LEFT JOIN threads t ON x."threadId" = t."id" WHERE x."{key}" = :id', {"id": row_id})
+        if isinstance(rows, list) and rows:
+            owner = rows[0].get("owner")
+            return str(rows[0].get("thread")), None if owner is None else str(owner)
+        return None
+
+    async def _check_row(self, table: str, row_id: str | None, thread_id: str | None, what: str) -> None:
+        """An existing step or element may only be written by its thread's owner, and stays in
+        its thread (a client naming someone else's id would otherwise move it into its own)."""
+        if not row_id:
+            return
+        caller = current_caller()
+        if caller is TRUSTED:
+            return
+        found = await self._where(table, "id", str(row_id))
+        if found is None:
+            return
+        thread, owner = found
+        if owner != caller or (thread_id is not None and thread != str(thread_id)):
+            refuse(None, f"that {what} is not yours")
 
     async def _get_user_id_by_thread(self, thread_id: str) -> str | None:
         """The thread's owner, which names the folder of its files. A file sent with the first
@@ -70,18 +142,61 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
         """Store a file element. Its thread row is made first (as Chainlit's create_step does):
         a file sent with a conversation's first message can arrive before the thread exists,
         and the foreign key would refuse it."""
-        if getattr(element, "thread_id", None) and getattr(element, "for_id", None):
-            _check_id(element.thread_id)
+        thread_id = getattr(element, "thread_id", None) or None
+        if getattr(element, "for_id", None):
+            _check_id(thread_id)
+        await self._check_row("elements", getattr(element, "id", None), thread_id, "file")
+        if thread_id and getattr(element, "for_id", None):
             async with self.write_lock:
-                await self.update_thread(element.thread_id)
+                await self.update_thread(thread_id)  # refuses a thread that is not the caller's
                 await super().create_element(element)
             return
         await super().create_element(element)
 
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        """Delete a file element (and its file): its owner only, whatever thread the client names."""
+        await self._check_row("elements", element_id, thread_id, "file")
+        await super().delete_element(element_id, thread_id)
+
     async def create_step(self, step_dict: Any) -> None:
         _check_id(step_dict.get("threadId"))
+        step_dict = _refused_input_trimmed(step_dict, self.max_message_chars)
         async with self.write_lock:
-            await super().create_step(step_dict)
+            await self._check_row("steps", step_dict.get("id"), str(step_dict.get("threadId")), "message")
+            await super().create_step(step_dict)  # its update_thread refuses a thread not the caller's
+
+    async def delete_step(self, step_id: str) -> None:
+        await self._check_row("steps", step_id, None, "message")
+        await super().delete_step(step_id)
+
+    async def upsert_feedback(self, feedback: Any) -> str:
+        """Feedback on a reply in one of the caller's own conversations (and only their own
+        feedback can be changed)."""
+        if current_caller() is not TRUSTED:
+            found = await self._where("steps", "id", str(feedback.forId))
+            if found is None:
+                refuse(None, "there is no such message to give feedback on")
+            assert found is not None
+            await self._check_row("steps", str(feedback.forId), None, "message")
+            feedback.threadId = found[0]
+            if feedback.id:
+                await self._check_feedback(str(feedback.id), str(feedback.forId))
+        return str(await super().upsert_feedback(feedback))
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        await self._check_feedback(feedback_id, None)
+        return bool(await super().delete_feedback(feedback_id))
+
+    async def _check_feedback(self, feedback_id: str, for_id: str | None) -> None:
+        if current_caller() is TRUSTED:
+            return
+        rows = await self.execute_sql('SELECT "forId" AS for_id FROM feedbacks WHERE "id" = :id', {"id": feedback_id})
+        if not (isinstance(rows, list) and rows):
+            return
+        existing = str(rows[0]["for_id"])
+        if for_id is not None and existing != for_id:
+            refuse(None, "that feedback is not yours")
+        await self._check_row("steps", existing, None, "feedback")
 
     def _params(self, parameters: dict[str, Any]) -> dict[str, Any]:
         out = {}
@@ -138,9 +253,31 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete the thread, its steps, elements (and their files) and feedback, and the team's saved states."""
+        caller = current_caller()
+        if caller is not TRUSTED:
+            exists, owner = await self._thread_owner(thread_id)
+            if exists and owner != caller:
+                refuse(None, "that conversation is not yours")
         await super().delete_thread(thread_id)
         for table in ("chorus_checkpoints", "chorus_turn_states"):
             await self.execute_sql(f"DELETE FROM {table} WHERE thread_id = :id", {"id": thread_id})
+
+
+THREAD_NAME_CHARS = 200
+KEPT_OF_REFUSED = 2_000  # characters kept of a user message too long to be answered
+
+
+def _refused_input_trimmed(step_dict: Any, limit: int) -> Any:
+    """A user message over the length limit is refused by the turn; it is stored cut to its start,
+    with a marker, so a refused 2 MB paste costs kilobytes, not megabytes."""
+    output = step_dict.get("output")
+    if step_dict.get("type") != "user_message" or not isinstance(output, str) or len(output) <= limit:
+        return step_dict
+    if len(clean_text(output)) <= limit:  # what the turn measures: it was answered, keep it whole
+        return step_dict
+    marker = (f"\n\n[… cut here: this message had {len(output):,} characters, over the limit of {limit:,}, "
+              "so it was refused and only its start was kept]")
+    return {**step_dict, "output": output[:min(limit, KEPT_OF_REFUSED)] + marker}
 
 
 def _check_id(thread_id: Any) -> None:
