@@ -11,23 +11,26 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import re
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 import chainlit as cl
-from chainlit.auth import create_jwt, set_auth_cookie
+from chainlit.auth import set_auth_cookie
 from chainlit.config import config
 from chainlit.data import get_data_layer
 from chainlit.server import app as chainlit_app
 from chainlit.server import sio
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chorus import chainlit_fixes
+from chorus import chainlit_fixes, sessions
 from chorus.attachments import AttachmentError
 from chorus.auth import ensure_auth_secret
 from chorus.events import (
@@ -43,13 +46,22 @@ from chorus.events import (
 )
 from chorus.logs import quiet_autogen
 from chorus.store import database_url, make_engine, upgrade
-from chorus.store.accounts import account_exists, accounts_exist, authenticate
+from chorus.store.accounts import accounts_exist, authenticate
+from chorus.store.caller import NotYours
 from chorus.store.checkpoints import CheckpointStore
 from chorus.store.files import ROUTE, LocalFileStore, files_root
 from chorus.store.usage import UsageLedger
 from chorus.turn import ChatSession, Chorus, ChorusError, run_turn
 from chorus.webfiles import UploadLimit, configure_uploads, file_route, read_attachments
-from chorus.webguard import ImageGuard, OriginGuard, PageHardening, SecureCookies, neutralise_images
+from chorus.webguard import (
+    CallerGuard,
+    ImageGuard,
+    OriginGuard,
+    PageHardening,
+    SecureCookies,
+    TrustedProxies,
+    neutralise_images,
+)
 from chorus.widget import WidgetTokenError, ensure_widget_secret, is_widget_identity, read_token
 
 log = logging.getLogger("chorus.app")
@@ -73,6 +85,9 @@ upgrade(DATABASE_URL)  # done once per process: `chorus run` has usually migrate
 # The widget (chorus.widget): on when CHORUS_ALLOWED_ORIGINS names the sites that embed it.
 # Its users sign in with tokens, so logins (and with them history) are on too.
 WIDGET_ORIGINS = CHORUS.settings.allowed_origin_list()
+PROXIES = CHORUS.settings.trusted_proxy_networks()  # whose X-Forwarded-* headers are believed
+if PROXIES:
+    os.environ["FORWARDED_ALLOW_IPS"] = ""  # uvicorn (started after this import) leaves them to TrustedProxies
 WIDGET_SECRET = ensure_widget_secret(CHORUS.settings.home) if WIDGET_ORIGINS else None
 HISTORY = accounts_exist(DATABASE_URL) or bool(WIDGET_ORIGINS)
 _engine: AsyncEngine | None = None
@@ -96,10 +111,15 @@ config.features.edit_message = True  # run_turn rewinds the team to before the e
 configure_uploads(CHORUS.settings)
 if not any(getattr(m.cls, "__name__", "") == UploadLimit.__name__ for m in chainlit_app.user_middleware):
     # Once per process: `chorus run --watch` re-runs this module in a server that has started.
-    chainlit_app.add_middleware(UploadLimit, max_mb=CHORUS.settings.upload_max_mb)
+    # Innermost (inside Chainlit's CORS, so a refusal still carries its headers): names the caller
+    # of each request for the data layer's ownership checks.
+    chainlit_app.user_middleware.append(Middleware(CallerGuard))
+    chainlit_app.add_middleware(UploadLimit, max_mb=CHORUS.settings.upload_max_mb, settings=CHORUS.settings)
     chainlit_app.add_middleware(PageHardening, frame_ancestors=WIDGET_ORIGINS)
     chainlit_app.add_middleware(SecureCookies)
-    chainlit_app.add_middleware(OriginGuard, allowed=WIDGET_ORIGINS)  # outermost: before anything answers
+    chainlit_app.add_middleware(OriginGuard, allowed=WIDGET_ORIGINS)  # before anything answers
+    if PROXIES:  # outermost: forwarded headers are believed from these proxies only
+        chainlit_app.add_middleware(TrustedProxies, proxies=PROXIES)
     for _middleware in chainlit_app.user_middleware:
         if getattr(_middleware.cls, "__name__", "") == "CORSMiddleware":
             # Chainlit allows every origin, with credentials; only the widget's sites may.
@@ -120,6 +140,13 @@ OFFLINE_BANNER = (
     "litellm model string and restart for a real model."
 )
 STATIC = Path(__file__).with_name("static")
+
+
+@cl.on_app_shutdown
+async def on_app_shutdown() -> None:
+    """`chorus run` stops: the last turns' traces reach MLflow first (bounded; Chainlit then exits)."""
+    if CHORUS.tracer is not None:
+        await asyncio.to_thread(CHORUS.tracer.close)
 
 
 async def _static(request: Request) -> Response:
@@ -241,13 +268,26 @@ async def _widget_login(request: Request) -> Response:
     if visitor.team and visitor.team not in CHORUS.catalog.teams:
         return JSONResponse({"detail": f"The token names an unknown team {visitor.team!r}."}, status_code=401)
     user = cl.User(identifier=visitor.identifier, display_name=visitor.name,
-                   metadata={"provider": "widget", "team": visitor.team})
+                   metadata=sessions.login_claims(sessions.WIDGET, team=visitor.team))
     layer = get_data_layer()
     if layer is not None:
         await layer.create_user(user)
     response = JSONResponse({"success": True})
-    set_auth_cookie(request, response, create_jwt(user))
+    # The session lasts CHORUS_WIDGET_SESSION_MINUTES (or the token's life), not Chainlit's 15 days.
+    expires_at = sessions.widget_session_expiry(visitor.expires_at, CHORUS.settings.widget_session_minutes)
+    set_auth_cookie(request, response, sessions.widget_session_token(user.to_dict(), expires_at))
+    _cap_cookie_age(response, max(1, expires_at - int(time.time())))
     return response
+
+
+def _cap_cookie_age(response: Response, seconds: int) -> None:
+    """Make the login cookie set on ``response`` expire in ``seconds``."""
+    capped = []
+    for key, value in response.raw_headers:
+        if key.lower() == b"set-cookie" and b"max-age=" in value.lower():
+            value = re.sub(rb"(?i)max-age=\d+", b"Max-Age=%d" % seconds, value)
+        capped.append((key, value))
+    response.raw_headers[:] = capped
 
 
 chainlit_app.router.routes.insert(0, Route("/auth/jwt", _widget_login, methods=["POST"]))
@@ -268,14 +308,28 @@ if HISTORY:
     @cl.password_auth_callback
     async def login(username: str, password: str) -> cl.User | None:
         if await authenticate(_store_engine(), username, password):
-            return cl.User(identifier=username.strip(), metadata={"provider": "password"})
+            return cl.User(identifier=username.strip(), metadata=sessions.login_claims(sessions.PASSWORD))
         return None
+
+    sessions.install(_store_engine)  # Chainlit's token check also refuses ended logins
+    sessions.guard_messages(_store_engine)  # and so does the socket, before a message is stored
+
+    @cl.on_logout
+    async def logout(request: Request, response: Response) -> dict[str, bool]:
+        """Logging out ends this login for good: its token is refused from now on, on every worker."""
+        from chorus.webguard import request_token
+
+        try:
+            await sessions.revoke(_store_engine(), request_token(request.scope))
+        except Exception as exc:
+            log.error("could not end a login at logout: %s", exc)
+        return {"success": True}
 
     @cl.data_layer
     def data_layer() -> Any:
         from chorus.store.datalayer import ChorusDataLayer
 
-        return ChorusDataLayer(DATABASE_URL, files=FILES)
+        return ChorusDataLayer(DATABASE_URL, files=FILES, max_message_chars=CHORUS.settings.max_message_chars)
 
     @cl.on_feedback
     async def feedback_to_trace(feedback: Any) -> None:
@@ -409,15 +463,19 @@ async def _export(message: cl.Message) -> None:
 
 
 async def _account_ok() -> bool:
-    """With logins on, a removed account's old login token opens nothing."""
+    """With logins on, a login that has ended (logged out, password changed, account removed, widget
+    token expired) opens nothing, even on a socket connected before it ended."""
     if not HISTORY:
         return True
-    user = cl.user_session.get("user")
-    if user is not None and is_widget_identity(user.identifier):
-        return True  # signed in by the host site's token: no password account behind it
-    if user is not None and await account_exists(_store_engine(), user.identifier):
+    try:
+        valid = await sessions.still_valid(_store_engine(), getattr(cl.context.session, "token", None))
+    except Exception as exc:
+        log.error("could not check a login: %s", exc)
+        valid = False
+    if valid:
         return True
-    await cl.ErrorMessage(content="This account no longer exists; ask the operator.", author=SYSTEM).send()
+    user = cl.user_session.get("user")
+    await cl.ErrorMessage(content=sessions.ended_message(getattr(user, "identifier", None)), author=SYSTEM).send()
     return False
 
 
@@ -444,7 +502,7 @@ async def start() -> None:
         if notice.code == "offline_model":
             continue  # shown as a banner above the composer (chorus.js), so starters stay visible
         prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
-        await cl.Message(content=prefix + notice.text, author=SYSTEM).send()
+        await cl.Message(content=prefix + neutralise_images(notice.text), author=SYSTEM).send()
 
 
 @cl.on_message
@@ -467,7 +525,12 @@ async def on_message(message: cl.Message | None) -> None:
     try:
         if HISTORY:
             # Commit the user's message before any model is called (Chainlit stores it in the background).
-            await get_data_layer().create_step(message.to_dict())
+            try:
+                await get_data_layer().create_step(message.to_dict())
+            except NotYours:
+                await cl.ErrorMessage(content="This message names a message of another conversation, so it was not "
+                                              "sent. Reload the page and send it again.", author=SYSTEM).send()
+                return
             if not cl.user_session.get("profile_saved"):
                 # Chainlit saves the chat profile only when the socket closes; a crash would forget it.
                 await get_data_layer().update_thread(cl.context.session.thread_id,
@@ -692,11 +755,11 @@ class _Renderer:
             step = cl.Step(name=event.kind, type="retrieval")  # the page shows "Used memory"
             step.output = neutralise_images("\n".join(f"- {item}" for item in event.items) or "(nothing)")
             await step.send()
-        elif isinstance(event, ErrorEvent):
-            await cl.ErrorMessage(content=event.message, author=SYSTEM).send()
+        elif isinstance(event, ErrorEvent):  # may quote a provider's or a tool's text: no images from it
+            await cl.ErrorMessage(content=neutralise_images(event.message), author=SYSTEM).send()
         elif isinstance(event, NoticeEvent):
             prefix = "⚠️ " if event.level == "warning" else "ℹ️ "
-            await cl.Message(content=prefix + event.text, author=SYSTEM).send()
+            await cl.Message(content=prefix + neutralise_images(event.text), author=SYSTEM).send()
         elif isinstance(event, DoneEvent):
             await self.close()
             if event.prompt_tokens or event.completion_tokens:

@@ -1,5 +1,16 @@
-"""Fixes to Chainlit that the page needs under load, applied once by ``chorus.app``.
+"""Fixes to Chainlit that the page needs, applied once by ``chorus.app``.
 
+**A socket that reconnects mid-reply.** When a page's socket drops and comes back with the same
+session (a network blip), Chainlit's ``connection_successful`` tells the page the team is idle
+(``task_end``) while the reply is still streaming, and, for a conversation opened with a thread
+id, "resumes" it again: it replaces the live user session with the copy stored in the thread's
+metadata (the running turn's state with it) and calls ``on_chat_resume`` a second time.
+:func:`apply` re-registers that handler so that a reconnect of a page that is still open just
+carries on: the page is told whether a message is being answered, and nothing else happens.
+Chainlit answers an edited message inside its socket handler without naming it the session's
+running task; the fix names it, so reconnects (and the stop button) see it too.
+
+**Blocking sleeps under load.**
 Chainlit's ``Step`` and ``Message`` constructors call ``time.sleep(0.001)``, so that steps created
 one after another get different ``created_at`` timestamps. That call blocks the whole event loop:
 every chat served by the process stops for a millisecond each time any chat creates a message
@@ -14,6 +25,7 @@ no longer waits for intervals of a millisecond or less. Chainlit is otherwise un
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -48,8 +60,10 @@ class _TimeWithoutShortSleeps(ModuleType):
 
 
 def apply() -> None:
-    """Patch chainlit.step and chainlit.message (idempotent)."""
+    """Patch chainlit.step, chainlit.message and the socket's reconnect handler (idempotent)."""
     import importlib
+
+    _keep_reconnects_live()
 
     # By name: ``chainlit.step`` the attribute is the decorator, not the module.
     for module in (importlib.import_module("chainlit.step"), importlib.import_module("chainlit.message")):
@@ -57,3 +71,47 @@ def apply() -> None:
             module.time = _TimeWithoutShortSleeps()  # type: ignore[attr-defined]
         if hasattr(module, "utc_now"):
             module.utc_now = utc_now  # type: ignore[attr-defined]
+
+
+def _keep_reconnects_live() -> None:
+    from chainlit.context import init_ws_context
+    from chainlit.server import sio
+    from chainlit.session import WebsocketSession
+    from chainlit.socket import _get_token
+
+    handlers = sio.handlers.setdefault("/", {})
+    edit = handlers.get("edit_message")
+    if edit is not None and not getattr(edit, "__chorus_fix__", False):
+        async def edit_message(sid: str, payload: Any) -> Any:
+            # Chainlit answers an edit inside this handler without naming it the session's running
+            # task: name it, so that a reconnect sees the reply is still running (and stop stops it).
+            session = WebsocketSession.get(sid)
+            if session is not None:
+                session.current_task = asyncio.current_task()
+            return await edit(sid, payload)
+
+        edit_message.__chorus_fix__ = True  # type: ignore[attr-defined]
+        handlers["edit_message"] = edit_message
+    original = handlers.get("connection_successful")
+    if original is None or getattr(original, "__chorus_fix__", False):
+        return
+
+    async def connection_successful(sid: str) -> Any:
+        session = WebsocketSession.get(sid)
+        if session is None or not (session.restored and session.has_first_interaction):
+            return await original(sid)  # a new page, or one that had not said anything yet
+        # The same page, back after a blip: its conversation goes on where it was, with the login
+        # the page holds now (Chainlit checked at connect that it is the same user's).
+        token = _get_token(session.environ)
+        if token:
+            session.token = token
+        context = init_ws_context(session)
+        task = session.current_task
+        if task is not None and not task.done():
+            await context.emitter.task_start()  # type: ignore[no-untyped-call]
+        else:
+            await context.emitter.task_end()  # type: ignore[no-untyped-call]
+        return None
+
+    connection_successful.__chorus_fix__ = True  # type: ignore[attr-defined]
+    handlers["connection_successful"] = connection_successful

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,17 +50,65 @@ def run(
 ) -> None:
     """Serve the chat page (http://localhost:8000 by default)."""
     _quiet_logging()
+    _private_data()  # before anything is created: the database, MLflow's, Chroma's, uploads
     _migrated_url()  # a database that cannot be reached or migrated stops here, with a clear message
     _check_widget_settings()
     os.environ["CHAINLIT_HOST"] = host
     os.environ["CHAINLIT_PORT"] = str(port)
     from chainlit.cli import run_chainlit
-    from chainlit.config import config
+    from chainlit.config import FILES_DIRECTORY, config  # importing it makes .files (private now)
 
+    _make_private(FILES_DIRECTORY)  # Chainlit's copies of this session's uploads, left by a crash
     config.run.headless = True
     config.run.watch = watch
     typer.echo(f"Chorus is serving the chat page on http://{'localhost' if host == '127.0.0.1' else host}:{port}")
     run_chainlit(str(APP_FILE))
+
+
+def _private_data() -> None:
+    """Keep what Chorus stores (password hashes, every conversation, traces, uploads) to the
+    user that runs it: everything this process and its libraries create is private from here
+    on (umask 077: files 0600, folders 0700), and an existing data directory is tightened."""
+    from chorus.settings import get_settings
+
+    os.umask(0o077)
+    home = get_settings().home.expanduser().resolve()
+    try:
+        user_home = Path.home().resolve()
+    except RuntimeError:  # no home directory known
+        user_home = Path(home.anchor)
+    if home == user_home or home in user_home.parents:  # not ours to lock down
+        logging.getLogger("chorus").warning(
+            "CHORUS_HOME is %s: not changing its permissions; give Chorus a data directory of its own", home)
+        return
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(f"cannot create the data directory {home} (CHORUS_HOME): {exc.strerror}") from None
+    _make_private(home)
+
+
+def _make_private(root: Path) -> None:
+    """Remove group and other access from ``root`` and everything under it (symbolic links are
+    neither changed nor followed); say once what was changed."""
+    changed, failed = 0, []
+    for parent, dirs, files in os.walk(root):
+        paths = [parent] if parent == str(root) else []
+        for name in (*dirs, *files):
+            paths.append(os.path.join(parent, name))
+        for path in paths:
+            try:
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode) and mode & 0o077:
+                    os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+                    changed += 1
+            except OSError as exc:  # e.g. a file another user owns
+                failed.append(f"{path} ({exc.strerror})")
+    log = logging.getLogger("chorus")
+    if changed:
+        log.warning("%s was readable by other users: made %d files and folders private to this user", root, changed)
+    if failed:
+        log.warning("could not make private: %s", ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""))
 
 
 def _check_widget_settings() -> None:
@@ -73,6 +122,10 @@ def _check_widget_settings() -> None:
             ensure_widget_secret(settings.home)
     except ValueError as exc:
         raise _fail(f"CHORUS_ALLOWED_ORIGINS / CHORUS_WIDGET_SECRET: {exc}") from None
+    try:
+        settings.trusted_proxy_networks()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -181,23 +234,31 @@ async def _print_turn(session: object, text: str, as_json: bool, attachments: Se
 @app.command()
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plugins as a JSON list.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Exit with status 1 if a plugin is in error or a CHORUS_PLUGINS entry matches none.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print each failure's traceback.")] = False,
 ) -> None:
-    """List every plugin: what it registers and whether it loaded (status ok/error with the reason)."""
+    """List every plugin: which distribution it was loaded from, what it registers and whether it
+    loaded (status ok/error with the reason). With --check, a deployment check: exit 1 on any problem."""
     _quiet_logging()
     logging.getLogger("chorus.plugins").setLevel(logging.CRITICAL)  # errors are shown below instead
     from chorus.plugins import load_plugins
     from chorus.settings import get_settings
 
     registry = load_plugins(get_settings())
+    code = 1 if check and not registry.ok else 0
     if as_json:
         print(json.dumps([r.to_dict() for r in registry.reports], indent=2))
-        return
+        for error in registry.errors:  # the list stays a list of plugins: the allow-list's own errors go here
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code)
     if not registry.reports:
         typer.echo("No plugins loaded (check CHORUS_PLUGINS).")
     for r in registry.reports:
         color = typer.colors.GREEN if r.status == "ok" else typer.colors.RED
         typer.secho(f"{r.name}  [{r.status}]", fg=color, bold=True, nl=False)
-        typer.echo(f"  {r.distribution} {r.version}{'  (built in)' if r.builtin else ''}")
+        typer.echo(f"  from {r.distribution} {r.version}{'  (built in)' if r.builtin else ''}")
+        typer.echo(f"    module: {r.module}  (allow as {r.qualified_name})")
         if r.agents:
             typer.echo(f"    agents: {', '.join(r.agents)}")
         if r.tools:
@@ -206,6 +267,17 @@ def plugins(
             typer.echo(f"    teams:  {', '.join(r.teams)}")
         if r.error:
             typer.secho(f"    error:  {r.error}", fg=typer.colors.RED)
+        if r.where:
+            typer.secho(f"    at:     {r.where}", fg=typer.colors.RED)
+        if verbose and r.traceback:
+            typer.echo("    " + r.traceback.rstrip().replace("\n", "\n    "))
+    for error in registry.errors:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    if check:
+        problems = len(registry.problems) + len(registry.errors)
+        typer.secho("check: all plugins loaded" if code == 0 else f"check failed: {problems} problem(s)",
+                    fg=typer.colors.GREEN if code == 0 else typer.colors.RED, err=True)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -269,6 +341,22 @@ def _db(url: str, action: Any) -> Any:
     return run_with_engine(url, action)
 
 
+def _set_password(name: str, password_stdin: bool, prompt: str, action: Any) -> None:
+    """Read a password (standard input, or asked twice) and ``action(engine, name, password)``."""
+    from chorus.store.accounts import AccountError
+
+    _quiet_logging()
+    url = _migrated_url()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    try:
+        _db(url, lambda engine: action(engine, name, password))
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="The user name to log in with.")],
@@ -277,19 +365,24 @@ def users_add(
     ] = False,
 ) -> None:
     """Add a password account (asks for the password twice). Restart `chorus run` after the first one."""
-    from chorus.store.accounts import AccountError, add_account
+    from chorus.store.accounts import add_account
 
-    _quiet_logging()
-    url = _migrated_url()
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        _db(url, lambda engine: add_account(engine, name, password))
-    except AccountError as exc:
-        raise _fail(str(exc)) from None
+    _set_password(name, password_stdin, "Password", add_account)
     typer.echo(f"Added user {name.strip()!r}. Logins and history are on once `chorus run` (re)starts.")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="The user whose password changes.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from standard input (for scripts).")
+    ] = False,
+) -> None:
+    """Set a new password (asks twice). Every login made with the old one ends, on every worker."""
+    from chorus.store.accounts import change_password
+
+    _set_password(name, password_stdin, "New password", change_password)
+    typer.echo(f"Changed the password of {name.strip()!r}; its open sessions have ended.")
 
 
 @users_app.command("list")
@@ -398,19 +491,137 @@ def mlflow_ui(
     host: Annotated[str, typer.Option("--host", help="Interface to bind (loopback by default: traces hold "
                                                       "conversations; put authentication in front before "
                                                       "exposing it).")] = "127.0.0.1",
+    backend_store_uri: Annotated[str | None, typer.Option(
+        "--backend-store-uri", help="Serve this store (e.g. postgresql://...) as the tracking server of "
+                                    "several workers; default: Chorus's own (CHORUS_MLFLOW_TRACKING_URI or "
+                                    "mlflow.db).")] = None,
+    artifacts_destination: Annotated[str | None, typer.Option(
+        "--artifacts-destination", help="Where the server keeps artifacts (default: CHORUS_HOME/mlartifacts).",
+    )] = None,
+    workers: Annotated[int, typer.Option("--workers", help="MLflow's web worker processes.")] = 1,
+    mlflow_args: Annotated[list[str] | None, typer.Argument(
+        help="More `mlflow server` options, after `--` (e.g. -- --allowed-hosts mlflow-host:5000).")] = None,
 ) -> None:
-    """Serve the MLflow UI on Chorus's tracking store (every turn's trace, feedback and cost)."""
+    """Serve the MLflow UI and tracking server (every turn's trace, feedback and cost), offline-safe.
+
+    Runs `mlflow server` with the offline switches; Ctrl+C, SIGTERM or SIGHUP stops it with all its workers.
+    """
+    from chorus._env import apply_offline_defaults
     from chorus.settings import get_settings
     from chorus.tracing import tracking_uri
 
     settings = get_settings()
-    uri = tracking_uri(settings)
+    uri = backend_store_uri or tracking_uri(settings)
     if uri.startswith("http"):
-        raise _fail(f"traces go to the MLflow server at {uri}: open its UI there")
-    settings.home.expanduser().mkdir(parents=True, exist_ok=True)
-    typer.echo(f"MLflow UI for {uri} on http://{host}:{port} (set CHORUS_MLFLOW_UI_URL if you change it)")
-    os.execv(sys.executable, [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-                              "--host", host, "--port", str(port), "--workers", "1"])
+        raise _fail(f"traces go to the MLflow server at {uri}: open its UI there (or serve a store here with "
+                    "--backend-store-uri)")
+    home = settings.home.expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    apply_offline_defaults()  # already done at import; explicit, since `mlflow server` hangs offline without it
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+               "--artifacts-destination", artifacts_destination or str((home / "mlartifacts").resolve()),
+               "--host", host, "--port", str(port), "--workers", str(workers), *(mlflow_args or [])]
+    typer.echo(f"MLflow UI for {_hide_password(uri)} on http://{host}:{port} (set CHORUS_MLFLOW_UI_URL if you "
+               "change it; Ctrl+C stops it)")
+    code = _run_process_group(command)
+    if code:
+        raise _fail(f"mlflow server exited with status {code}", code=1)
+
+
+def _hide_password(uri: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", uri)
+
+
+def _run_process_group(command: list[str], stop_timeout: float = 10.0) -> int:
+    """Run ``command`` in a process group of its own until it exits or this process is told to stop;
+    then stop the whole group (and any process that left it). The command's exit status, 0 when stopped.
+
+    `mlflow server` starts uvicorn workers and a job runner with seven huey consumers; when its
+    main process is stopped alone, the consumers survive. So every process is signalled: SIGTERM
+    first, SIGKILL after ``stop_timeout`` seconds (or at once on a second Ctrl+C).
+    """
+    import signal
+    import subprocess
+    import time
+
+    stops: list[int] = []
+    handled = [getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, lambda signum, _frame: stops.append(signum)) for signum in handled}
+    try:
+        proc = subprocess.Popen(command, process_group=0)
+        try:
+            while proc.poll() is None and not stops:
+                time.sleep(0.1)
+        finally:
+            tree = _descendants(proc.pid)  # before anything stops: orphans leave the tree
+            _signal_group(proc.pid, tree, signal.SIGTERM)
+            deadline = time.monotonic() + stop_timeout
+            # (proc.poll() also reaps our child, so that it does not count as alive.)
+            while ((proc.poll() is None or _alive(tree, proc.pid)) and time.monotonic() < deadline
+                   and len(stops) < 2):
+                time.sleep(0.05)
+            if proc.poll() is None or _alive(tree, proc.pid):
+                _signal_group(proc.pid, tree, signal.SIGKILL)
+            proc.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0 if stops else proc.returncode
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """Every running process: pid -> (parent pid, process group, start time), from /proc (zombies left out)."""
+    table: dict[int, tuple[int, int, str]] = {}
+    if not Path("/proc/self/stat").exists():
+        return table  # not Linux: the process group alone is signalled
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[19])
+    return table
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """``pid`` and every process under it: pid -> start time (a pid reused later is not the same process)."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for child, (parent, *_rest) in table.items():
+        children.setdefault(parent, []).append(child)
+    found = {pid: table[pid][2]} if pid in table else {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = table[child][2]
+                todo.append(child)
+    return found
+
+
+def _survivors(tree: dict[int, str], group: int) -> set[int]:
+    """The processes of ``tree`` or of process group ``group`` that still run."""
+    return {pid for pid, (_parent, pgid, started) in _processes().items()
+            if pgid == group or tree.get(pid) == started}
+
+
+def _alive(tree: dict[int, str], group: int) -> bool:
+    return bool(_survivors(tree, group))
+
+
+def _signal_group(group: int, tree: dict[int, str], signum: int) -> None:
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+    for pid in _survivors(tree, group):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 @app.command("usage")
@@ -548,6 +759,7 @@ def memory_delete(
 
 def main() -> None:
     """Entry point of the ``chorus`` script."""
+    os.umask(0o077)  # whatever a command creates (a first `chorus users add` makes chorus.db) is private
     app()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,28 @@ class Settings(BaseSettings):
     )
     model_api_base: str | None = Field(default=None, description="Override the provider's API base URL.")
     model_api_key: str | None = Field(default=None, description="API key passed to litellm.")
-    model_timeout: float = Field(default=120.0, description="Seconds before a model call is abandoned.")
+    model_timeout: float = Field(
+        default=120.0, gt=0,
+        description="Seconds one request to a provider may take when it is not streamed (embeddings), and the "
+                    "most any single wait on a provider may last; streamed replies are bounded by "
+                    "CHORUS_MODEL_FIRST_BYTE_TIMEOUT, CHORUS_MODEL_STALL_TIMEOUT and CHORUS_MODEL_DEADLINE.",
+    )
+    model_first_byte_timeout: float = Field(
+        default=20.0, ge=0,
+        description="Seconds one attempt waits for a provider to start answering; then it counts as failed: the "
+                    "model is skipped for CHORUS_MODEL_COOLDOWN and the next model (or the offline one) answers "
+                    "(0 = CHORUS_MODEL_TIMEOUT).",
+    )
+    model_stall_timeout: float = Field(
+        default=15.0, ge=0,
+        description="Seconds a reply that has begun may go without a new chunk before it is cut off (the text so "
+                    "far is kept, with a notice); never more than CHORUS_MODEL_FIRST_BYTE_TIMEOUT (0 = that).",
+    )
+    model_deadline: float = Field(
+        default=45.0, ge=0,
+        description="Most seconds one model call waits for its reply to begin, retries and fallbacks included; "
+                    "then the offline model answers (CHORUS_DEGRADE_TO_OFFLINE) or the call fails (0 = no deadline).",
+    )
     model_fallbacks: str = Field(
         default="", description="Comma-separated litellm model strings tried, in order, when CHORUS_MODEL fails."
     )
@@ -45,7 +67,8 @@ class Settings(BaseSettings):
     )
     plugins: str | None = Field(
         default=None,
-        description="Comma-separated allow-list of plugin or distribution names; unset loads all.",
+        description="Comma-separated allow-list: 'distribution' (all its plugins), 'distribution:entry_point', "
+        "or an entry-point name only one distribution provides (ambiguous names load nothing); unset loads all.",
     )
     agents_dir: Path = Field(default=Path("agents"), description="Directory of team YAML files.")
     home: Path = Field(default=Path(".chorus"), description="Data directory.")
@@ -60,11 +83,21 @@ class Settings(BaseSettings):
         default="text/*,application/json,application/x-yaml,application/yaml,application/xml,application/pdf",
         description="Comma-separated media types (wildcards allowed) a user may attach.",
     )
+    upload_files_per_hour: int = Field(
+        default=30, ge=0, description="Most files one user may upload in any hour (0 = no cap)."
+    )
+    upload_mb_per_hour: float = Field(
+        default=50.0, ge=0, description="Most MB one user may upload in any hour (0 = no cap)."
+    )
+    upload_mb_total: float = Field(
+        default=500.0, ge=0, description="Most MB of stored files (kept with conversations) per user (0 = no cap)."
+    )
     max_attachment_chars: int = Field(
         default=100_000, description="Most characters of attached files given to the team per message."
     )
     turn_token_budget: int | None = Field(
-        default=None, description="Most tokens (prompt + completion, all calls) one turn may use; unset = no cap."
+        default=200_000, ge=0,
+        description="Most tokens (prompt + completion, all calls) one turn may use; 0 = no cap.",
     )
     user_daily_cost_budget: float | None = Field(
         default=None, description="Most a user's model calls may cost per day (UTC), in US dollars; unset = no cap."
@@ -73,6 +106,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI (a server URL); unset = SQLite mlflow.db in the data directory."
     )
+    trace_flush_timeout: float | None = Field(
+        default=None, ge=0,
+        description="Seconds a stopping process waits for its last traces to reach MLflow; unset = 15.")
     mlflow_experiment: str = Field(default="chorus", description="MLflow experiment the traces go to.")
     mlflow_ui_url: str = Field(
         default="http://127.0.0.1:5000", description="Where `chorus mlflow` serves the MLflow UI (for trace links)."
@@ -92,6 +128,16 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated origins (https://www.example.com) whose pages may embed the chat widget; "
                     "empty = no widget, and only the page's own origin may call the server.",
+    )
+    widget_session_minutes: float = Field(
+        default=60.0, gt=0,
+        description="How long a widget visitor's session lasts after sign-in (or until their token expires, if "
+                    "later; at most 24 hours).",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8) of reverse proxies whose "
+                    "X-Forwarded-Host and X-Forwarded-Proto headers are believed; empty = nobody's.",
     )
     cookie_samesite: Literal["lax", "strict", "none"] = Field(
         default="lax",
@@ -120,11 +166,24 @@ class Settings(BaseSettings):
 
         return parse_origins(self.allowed_origins)
 
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """``trusted_proxies`` as networks; ValueError names a malformed entry."""
+        networks = []
+        for item in self.trusted_proxies.split(","):
+            if item.strip():
+                try:
+                    networks.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    raise ValueError(f"CHORUS_TRUSTED_PROXIES: {item.strip()!r} is not an address or network") from None
+        return networks
+
     def plugin_allow_list(self) -> set[str] | None:
-        """The normalised allow-list, or None when every plugin is allowed."""
+        """The normalised allow-list (``name`` or ``distribution:entry_point``), or None when every
+        plugin is allowed."""
         if self.plugins is None or not self.plugins.strip():
             return None
-        return {normalise_name(p) for p in self.plugins.split(",") if p.strip()}
+        entries = (p for p in self.plugins.split(",") if p.strip())
+        return {":".join(normalise_name(part) for part in entry.split(":", 1)) for entry in entries}
 
 
 def normalise_name(name: str) -> str:

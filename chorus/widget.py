@@ -48,6 +48,8 @@ class WidgetUser:
     user_id: str
     team: str | None = None
     name: str | None = None
+    expires_at: int | None = None
+    """When the token stops working (epoch seconds): the visitor's session ends then too."""
 
     @property
     def identifier(self) -> str:
@@ -129,6 +131,7 @@ def read_token(token: str, *, secret: str) -> WidgetUser:
         user_id=_check_user_id(claims["sub"]),
         team=str(team) if team else None,
         name=str(name)[:128] if name else None,
+        expires_at=int(claims["exp"]),
     )
 
 

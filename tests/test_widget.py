@@ -201,15 +201,24 @@ async def _sets_cookie(scope: object, receive: object, send: object) -> None:
     await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
 
 
+_PROXIED_HTTPS = [(b"x-forwarded-proto", b"https")]
+
+
 @pytest.mark.parametrize(("scope", "secure"), [
     ({"type": "http", "scheme": "https", "headers": []}, True),
-    ({"type": "http", "scheme": "http", "headers": [(b"x-forwarded-proto", b"https")]}, True),
+    # HTTPS as a trusted proxy says: believed (uvicorn does the same for loopback by default)...
+    ({"type": "http", "scheme": "http", "client": ("10.0.0.5", 4000), "headers": _PROXIED_HTTPS}, True),
+    # ...but not from anyone else, who could say anything.
+    ({"type": "http", "scheme": "http", "client": ("203.0.113.9", 4000), "headers": _PROXIED_HTTPS}, False),
     ({"type": "http", "scheme": "http", "headers": []}, False),  # plain http (localhost) keeps working
 ])
 async def test_cookies_are_secure_over_https(scope: dict[str, object], secure: bool) -> None:
-    from chorus.webguard import SecureCookies
+    import ipaddress
 
-    sent = await _call(SecureCookies(_sets_cookie), scope)
+    from chorus.webguard import SecureCookies, TrustedProxies
+
+    app = TrustedProxies(SecureCookies(_sets_cookie), [ipaddress.ip_network("10.0.0.0/8")])
+    sent = await _call(app, scope)
     cookie = dict(sent[0]["headers"])[b"set-cookie"]  # type: ignore[call-overload]
     assert cookie.endswith(b"; Secure") is secure
 

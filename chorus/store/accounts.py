@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +75,21 @@ async def add_account(engine: AsyncEngine, identifier: str, password: str) -> No
         exists = await conn.scalar(sa.select(accounts.c.identifier).where(accounts.c.identifier == identifier))
         if exists:
             raise AccountError(f"user {identifier!r} already exists")
-        await conn.execute(sa.insert(accounts).values(identifier=identifier, password_hash=hash_password(password)))
+        # sessions_after: a login token left over from an earlier account of this name opens nothing.
+        await conn.execute(sa.insert(accounts).values(identifier=identifier, password_hash=hash_password(password),
+                                                      sessions_after=time.time()))
+
+
+async def change_password(engine: AsyncEngine, identifier: str, password: str) -> None:
+    """Give the account a new password and end every login made with the old one."""
+    identifier = identifier.strip()
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.update(accounts).where(accounts.c.identifier == identifier).values(
+            password_hash=hash_password(password), sessions_after=time.time()))
+        if result.rowcount == 0:
+            raise AccountError(f"no user {identifier!r}")
 
 
 async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path | None = None) -> None:

@@ -6,9 +6,9 @@ Two groups of tables:
   installed Chainlit's SQLAlchemy data layer writes, with its quoted camelCase names. Chainlit
   ships no DDL and silently ignores a missing column, so this file is the contract.
 - Chorus's own (``chorus_accounts``, ``chorus_checkpoints``, ``chorus_turn_states``,
-  ``chorus_usage``): password logins, the team's saved state after each turn, its state before
-  each user message (what an edit of that message rewinds to), and the cost ledger (one row per
-  model call).
+  ``chorus_usage``, ``chorus_uploads``): password logins, the team's saved state after each turn,
+  its state before each user message (what an edit of that message rewinds to), the cost ledger
+  (one row per model call), and the last hour's uploads (the upload quotas).
 
 Types are portable: ids are text (Chainlit passes strings), JSON is JSON, and tag lists are a
 text array on PostgreSQL and JSON text on SQLite (see ``chorus.store.datalayer``).
@@ -112,6 +112,18 @@ accounts = sa.Table(
     sa.Column("identifier", sa.Text, primary_key=True),
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # Logins made before this moment (epoch seconds) no longer count: set when the account is made
+    # and when its password changes (chorus.sessions).
+    sa.Column("sessions_after", sa.Float),
+)
+
+# Login tokens ended before they expire (logout), by hash, until they would have expired anyway.
+revoked_logins = sa.Table(
+    "chorus_revoked_logins",
+    metadata,
+    sa.Column("token_hash", sa.Text, primary_key=True),
+    sa.Column("user_identifier", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )
 
 checkpoints = sa.Table(
@@ -151,4 +163,16 @@ usage = sa.Table(
     sa.Column("cost", sa.Float),
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Index("ix_chorus_usage_user_created", "user_identifier", "created_at"),
+)
+
+# Recent uploads (the last hour's, and a little more until pruned), one row per accepted file:
+# the hourly upload quotas of every worker read and write here (chorus.store.quota).
+uploads = sa.Table(
+    "chorus_uploads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("quota_key", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Index("ix_chorus_uploads_key_created", "quota_key", "created_at"),
 )

