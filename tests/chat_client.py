@@ -23,6 +23,7 @@ class ChatClient:
         self.thread_id = thread_id or str(uuid.uuid4())
         self.session_id = str(uuid.uuid4())
         self.sio = socketio.AsyncClient(reconnection=False)
+        self.transports = ["websocket"]  # a browser starts with long-polling, then upgrades
         self.messages: list[dict[str, Any]] = []
         self.tokens: list[str] = []
         # Every piece of streamed text as it arrived: (monotonic time, message id, text).
@@ -49,10 +50,11 @@ class ChatClient:
         await self.sio.connect(
             self.server.url,
             socketio_path="/ws/socket.io",
-            transports=["websocket"],
+            transports=self.transports,
             auth={"clientType": "webapp", "sessionId": self.session_id, "threadId": self.thread_id},
             headers={**({"Cookie": self.cookie} if self.cookie else {}),
                      **({"Origin": self.origin} if self.origin else {})},
+            wait_timeout=20,  # as long as a browser's socket.io client waits (python-socketio: 1 s)
         )
         await self.sio.emit("connection_successful")
         return self
