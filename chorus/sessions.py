@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -46,8 +47,6 @@ def token_hash(token: str) -> str:
 
 def claims_of(token: str | None) -> dict[str, Any] | None:
     """The claims of a login token signed with this server's secret; None if forged or expired."""
-    import os
-
     secret = os.environ.get(SECRET_ENV)
     if not token or not secret:
         return None
@@ -180,8 +179,6 @@ def widget_session_expiry(token_expires_at: int | None, session_minutes: float, 
 
 def widget_session_token(user_dict: dict[str, Any], expires_at: int) -> str:
     """Chainlit's login token for a widget visitor, expiring at ``expires_at`` (epoch seconds)."""
-    import os
-
     now = int(time.time())
     claims = {**user_dict, "iat": now, "exp": max(now + 1, int(expires_at))}
     return jwt.encode(claims, os.environ[SECRET_ENV], algorithm="HS256")

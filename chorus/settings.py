@@ -137,7 +137,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(
         default="",
         description="Comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8) of reverse proxies whose "
-                    "X-Forwarded-Host and X-Forwarded-Proto headers are believed; empty = nobody's.",
+                    "X-Forwarded-For, -Proto and -Host headers are believed; empty = nobody's X-Forwarded-Host "
+                    "(and uvicorn's default, loopback, for -For and -Proto).",
     )
     cookie_samesite: Literal["lax", "strict", "none"] = Field(
         default="lax",
