@@ -10,6 +10,15 @@ carries on: the page is told whether a message is being answered, and nothing el
 Chainlit answers an edited message inside its socket handler without naming it the session's
 running task; the fix names it, so reconnects (and the stop button) see it too.
 
+**A burst of connections.** Chainlit builds each socket's session with ``get_config``, which, when
+the app has chat profiles, runs ``set_chat_profiles`` in a nested ``loop.run_until_complete``
+(nest_asyncio). Inside it the loop runs every other ready callback, including the next socket's
+connect, which nests again: when a few dozen pages connect in the same instant (a reconnect
+storm after a restart) the stack passes Python's recursion limit and those sockets fail with
+``RecursionError``. :func:`apply` computes a session's profile overrides without a nested loop:
+the profiles callback is run to completion on the spot when it never waits (Chorus's does not);
+one that must wait leaves the session on the global configuration, with a warning.
+
 **Blocking sleeps under load.**
 Chainlit's ``Step`` and ``Message`` constructors call ``time.sleep(0.001)``, so that steps created
 one after another get different ``created_at`` timestamps. That call blocks the whole event loop:
@@ -64,6 +73,7 @@ def apply() -> None:
     import importlib
 
     _keep_reconnects_live()
+    _config_without_nested_loops()
 
     # By name: ``chainlit.step`` the attribute is the decorator, not the module.
     for module in (importlib.import_module("chainlit.step"), importlib.import_module("chainlit.message")):
@@ -71,6 +81,52 @@ def apply() -> None:
             module.time = _TimeWithoutShortSleeps()  # type: ignore[attr-defined]
         if hasattr(module, "utc_now"):
             module.utc_now = utc_now  # type: ignore[attr-defined]
+
+
+def _config_without_nested_loops() -> None:
+    from chainlit.session import WebsocketSession
+
+    if getattr(WebsocketSession.get_config, "__chorus_fix__", False):
+        return
+
+    def get_config(self: Any) -> Any:
+        from chainlit.config import config as global_config
+
+        if not self.chat_profile:
+            return global_config
+        if getattr(self, "config", None):
+            return self.config
+        cfg = global_config
+        make_profiles = global_config.code.set_chat_profiles
+        if make_profiles:
+            profiles = _run_without_waiting(make_profiles(self.user, self.language))
+            current = next((p for p in profiles or [] if p.name == self.chat_profile), None)
+            overrides = getattr(current, "config_overrides", None)
+            if overrides:
+                cfg = global_config.with_overrides(overrides)
+        self.config = cfg
+        return cfg
+
+    get_config.__chorus_fix__ = True  # type: ignore[attr-defined]
+    WebsocketSession.get_config = get_config  # type: ignore[method-assign]
+
+
+def _run_without_waiting(coro: Any) -> Any:
+    """The result of a coroutine that completes without waiting on anything; None (and a warning)
+    for one that waits, which is then closed."""
+    import logging
+
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    except Exception as exc:
+        logging.getLogger(__name__).warning("chat profiles for a new session failed: %s", exc)
+        return None
+    coro.close()
+    logging.getLogger(__name__).warning(
+        "set_chat_profiles waits on I/O: a new session's profile overrides are not applied")
+    return None
 
 
 def _keep_reconnects_live() -> None:

@@ -24,6 +24,7 @@ class ChatClient:
         self.session_id = str(uuid.uuid4())
         self.sio = socketio.AsyncClient(reconnection=False)
         self.transports = ["websocket"]  # a browser starts with long-polling, then upgrades
+        self.chat_profile: str | None = None  # the team's title, as the page sends it once one is chosen
         self.messages: list[dict[str, Any]] = []
         self.tokens: list[str] = []
         # Every piece of streamed text as it arrived: (monotonic time, message id, text).
@@ -51,7 +52,8 @@ class ChatClient:
             self.server.url,
             socketio_path="/ws/socket.io",
             transports=self.transports,
-            auth={"clientType": "webapp", "sessionId": self.session_id, "threadId": self.thread_id},
+            auth={"clientType": "webapp", "sessionId": self.session_id, "threadId": self.thread_id,
+                  **({"chatProfile": self.chat_profile} if self.chat_profile else {})},
             headers={**({"Cookie": self.cookie} if self.cookie else {}),
                      **({"Origin": self.origin} if self.origin else {})},
             wait_timeout=20,  # as long as a browser's socket.io client waits (python-socketio: 1 s)

@@ -1,19 +1,22 @@
 """The users' path under stress: a real litellm model string against an OpenAI-compatible
-provider in another process, and SIGTERM in the middle of running turns (a rolling restart)."""
+provider in another process, with every chat connecting at once (a reconnect storm). SIGTERM and
+kill -9 in the middle of turns are in test_shutdown.py, which shares these helpers."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import sqlite3
+import contextlib
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+from typing import Any
 
 from chat_client import ChatClient
-from conftest import ChorusServer
+from conftest import ROOT, ChorusServer
+
+sys.path.insert(0, str(ROOT / "bench"))
+from provider import reply_text  # the benchmark's provider and its reply
 
 WORDS = 50  # one-word chunks per reply, like the issue's provider
 PROVIDER = textwrap.dedent('''
@@ -44,7 +47,7 @@ class Provider:
         self.proc.wait(10)
 
 
-def _server(tmp: Path, provider: Provider, **env: str) -> ChorusServer:
+def _server(tmp: Path, provider: Provider | BurstProvider, **env: str) -> ChorusServer:
     agents = tmp / "agents"
     agents.mkdir(exist_ok=True)
     (agents / "duo.yaml").write_text("name: duo\ntype: round_robin\nmembers: [assistant, guide]\ndefault: true\n"
@@ -60,40 +63,65 @@ def _serious(log: str) -> list[str]:
             if line.startswith(("ERROR", "CRITICAL", "Traceback")) or "RecursionError" in line]
 
 
-async def test_sigterm_in_the_middle_of_turns_exits_promptly_and_keeps_the_messages(tmp_path: Path) -> None:
-    paced = Provider(tmp_path, 0.1)  # 5 s a reply: every turn is still running at the signal
-    srv = _server(tmp_path, paced)
-    srv.workdir.mkdir(parents=True, exist_ok=True)
-    added = subprocess.run([sys.executable, "-m", "chorus.cli", "users", "add", "rhea", "--password-stdin"],
-                           input="rhea-password\n", text=True, env=srv.env, cwd=srv.workdir, timeout=120)
-    assert added.returncode == 0
-    srv.start()
-    try:
-        from chat_client import login_cookie
+class BurstProvider:
+    """``bench/provider.py`` in a process of its own: the benchmark's OpenAI-compatible provider on
+    bare asyncio, which serves hundreds of streams at once (the threaded fake's listen queue of
+    five would drop a burst's connections before Chorus saw them)."""
 
-        cookie = login_cookie(srv.url, "rhea", "rhea-password")
-        clients = [ChatClient(srv, cookie=cookie) for _ in range(10)]
-        await asyncio.gather(*(c.connect() for c in clients))
-        sent = await asyncio.gather(*(c.send(f"question {i}") for i, c in enumerate(clients)))
-        for _ in range(300):  # until every reply is streaming
-            if all(c.tokens for c in clients):
-                break
-            await asyncio.sleep(0.05)
-        assert all(c.tokens for c in clients), "not every reply started streaming"
-        assert srv.proc is not None
-        signalled = time.monotonic()
-        srv.proc.send_signal(signal.SIGTERM)
-        srv.proc.wait(30)
-        took = time.monotonic() - signalled
-    finally:
-        srv.stop()
-        paced.stop()
-    assert took <= 10, f"chorus run took {took:.1f} s to exit after SIGTERM"
-    assert srv.proc is not None and srv.proc.returncode in (0, -signal.SIGTERM)
-    db = sqlite3.connect(srv.workdir / "data" / "chorus.db")
+    def __init__(self, words: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "provider.py"), "--words", str(words)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        assert self.url.startswith("http://127.0.0.1:"), self.url
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+class Chat(ChatClient):
+    """A chat that knows when both agents of the duo have finished their replies."""
+
+    def __init__(self, server: ChorusServer) -> None:
+        super().__init__(server)
+        self.chat_profile = "Duo"  # as the page sends it: the team's title
+        self.answered = asyncio.Event()
+        self.replies: dict[str, str] = {}  # author -> finished text
+
+    async def _on_message(self, data: dict[str, Any]) -> None:
+        await super()._on_message(data)
+        if data.get("type") == "assistant_message" and data.get("name") in ("assistant", "guide") \
+                and not data.get("streaming") and data.get("output"):
+            self.replies[data["name"]] = data["output"]
+            if len(self.replies) == 2:
+                self.answered.set()
+
+
+async def test_500_chats_connecting_in_the_same_instant_all_connect_and_are_answered(tmp_path: Path) -> None:
+    """A reconnect storm after a restart: every page connects at once, then every user asks at once.
+    Chainlit built each socket's session in a nested event loop, so a burst of connections overflowed
+    the stack (RecursionError) and most chats were never answered."""
+    words = 20
+    provider = BurstProvider(words)
+    srv = _server(tmp_path, provider)
+    srv.env["CHORUS_MEMORY"] = "false"
+    srv.start(timeout=120)
+    chats = [Chat(srv) for _ in range(500)]
     try:
-        stored = {row[0] for row in db.execute('SELECT "id" FROM steps WHERE "type" = ?', ("user_message",))}
+        connected = await asyncio.gather(*(c.connect() for c in chats), return_exceptions=True)
+        failed = [repr(r) for r in connected if isinstance(r, BaseException)]
+        assert not failed, f"{len(failed)} of 500 could not connect: {failed[:3]}"
+        await asyncio.gather(*(c.send(f"question {i}") for i, c in enumerate(chats)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(c.answered.wait() for c in chats)), 300)
     finally:
-        db.close()
-    assert set(sent) <= stored  # every question was kept
+        await asyncio.gather(*(c.sio.disconnect() for c in chats), return_exceptions=True)
+        srv.stop()
+        provider.stop()
+    unanswered = [c for c in chats if not c.answered.is_set()]
+    assert not unanswered, f"{len(unanswered)} of 500 chats were not answered by both agents"
+    expected = reply_text(words)
+    wrong = [c.replies for c in chats if set(c.replies.values()) != {expected}]
+    assert not wrong, f"{len(wrong)} chats got other text than the provider sent: {wrong[:2]}"
     assert _serious(srv.output()) == [], _serious(srv.output())[:10]
