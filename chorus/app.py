@@ -13,6 +13,8 @@ import gc
 import logging
 import os
 import re
+import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -142,11 +144,85 @@ OFFLINE_BANNER = (
 STATIC = Path(__file__).with_name("static")
 
 
+# Stopping (SIGTERM, Ctrl+C): from the signal, the process has SHUTDOWN_BUDGET_S to end, within the
+# 10 s a rolling restart allows. At the signal the running turns are stopped (as by the stop button,
+# so each records its cost, keeps what was said and saves the team's state), while uvicorn stops
+# accepting and closes the connections; then Chainlit's last writes and the traces are waited for.
+SHUTDOWN_BUDGET_S = 8.0
+TURN_DRAIN_S = 4.0  # of which the stopped turns may take this long to finish their bookkeeping
+_running: dict[asyncio.Future[Any], ChatSession] = {}  # the task answering each turn now
+_draining: asyncio.Task[None] | None = None  # set once stopping has begun: no new turn starts
+_drain_deadline = 0.0
+# Chainlit stores messages and steps in tasks of their own: the data layer methods that write.
+_WRITES = frozenset({"create_step", "update_step", "delete_step", "create_element", "update_thread"})
+
+
+@cl.on_app_startup
+async def on_app_startup() -> None:
+    """Stop the running turns at the signal itself, not once uvicorn has closed every connection."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous) or getattr(previous, "chorus_drains", False):
+            continue
+
+        def on_signal(sig: int, frame: Any, previous: Any = previous) -> None:
+            previous(sig, frame)  # uvicorn's: stop accepting, close the connections, then shut down
+            loop.call_soon_threadsafe(_begin_draining)
+
+        on_signal.chorus_drains = True  # type: ignore[attr-defined]
+        signal.signal(signum, on_signal)
+
+
+def _begin_draining() -> None:
+    global _draining, _drain_deadline
+    if _draining is None:
+        _drain_deadline = time.monotonic() + SHUTDOWN_BUDGET_S
+        _draining = asyncio.ensure_future(_drain_turns())
+
+
+async def _drain_turns() -> None:
+    """Stop every running turn and wait (bounded) until each has recorded what it did."""
+    running = dict(_running)
+    if not running:
+        return
+    log.warning("stopping: %d turn(s) still answering are cut short; what they said and cost is kept", len(running))
+    until = time.monotonic() + TURN_DRAIN_S
+    pending = set(running)
+    while pending and time.monotonic() < until:
+        for task in pending:
+            running[task].stop()  # again each time: a turn that was still starting is stopped once it runs
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    if pending:  # stuck past their stop (a tool in a thread, say): cancel them, as a second stop would
+        log.warning("stopping: %d turn(s) did not stop within %.0f s and are cancelled", len(pending), TURN_DRAIN_S)
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=max(0.1, min(1.0, _drain_deadline - time.monotonic() - 2)))
+
+
+def _pending_writes() -> list[asyncio.Task[Any]]:
+    current = asyncio.current_task()
+    return [t for t in asyncio.all_tasks() if t is not current and not t.done()
+            and getattr(t.get_coro(), "__qualname__", "").rpartition(".")[2] in _WRITES]
+
+
 @cl.on_app_shutdown
 async def on_app_shutdown() -> None:
-    """`chorus run` stops: the last turns' traces reach MLflow first (bounded; Chainlit then exits)."""
+    """`chorus run` stops: running turns end and record, their messages and traces are written, all
+    within SHUTDOWN_BUDGET_S of the signal (Chainlit then closes the data layer and exits)."""
+    _begin_draining()  # already begun at a signal; not when the server stops otherwise
+    assert _draining is not None
+    await asyncio.wait([_draining], timeout=max(0.0, _drain_deadline - time.monotonic() - 1.5))
+    writes = _pending_writes()
+    if writes:
+        await asyncio.wait(writes, timeout=max(0.1, _drain_deadline - time.monotonic() - 1.0))
     if CHORUS.tracer is not None:
-        await asyncio.to_thread(CHORUS.tracer.close)
+        # The rest of the budget, unless the operator chose how long traces may hold a stop up.
+        configured = CHORUS.settings.trace_flush_timeout
+        wait = configured if configured is not None else max(0.5, _drain_deadline - time.monotonic())
+        await asyncio.to_thread(CHORUS.tracer.close, wait)
 
 
 async def _static(request: Request) -> Response:
@@ -602,7 +678,18 @@ async def _wait_in_line(before: asyncio.Future[None], line: _Line, stops: int) -
 
 
 async def _answer(session: ChatSession, message: cl.Message) -> None:
-    """Run the turn for ``message`` and show it on the page."""
+    """Run the turn for ``message`` and show it on the page (registered while it runs, for a stop)."""
+    task = asyncio.current_task()
+    if _draining is not None or task is None:  # the server is stopping: the message is kept, unanswered
+        return
+    _running[task] = session
+    try:
+        await _run_and_show(session, message)
+    finally:
+        _running.pop(task, None)
+
+
+async def _run_and_show(session: ChatSession, message: cl.Message) -> None:
     try:
         attachments = await read_attachments(message.elements or [], CHORUS.settings)
     except AttachmentError as exc:
@@ -769,7 +856,10 @@ class _Renderer:
         """Finish every message still streaming (a stop cut it short): keep what was said."""
         open_streams, self.streams = list(self.streams.values()), {}
         for stream in open_streams:
-            await (await stream.finish()).send()
+            msg = await stream.finish()
+            if _draining is not None:  # the server, not the user, cut it short: the history says so
+                msg.content = (msg.content or "") + INTERRUPTED_MARK
+            await msg.send()
 
 
 async def _usage_step(done: DoneEvent, traced: bool) -> None:
