@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Most seconds one model call waits for its reply to begin, retries and fallbacks included; "
                     "then the offline model answers (CHORUS_DEGRADE_TO_OFFLINE) or the call fails (0 = no deadline).",
     )
+    model_fast_path: bool = Field(
+        default=True,
+        description="Stream from OpenAI-compatible servers (an 'openai/...' model with CHORUS_MODEL_API_BASE, "
+                    "'hosted_vllm/...', 'custom_openai/...') through the official openai client, five times cheaper "
+                    "per chunk than litellm's stream wrapper; false = every model through litellm.",
+    )
     model_fallbacks: str = Field(
         default="", description="Comma-separated litellm model strings tried, in order, when CHORUS_MODEL fails."
     )

@@ -69,6 +69,18 @@ def no_network() -> Iterator[list[str]]:
     assert not blocked, f"a test tried to leave the machine: {blocked}"
 
 
+TRANSPORT = {"fast_path": True}
+
+
+@pytest.fixture(autouse=True, params=["openai-client", "litellm"])
+def transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test of a real model client runs on both transports: the ``openai`` client (Chorus's
+    fast path for OpenAI-compatible servers) and litellm's (every other provider)."""
+    TRANSPORT["fast_path"] = request.param == "openai-client"
+    yield request.param
+    TRANSPORT["fast_path"] = True
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:
@@ -84,7 +96,7 @@ def scripted() -> Iterator[ScriptedModel]:
 
 
 def client_for(server: FakeOpenAI, **kwargs: Any) -> ChorusModelClient:
-    return ChorusModelClient(MODEL, api_base=server.url, api_key=KEY, **kwargs)
+    return ChorusModelClient(MODEL, api_base=server.url, api_key=KEY, **{**TRANSPORT, **kwargs})
 
 
 async def collect(stream: Any) -> tuple[list[str], list[CreateResult]]:
@@ -152,7 +164,7 @@ async def test_streams_text_chunks_then_one_result(fake: FakeOpenAI) -> None:
 @pytest.mark.asyncio
 async def test_create_accumulates_usage_and_prices_known_models(fake: FakeOpenAI) -> None:
     fake.queue_text("One.", usage=(10, 2)).queue_text("Two.", usage=(30, 4))
-    client = ChorusModelClient("openai/gpt-4o-mini", api_base=fake.url, api_key=KEY)
+    client = ChorusModelClient("openai/gpt-4o-mini", api_base=fake.url, api_key=KEY, **TRANSPORT)
 
     first = await client.create(USER)
     second = await client.create([*USER, AssistantMessage(content="One.", source="assistant"),
@@ -409,7 +421,7 @@ async def test_closing_the_stream_early_closes_the_http_response(fake: FakeOpenA
 )
 async def test_forbid_real_models_refuses_non_loopback(no_network: list[str], model: str,
                                                        api_base: str | None) -> None:
-    client = ChorusModelClient(model, api_base=api_base, api_key=KEY, forbid_real_models=True)
+    client = ChorusModelClient(model, api_base=api_base, api_key=KEY, forbid_real_models=True, **TRANSPORT)
     with pytest.raises(ModelRequestRefused, match="CHORUS_FORBID_REAL_MODELS"):
         await client.create(USER)
     assert no_network == []  # refused before any lookup or connection
@@ -689,6 +701,64 @@ async def test_a_failing_model_falls_back_and_is_then_skipped_for_its_cooldown(
 
 
 @pytest.mark.asyncio
+async def test_requests_the_provider_rejects_never_open_the_circuit(fake: FakeOpenAI, fresh_routers: None) -> None:
+    """A 400 is the request's fault (too long, a bad parameter), not the provider's: the model keeps
+    serving the other chats, and the request is not retried."""
+    client = client_for(fake, fallbacks=["openai/backup-model"], retries=2, allowed_fails=1)
+    for _ in range(3):
+        fake.queue_error(400, "context length exceeded").queue_text("backup")
+        assert (await client.create(USER)).content == "backup"
+    assert [r["model"] for r in fake.requests] == ["fake-model", "backup-model"] * 3  # no retry of a 400
+    fake.reset()
+    fake.queue_text("The primary, still in rotation.")
+    assert (await client.create(USER)).content == "The primary, still in rotation."
+    assert [r["model"] for r in fake.requests] == ["fake-model"]
+
+
+@pytest.mark.parametrize(("model", "api_base", "fast"), [
+    ("openai/my-model", "http://127.0.0.1:8000/v1", True),    # vLLM, llama.cpp, LM Studio, a gateway
+    ("hosted_vllm/my-model", "http://127.0.0.1:8000/v1", True),
+    ("custom_openai/my-model", "http://127.0.0.1:8000/v1", True),
+    ("gpt-4o-mini", None, False),  # OpenAI itself: litellm knows each of its models' parameters
+    ("anthropic/claude-3-5-haiku-latest", None, False),
+    ("ollama/llama3.1", None, False),
+])
+def test_openai_compatible_servers_take_the_openai_client_and_every_other_provider_litellm(
+        model: str, api_base: str | None, fast: bool) -> None:
+    from chorus.models.providers import route_for
+
+    assert route_for(model, api_base, None).fast is fast
+    assert route_for(model, api_base, None, fast_path=False).fast is False  # CHORUS_MODEL_FAST_PATH=false
+
+
+@pytest.mark.asyncio
+async def test_the_fast_path_streams_text_tools_and_usage_without_litellm(
+        fake: FakeOpenAI, transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if transport != "openai-client":
+        pytest.skip("the fast path only")
+    import litellm
+
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("litellm.acompletion was called on the fast path")
+
+    monkeypatch.setattr(litellm, "acompletion", refuse)
+    records: list[CallRecord] = []
+    client = client_for(fake, on_call=records.append)
+    fake.queue_text("Hello over the openai client.", usage=(12, 5))
+    chunks, results = await collect(client.create_stream(USER))
+    assert "".join(chunks) == "Hello over the openai client." and len(chunks) > 1
+    assert results[0].usage.prompt_tokens == 12 and results[0].usage.completion_tokens == 5
+    assert records[-1].prompt_tokens == 12 and records[-1].model == MODEL
+
+    fake.queue_tool_call("add", {"a": 1, "b": 2})
+    result = await client.create(USER, tools=[FunctionTool(add, description="Add two numbers.")])
+    assert isinstance(result.content, list) and result.content[0].name == "add"
+    assert json.loads(result.content[0].arguments) == {"a": 1, "b": 2}
+    assert fake.requests[-1]["tools"][0]["function"]["name"] == "add"
+    assert fake.requests[-1]["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.asyncio
 async def test_the_circuit_opens_at_the_default_allowed_fails(fake: FakeOpenAI, fresh_routers: None) -> None:
     client = client_for(fake, fallbacks=["openai/backup-model"], retries=0)  # allowed_fails=3 by default
     for _ in range(4):
@@ -734,6 +804,7 @@ async def test_a_turn_whose_providers_all_fail_is_answered_offline_with_a_notice
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     settings = Settings(model=MODEL, model_api_base=fake.url, model_retries=0, plugins="assistant",
+                        model_fast_path=TRANSPORT["fast_path"],
                         memory=False, tracing=False, offline_token_delay=0)
     base = Chorus.load(settings)
     solo = TeamSpec(name="solo", type="round_robin", members=["assistant"], default=True)

@@ -48,6 +48,18 @@ def fresh_routers() -> Iterator[None]:
     forget_routers()
 
 
+TRANSPORT = {"fast_path": True}
+
+
+@pytest.fixture(autouse=True, params=["openai-client", "litellm"])
+def transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every bound holds on both transports: the ``openai`` client (OpenAI-compatible servers) and
+    litellm's (every other provider)."""
+    TRANSPORT["fast_path"] = request.param == "openai-client"
+    yield request.param
+    TRANSPORT["fast_path"] = True
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:
@@ -57,6 +69,7 @@ def fake() -> Iterator[FakeOpenAI]:
 def client_for(server: FakeOpenAI, notices: list[str] | None = None, **kwargs: Any) -> ChorusModelClient:
     options: dict[str, Any] = {"first_byte_timeout": FIRST_BYTE, "stall_timeout": 5.0, "deadline": 5.0,
                                "retries": 2, "degrade_to_offline": True, "cooldown_s": 60}
+    options.update(TRANSPORT)
     options.update(kwargs)
     return ChorusModelClient(MODEL, api_base=server.url, api_key=KEY, label="assistant",
                              on_notice=None if notices is None else notices.append, **options)
@@ -87,7 +100,7 @@ async def timed(client: ChorusModelClient, **kwargs: Any) -> tuple[str, CreateRe
 async def warm_up(server: FakeOpenAI) -> None:
     """An answer, a failure and the offline model once, so first-use import costs (litellm's error
     mapping, the offline model's memory modules: seconds here) are not counted as waiting."""
-    plain = ChorusModelClient(MODEL, api_base=server.url, api_key=KEY)
+    plain = ChorusModelClient(MODEL, api_base=server.url, api_key=KEY, **TRANSPORT)
     server.queue_text("warm").queue_error(400, "warm")
     await plain.create(HELLO, extra_create_args={"num_retries": 0})
     with pytest.raises(ModelError):
@@ -253,6 +266,7 @@ async def test_a_turn_against_a_hanging_provider_is_answered_offline_within_the_
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     fake.default = FakeResponse(hang=True)
     settings = Settings(model=MODEL, model_api_base=fake.url, plugins="assistant", memory=False, tracing=False,
+                        model_fast_path=TRANSPORT["fast_path"],
                         offline_token_delay=0, model_first_byte_timeout=FIRST_BYTE, model_deadline=2.0)
     base = Chorus.load(settings)
     solo = TeamSpec(name="solo", type="round_robin", members=["assistant"], default=True)

@@ -1,7 +1,9 @@
 """The one AutoGen ``ChatCompletionClient`` Chorus uses, for every model.
 
-Remote models go through ``litellm.acompletion`` (streaming, with usage);
-local models (``offline``, ``scripted``, your own) run in process. Both are
+Remote models go through the ``openai`` client (OpenAI-compatible servers) or
+``litellm.acompletion`` (every other provider; ``chorus.models.providers``), with
+retries, fallbacks and circuits (``chorus.models.router``); local models
+(``offline``, ``scripted``, your own) run in process. Both are
 normalised into the same stream of deltas, so token streaming, tool-call
 accumulation, usage, cost and cancellation are one code path.
 """
@@ -15,7 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -41,15 +43,18 @@ from chorus.models._convert import (
     tool_choice_arg,
 )
 from chorus.models.local import LocalModel, ModelHints, ModelRequest, local_model, split_tokens
+from chorus.models.providers import Delta, Route, close_stream, delta_of, litellm, open_stream, route_for
 from chorus.models.router import (
-    RouterKey,
+    CircuitKey,
     Silence,
+    backoff_s,
+    circuit_for,
     failure_that_opened,
-    is_cooled_down,
+    is_ours,
     is_timeout,
+    may_pass,
     note_failure,
     provider_timeout,
-    router_for,
     within,
 )
 from chorus.settings import OFFLINE_MODEL
@@ -85,20 +90,11 @@ class CallRecord:
     """Wall-clock start (``time.time_ns()``), for the turn's trace."""
 
 
-@dataclass
-class _Delta:
-    text: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: tuple[int, int] | None = None
+class DeadlinePassed(Exception):
+    """A call's reply did not begin by its deadline (``CHORUS_MODEL_DEADLINE``)."""
 
 
-def _litellm() -> Any:
-    """litellm, imported on first use (it takes seconds) and told not to print to stdout."""
-    import litellm
-
-    litellm.suppress_debug_info = True
-    return litellm
+_litellm = litellm
 
 
 def refuse_real_request(model: str, api_base: str | None, what: str = "model") -> None:
@@ -176,6 +172,7 @@ class ChorusModelClient(ChatCompletionClient):
         cooldown_s: float = 30.0,
         degrade_to_offline: bool = False,
         on_notice: Callable[[str], None] | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.model = model
         self.label = label
@@ -201,6 +198,7 @@ class ChorusModelClient(ChatCompletionClient):
         self.cooldown_s = cooldown_s
         self.degrade_to_offline = degrade_to_offline
         self.on_notice = on_notice
+        self.fast_path = fast_path  # OpenAI-compatible servers through the ``openai`` client (providers.py)
         self._degraded = False
         self._answered_by: str | None = None  # which of model and fallbacks answered the current call
 
@@ -413,13 +411,13 @@ class ChorusModelClient(ChatCompletionClient):
         tool_choice: Any,
         json_output: bool | type[BaseModel] | None,
         extra: Mapping[str, Any],
-    ) -> AsyncGenerator[_Delta, None]:
+    ) -> AsyncGenerator[Delta, None]:
         """litellm's deltas (retried, with fallbacks); when every model failed before saying
         anything, the offline model's, with a notice, rather than an error. A reply that stalls
         after some text keeps that text, with a notice."""
         shown = tool_begun = False
         try:
-            async for delta in self._litellm_deltas(messages, tools, tool_choice, json_output, extra):
+            async for delta in self._remote_deltas(messages, tools, tool_choice, json_output, extra):
                 shown = shown or bool(delta.text)  # said something the user saw
                 tool_begun = tool_begun or bool(delta.tool_calls)
                 yield delta
@@ -432,7 +430,7 @@ class ChorusModelClient(ChatCompletionClient):
                 if self.on_notice is not None:
                     self.on_notice(f"The model provider stopped sending in the middle of this answer ({exc}); "
                                    "it is cut off where it stopped.")
-                yield _Delta(finish_reason="stalled")
+                yield Delta(finish_reason="stalled")
                 return
             if shown or tool_begun or not self.degrade_to_offline:
                 raise  # (what the user saw cannot be taken back; half a tool call cannot be run)
@@ -448,7 +446,7 @@ class ChorusModelClient(ChatCompletionClient):
     async def _local_deltas(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any,
         model: LocalModel | None = None,
-    ) -> AsyncGenerator[_Delta, None]:
+    ) -> AsyncGenerator[Delta, None]:
         local = model or self._local
         assert local is not None
         request = ModelRequest(self.model, messages, tools, tool_choice_arg(tool_choice), self.hints)
@@ -457,50 +455,29 @@ class ChorusModelClient(ChatCompletionClient):
         for token in split_tokens(reply.text):
             if delay:
                 await asyncio.sleep(delay)
-            yield _Delta(text=token)
+            yield Delta(text=token)
         for index, call in enumerate(reply.tool_calls):
             arguments = dumps_args(dict(call.arguments))
             half = len(arguments) // 2
             # Two pieces, like a provider streaming its arguments.
-            yield _Delta(tool_calls=[{"index": index, "id": call.id, "name": call.name, "arguments": arguments[:half]}])
-            yield _Delta(tool_calls=[{"index": index, "arguments": arguments[half:]}])
-        yield _Delta(finish_reason="tool_calls" if reply.tool_calls else "stop")
+            yield Delta(tool_calls=[{"index": index, "id": call.id, "name": call.name, "arguments": arguments[:half]}])
+            yield Delta(tool_calls=[{"index": index, "arguments": arguments[half:]}])
+        yield Delta(finish_reason="tool_calls" if reply.tool_calls else "stop")
 
-    async def _litellm_deltas(
+    async def _remote_deltas(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         tool_choice: Any,
         json_output: bool | type[BaseModel] | None,
         extra: Mapping[str, Any],
-    ) -> AsyncGenerator[_Delta, None]:
+    ) -> AsyncGenerator[Delta, None]:
+        """The provider's deltas: the model, then each fallback, each retried while its failure may
+        pass; models whose circuit is open are skipped (``chorus.models.router``)."""
+        api_base = extra.get("api_base") or extra.get("base_url") or self.api_base
         if self.forbid_real_models:
-            refuse_real_request(self.model, extra.get("api_base") or extra.get("base_url") or self.api_base)
-        litellm = _litellm()
-
-        router = key = None
-        # The router (its circuit breaker) whenever there is somewhere else to go: a fallback, a
-        # retry, or the offline model, which then answers at once while a failing model cools down.
-        if self.fallbacks or self.retries or self.degrade_to_offline:
-            key = RouterKey(
-                model=self.model, fallbacks=self.fallbacks, api_base=self.api_base, api_key=self.api_key,
-                timeout=self.timeout, retries=self.retries, allowed_fails=self.allowed_fails,
-                cooldown_s=self.cooldown_s, first_byte_s=self.first_byte_timeout,
-            )
-            router = router_for(key)
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if router is None:  # the router's deployments carry these
-            kwargs["timeout"] = provider_timeout(self.timeout, self.first_byte_timeout)
-            kwargs["num_retries"] = self.retries  # (0 here) else the SDK retries a hang twice, unasked
-            if self.api_base:
-                kwargs["api_base"] = self.api_base
-            if self.api_key:
-                kwargs["api_key"] = self.api_key
+            refuse_real_request(self.model, api_base)
+        kwargs: dict[str, Any] = {"messages": messages, "stream": True, "stream_options": {"include_usage": True}}
         if tools:
             kwargs["tools"] = tools
             kwargs["tool_choice"] = tool_choice_arg(tool_choice)
@@ -509,78 +486,125 @@ class ChorusModelClient(ChatCompletionClient):
         elif isinstance(json_output, type):
             kwargs["response_format"] = json_output
         kwargs.update(extra)
+        if api_base:
+            kwargs["api_base"] = api_base
+        if self.api_key:
+            kwargs.setdefault("api_key", self.api_key)
+        # Circuits whenever there is somewhere else to go (a fallback, a retry, the offline model,
+        # which then answers at once while a failing model cools down).
+        guarded = bool(self.fallbacks or self.retries or self.degrade_to_offline)
+        chain = self._chain(api_base)
         loop = asyncio.get_running_loop()
         # The reply must begin (its first chunk arrive) by then, whatever retries and fallbacks do.
         begin_by = None if self.deadline is None else loop.time() + self.deadline
+        timeout = provider_timeout(self.timeout, self.first_byte_timeout)
+        failure: str | None = None
+        for key in chain:
+            circuit = circuit_for(key) if guarded else None
+            if circuit is not None and circuit.is_open():
+                log.info("%s: %s is skipped while it cools down (up to %g s)", self.label, key.model, self.cooldown_s)
+                continue
+            route = route_for(key.model, api_base, self.api_key, self.fast_path)
+            if isinstance(json_output, type):
+                route = Route(key.model, fast=False)  # litellm turns a pydantic type into a schema
+            for attempt in range(1 + self.retries):
+                if attempt:
+                    pause = backoff_s(attempt)
+                    if begin_by is not None and loop.time() + pause >= begin_by:
+                        break
+                    await asyncio.sleep(pause)
+                try:
+                    stream, first = await self._begin(route, {**kwargs, "model": key.model}, timeout, begin_by)
+                except DeadlinePassed:
+                    raise ModelError(f"model {self._tried()} failed: no answer within {self.deadline:g} s") from None
+                except (asyncio.CancelledError, ModelError):
+                    raise
+                except Exception as exc:
+                    hang = is_timeout(exc)
+                    failure = f"model {self._tried()} failed: " + (
+                        f"no answer within {self._first_byte():g} s" if hang else _short(exc))
+                    log.info("%s: %s failed (attempt %d): %s", self.label, key.model, attempt + 1, _short(exc))
+                    if circuit is not None and not is_ours(exc):
+                        # A hang opens the circuit at once: each one already cost a user the first-byte
+                        # timeout, and hangs a turn apart never add up to "allowed fails per minute".
+                        circuit.failed(failure, allowed_fails=self.allowed_fails, cooldown_s=self.cooldown_s,
+                                       at_once=hang)
+                    if hang or not may_pass(exc):
+                        break  # on to the next model
+                    continue
+                if circuit is not None:
+                    circuit.succeeded()
+                self._answered_by = key.model
+                async for delta in self._rest_of(stream, first):
+                    yield delta
+                return
+        if failure is None:  # every model is cooling down: say why, in the words that opened the circuit
+            raise ModelError(failure_that_opened(chain) or (
+                f"model {self._tried()} failed: skipped, it failed moments ago (tried again after at most "
+                f"{self.cooldown_s:g} s)"))
+        note_failure(chain, failure)
+        raise ModelError(failure)
+
+    async def _begin(self, route: Route, kwargs: dict[str, Any], timeout: Any,
+                     begin_by: float | None) -> tuple[Any, Delta]:
+        """One attempt: send the request and wait for the first chunk, at most the first-byte timeout
+        (then a ``TimeoutError``) and never past ``begin_by`` (then :class:`DeadlinePassed`)."""
+        loop = asyncio.get_running_loop()
+        by = loop.time() + self._first_byte()
+        if begin_by is not None:
+            by = min(by, begin_by)
+        stream = None
         try:
-            call = router.acompletion(**kwargs) if router is not None else litellm.acompletion(**kwargs)
-            stream = await within(call, begin_by)
+            stream = await within(open_stream(route, kwargs, timeout), by)
+            first = await within(anext(aiter(stream)), by)
+            return stream, delta_of(first)
         except Silence:
-            raise ModelError(f"model {self._tried()} failed: no answer within {self.deadline:g} s") from None
-        except Exception as exc:
-            raise self._model_error(exc, key) from exc
+            if stream is not None:
+                await close_stream(stream)
+            if begin_by is not None and loop.time() >= begin_by:
+                raise DeadlinePassed from None
+            raise TimeoutError(f"no first chunk within {self._first_byte():g} s") from None
+        except StopAsyncIteration:
+            raise ModelError(f"model {route.model!r} failed: it sent an empty reply") from None
+        except BaseException:
+            if stream is not None:
+                await close_stream(stream)
+            raise
+
+    async def _rest_of(self, stream: Any, first: Delta) -> AsyncGenerator[Delta, None]:
+        """A stream that has begun: its first delta, then the others, each within the stall timeout."""
+        loop = asyncio.get_running_loop()
+        finished = first.finish_reason is not None  # only usage and [DONE] may follow
         chunks = aiter(stream)
-        begun = False  # a first chunk came: from now on the stall timeout applies
-        finished = False  # the provider said its reply is complete (only usage and [DONE] may follow)
-        until = begin_by
         try:
+            yield first
             while True:
+                until = None if self.stall_timeout is None else loop.time() + self.stall_timeout
                 try:
                     chunk = await within(anext(chunks), until)
                 except StopAsyncIteration:
                     break
                 except Silence:
-                    if not begun:
-                        raise ModelError(f"model {self._tried()} failed: no answer within {self.deadline:g} s") \
-                            from None
                     if finished:
                         break  # the reply is whole; a missing usage chunk is estimated
                     raise ModelStalled(f"model {self.model!r} sent nothing for {self.stall_timeout:g} s") from None
-                begun = True
-                until = None if self.stall_timeout is None else loop.time() + self.stall_timeout
-                delta = self._delta_of(chunk)
+                delta = delta_of(chunk)
                 finished = finished or delta.finish_reason is not None
                 yield delta
         except (asyncio.CancelledError, GeneratorExit, ModelError):
             raise
         except Exception as exc:
-            if not begun:  # (a stream opened lazily, or the router's fallbacks for a stream that never began)
-                raise self._model_error(exc, key) from exc
             if is_timeout(exc):  # the HTTP read timeout cut a silent stream before the stall timeout did
                 raise ModelStalled(f"model {self.model!r} sent nothing for {self._first_byte():g} s") from exc
             raise ModelError(f"model {self.model!r} failed while streaming: {_short(exc)}") from exc
         finally:
-            # Close the HTTP response now, not at garbage collection (a stopped turn ends early).
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+            await close_stream(stream)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _delta_of(self, chunk: Any) -> _Delta:
-        """One litellm chunk as a delta (and, with fallbacks, which model sent it)."""
-        delta = _Delta()
-        if self.fallbacks and self._answered_by is None:
-            self._answered_by = self._which_model(getattr(chunk, "model", None))
-        usage = getattr(chunk, "usage", None)
-        if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
-            delta.usage = (int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
-        for choice in chunk.choices or []:
-            d = choice.delta
-            if d is not None:
-                delta.text = d.content or None
-                for tc in d.tool_calls or []:
-                    fn = tc.function
-                    delta.tool_calls.append({
-                        "index": tc.index or 0,
-                        "id": tc.id,
-                        "name": fn.name if fn else None,
-                        "arguments": fn.arguments if fn else None,
-                    })
-            if choice.finish_reason:
-                delta.finish_reason = choice.finish_reason
-        return delta
+    def _chain(self, api_base: str | None) -> tuple[CircuitKey, ...]:
+        models = [self.model, *[m for m in dict.fromkeys(self.fallbacks) if m != self.model]]
+        return tuple(CircuitKey(m, api_base, self.api_key) for m in models)
 
     def _tried(self) -> str:
         return f"{self.model!r} and its fallbacks {list(self.fallbacks)}" if self.fallbacks else repr(self.model)
@@ -588,36 +612,10 @@ class ChorusModelClient(ChatCompletionClient):
     def _first_byte(self) -> float:
         return self.timeout if self.first_byte_timeout is None else min(self.first_byte_timeout, self.timeout)
 
-    def _model_error(self, exc: BaseException, key: RouterKey | None) -> ModelError:
-        """The ModelError for a failed call, in words a user can act on for a hang and an open circuit."""
-        if key is not None and is_cooled_down(exc):
-            opened = failure_that_opened(key)
-            log.info("%s: %s is skipped while it cools down (up to %g s)", self.label, self.model, self.cooldown_s)
-            if opened is not None:
-                # The words of the failure that opened the circuit: a turn whose every call is
-                # skipped shows one notice, not one per call.
-                return ModelError(opened)
-            return ModelError(f"model {self._tried()} failed: skipped, it failed moments ago (tried again "
-                              f"after at most {self.cooldown_s:g} s)")
-        detail = f"no answer within {self._first_byte():g} s" if is_timeout(exc) else _short(exc)
-        text = f"model {self._tried()} failed: {detail}"
-        if key is not None:
-            note_failure(key, text)
-        return ModelError(text)
-
     def _report(self, record: CallRecord) -> None:
         self.calls.append(record)
         if self.on_call is not None:
             self.on_call(record)
-
-    def _which_model(self, reported: str | None) -> str | None:
-        """Which of the model and its fallbacks a provider's reply came from (by the name it reports)."""
-        if not reported:
-            return None
-        for model in (self.model, *self.fallbacks):
-            if reported in (model, model.split("/", 1)[-1]):
-                return model
-        return None
 
     def _cost(self, usage: tuple[int, int], model: str | None = None) -> float | None:
         if self.is_local:
@@ -638,7 +636,7 @@ class ChorusModelClient(ChatCompletionClient):
         return words + 3 * len(messages)
 
 
-async def _coalesced(deltas: AsyncGenerator[_Delta, None]) -> AsyncGenerator[_Delta, None]:
+async def _coalesced(deltas: AsyncGenerator[Delta, None]) -> AsyncGenerator[Delta, None]:
     """``deltas``, read ahead by a task of their own; text that is already waiting when the
     consumer asks for more comes as one delta.
 
@@ -648,7 +646,7 @@ async def _coalesced(deltas: AsyncGenerator[_Delta, None]) -> AsyncGenerator[_De
     keeps a loaded process from falling further behind. The first text is never held back.
     The joined text is exactly what the provider sent.
     """
-    waiting: deque[_Delta | BaseException | None] = deque()
+    waiting: deque[Delta | BaseException | None] = deque()
     arrived = asyncio.Event()
 
     async def pump() -> None:
@@ -680,7 +678,7 @@ async def _coalesced(deltas: AsyncGenerator[_Delta, None]) -> AsyncGenerator[_De
                 parts = [item.text or ""]
                 while waiting and _only_text(waiting[0]):
                     parts.append(waiting.popleft().text or "")  # type: ignore[union-attr]
-                item = _Delta(text="".join(parts))
+                item = Delta(text="".join(parts))
             seen_text = seen_text or bool(item.text)
             yield item
     finally:
@@ -688,14 +686,14 @@ async def _coalesced(deltas: AsyncGenerator[_Delta, None]) -> AsyncGenerator[_De
         await asyncio.wait([reader])  # (not ``await reader``: its cancellation is not ours to raise)
 
 
-def _only_text(item: _Delta | BaseException | None) -> bool:
-    return isinstance(item, _Delta) and bool(item.text) and not item.tool_calls and not item.finish_reason \
+def _only_text(item: Delta | BaseException | None) -> bool:
+    return isinstance(item, Delta) and bool(item.text) and not item.tool_calls and not item.finish_reason \
         and item.usage is None
 
 
 async def _cancellable(
-    deltas: AsyncIterator[_Delta], token: CancellationToken | None
-) -> AsyncGenerator[_Delta, None]:
+    deltas: AsyncIterator[Delta], token: CancellationToken | None
+) -> AsyncGenerator[Delta, None]:
     """Yield from ``deltas`` until ``token`` is cancelled, then raise CancelledError.
 
     Cancelling the token cancels the task that is waiting on the model (a

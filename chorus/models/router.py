@@ -1,106 +1,121 @@
-"""Retries, fallbacks and a circuit breaker for model calls: litellm's own ``Router``.
+"""Retries, fallbacks and a circuit breaker for model calls.
 
-Every real model string gets one process-wide ``litellm.Router`` whose deployments are the model
-and ``CHORUS_MODEL_FALLBACKS``. The router retries a failed call (``CHORUS_MODEL_RETRIES``, with
-backoff), moves on to the fallbacks in order, and takes a model that keeps failing out of
-rotation for ``CHORUS_MODEL_COOLDOWN`` seconds (its cooldown is the circuit breaker: calls go
-straight to the fallbacks until it is over). When every model fails, ``ChorusModelClient``
-answers with the offline model and a notice instead of an error.
+A model call tries the model, then each of ``CHORUS_MODEL_FALLBACKS`` in order
+(``ChorusModelClient._remote_deltas`` walks the list); each attempt on a model is retried
+(``CHORUS_MODEL_RETRIES``, with a short backoff) when the failure may pass (a dropped connection,
+a 5xx, a rate limit). Every model has a process-wide :class:`Circuit`: one that failed more than
+``CHORUS_MODEL_ALLOWED_FAILS`` times within a minute, or hung once, is skipped for
+``CHORUS_MODEL_COOLDOWN`` seconds, so calls go straight to the fallbacks (or to the offline model)
+while it cools down. Failures that are ours, not the provider's (waiting for a connection from
+our own pool when the process is overloaded, a request the provider rejects as malformed), never
+open a circuit.
+
+These used to be litellm's ``Router``; it can only call through litellm's stream wrapper, which
+costs five times what the stream itself does (``chorus.models.providers``), so the walk is ours and
+each attempt goes to the fastest transport for its provider.
 
 A provider that hangs must cost a bounded wait: every attempt's HTTP reads time out after the
-first-byte timeout (so the router sees a ``Timeout``, which opens the circuit at once and moves
-on to the fallbacks), and the client watches the stream itself: a deadline for the reply to
-begin, retries and fallbacks included, and a stall timeout between chunks (:func:`within`).
+first-byte timeout, and the client watches the stream itself: a deadline for the reply to begin,
+retries and fallbacks included, and a stall timeout between chunks (:func:`within`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_routers: dict[RouterKey, Any] = {}
-_failures: dict[RouterKey, str] = {}  # the last failure of each router's calls, in words
-_lock = threading.Lock()
+FAIL_WINDOW_S = 60.0
+"""Failures count towards opening a circuit for this long (``CHORUS_MODEL_ALLOWED_FAILS`` per minute)."""
 
 
 @dataclass(frozen=True)
-class RouterKey:
+class CircuitKey:
+    """One model as one client reaches it: the same model behind another base URL or key is another."""
+
     model: str
-    fallbacks: tuple[str, ...]
     api_base: str | None
     api_key: str | None
-    timeout: float
-    retries: int
-    allowed_fails: int
-    cooldown_s: float
-    first_byte_s: float | None = None
 
 
-def router_for(key: RouterKey) -> Any:
-    """The process's router for ``key`` (built once: its cooldowns must outlive a single call)."""
+@dataclass
+class Circuit:
+    """Whether a model is being skipped, and the failure that made it so."""
+
+    failures: deque[float] = field(default_factory=deque)
+    open_until: float = 0.0
+    reason: str | None = None
+
+    def is_open(self, now: float | None = None) -> bool:
+        return (time.monotonic() if now is None else now) < self.open_until
+
+    def failed(self, reason: str, *, allowed_fails: int, cooldown_s: float, at_once: bool = False) -> bool:
+        """Count a failure; open the circuit when it is one too many (or ``at_once``). Whether it opened."""
+        now = time.monotonic()
+        self.failures.append(now)
+        while self.failures and self.failures[0] < now - FAIL_WINDOW_S:
+            self.failures.popleft()
+        if at_once or len(self.failures) > allowed_fails:
+            self.open_until = now + cooldown_s
+            self.reason = reason
+            self.failures.clear()
+            return True
+        return False
+
+    def succeeded(self) -> None:
+        self.failures.clear()
+
+
+_circuits: dict[CircuitKey, Circuit] = {}
+_last_failure: dict[tuple[CircuitKey, ...], str] = {}  # per chain of models: how its last call failed
+_lock = threading.Lock()
+
+
+def circuit_for(key: CircuitKey) -> Circuit:
+    """The process's circuit for ``key`` (it must outlive a single call)."""
     with _lock:
-        router = _routers.get(key)
-        if router is None:
-            router = _routers[key] = _build(key)
-        return router
+        circuit = _circuits.get(key)
+        if circuit is None:
+            circuit = _circuits[key] = Circuit()
+        return circuit
 
 
-def _build(key: RouterKey) -> Any:
-    from litellm.router import Router
-    from litellm.types.router import AllowedFailsPolicy
+def note_failure(chain: tuple[CircuitKey, ...], text: str) -> None:
+    """Remember how a call over ``chain`` (a model and its fallbacks) last failed."""
+    with _lock:
+        _last_failure[chain] = text
 
-    # Named per error type: litellm ignores a router-wide allowed_fails equal to its own default
-    # and never cools down a model with a single deployment unless a policy names the error.
-    policy = AllowedFailsPolicy(**{name: key.allowed_fails for name in (
-        "RateLimitErrorAllowedFails", "InternalServerErrorAllowedFails",
-        "ServiceUnavailableErrorAllowedFails", "BadGatewayErrorAllowedFails", "AuthenticationErrorAllowedFails",
-        "NotFoundErrorAllowedFails")},
-        # A hang opens the circuit at once: each one already cost a user the first-byte timeout, and
-        # hangs a turn apart never add up to "allowed_fails within the cooldown" (litellm counts fails
-        # over cooldown_s), so counting them would skip a hanging provider never.
-        TimeoutErrorAllowedFails=0)
 
-    models = [key.model, *[m for m in key.fallbacks if m != key.model]]
-    model_list = []
-    for model in models:
-        params: dict[str, Any] = {"model": model, "timeout": provider_timeout(key.timeout, key.first_byte_s)}
-        if key.api_base:
-            params["api_base"] = key.api_base
-        if key.api_key:
-            params["api_key"] = key.api_key
-        model_list.append({"model_name": model, "litellm_params": params})
-    import litellm
+def failure_that_opened(chain: tuple[CircuitKey, ...]) -> str | None:
+    """How the last failed call over ``chain`` failed: the reason its models are being skipped."""
+    with _lock:
+        return _last_failure.get(chain)
 
-    priced = set(litellm.model_cost)
-    router = Router(
-        model_list=model_list,
-        fallbacks=[{key.model: models[1:]}] if len(models) > 1 else [],
-        num_retries=key.retries,
-        allowed_fails_policy=policy,
-        cooldown_time=key.cooldown_s,
-        retry_after=0,
-    )
-    # The router enters each model name it does not know into litellm's price map, priced at zero:
-    # a model without a known price would be recorded as free rather than unpriced (cost None).
-    # The entries under deployment ids are the router's own and stay.
-    ids = set(router.get_model_ids())
-    for name in set(litellm.model_cost) - priced - ids:
-        litellm.model_cost.pop(name, None)
-    return router
+
+def forget_routers() -> None:
+    """Close every circuit and forget every failure; for tests."""
+    with _lock:
+        _circuits.clear()
+        _last_failure.clear()
+
+
+def backoff_s(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (1, 2, ...) of a failed call."""
+    return min(2.0, 0.1 * 2.0 ** (attempt - 1))
 
 
 def provider_timeout(total: float, first_byte: float | None) -> Any:
-    """litellm's ``timeout`` for one attempt: connecting and every read on the HTTP connection wait
-    at most ``first_byte`` seconds (never more than ``total``), the rest (sending, the pool) ``total``.
+    """The ``timeout`` of one attempt: connecting and every read on the HTTP connection wait at most
+    ``first_byte`` seconds (never more than ``total``), the rest (sending, the pool) ``total``.
 
     The read timeout bounds the wait for the response headers, which is where a provider that
-    accepts the connection and never answers leaves us; raised inside litellm, it is a ``Timeout``
-    the router retries, falls back on and cools the model down for.
+    accepts the connection and never answers leaves us.
     """
     if first_byte is None or first_byte <= 0:
         return total
@@ -131,40 +146,45 @@ async def within(awaitable: Awaitable[T], deadline: float | None) -> T:
         raise
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
 def is_timeout(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is a timeout: litellm's, openai's, httpx's, asyncio's."""
     import httpx
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TimeoutError | httpx.TimeoutException) or type(current).__name__ in (
-                "Timeout", "APITimeoutError"):
+    return any(isinstance(e, TimeoutError | httpx.TimeoutException) or type(e).__name__ in (
+        "Timeout", "APITimeoutError") for e in _causes(exc))
+
+
+def is_ours(exc: BaseException) -> bool:
+    """Whether a failure is this process's, not the provider's: our connection pool was exhausted
+    (we are overloaded), or the provider rejected the request itself (400, 413, 422)."""
+    import httpx
+
+    for e in _causes(exc):
+        if isinstance(e, httpx.PoolTimeout):
             return True
-        current = current.__cause__ or current.__context__
+        if status_of(e) in (400, 413, 422):
+            return True
     return False
 
 
-def is_cooled_down(exc: BaseException) -> bool:
-    """Whether the router refused ``exc``'s call because every model is in its cooldown (circuit open)."""
-    return type(exc).__name__ == "RouterRateLimitError" or "in cooldown" in str(exc)
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status a provider answered a failed call with, if it answered."""
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
 
 
-def note_failure(key: RouterKey, text: str) -> None:
-    """Remember how ``key``'s last call failed (what opened its circuit, when it did)."""
-    with _lock:
-        _failures[key] = text
-
-
-def failure_that_opened(key: RouterKey) -> str | None:
-    """How ``key``'s last failed call failed, if one did: the reason its models are cooling down."""
-    with _lock:
-        return _failures.get(key)
-
-
-def forget_routers() -> None:
-    """Drop every router (their cooldowns with them); for tests."""
-    with _lock:
-        _routers.clear()
-        _failures.clear()
+def may_pass(exc: BaseException) -> bool:
+    """Whether retrying the same model may help: a dropped connection, a 408/409/429 or a 5xx."""
+    if is_ours(exc):
+        return False
+    status = next((s for s in map(status_of, _causes(exc)) if s is not None), None)
+    return status is None or status in (408, 409, 429) or status >= 500

@@ -156,6 +156,7 @@ def build_team(
             cooldown_s=settings.model_cooldown,
             degrade_to_offline=settings.degrade_to_offline,
             on_notice=on_notice,
+            fast_path=settings.model_fast_path,
         )
 
     agents: list[ChatAgent | Team] = []
