@@ -53,7 +53,7 @@ from chorus.models import OFFLINE_NOTICE, CallRecord, ModelError, validate_model
 from chorus.plugins._specs import ToolContext
 from chorus.plugins.manager import Registry, load_plugins
 from chorus.settings import OFFLINE_MODEL, Settings, get_settings
-from chorus.store.checkpoints import CheckpointStore
+from chorus.store.checkpoints import CheckpointStore, Saved, TeamStates
 from chorus.store.usage import UsageLedger, UsageRow
 from chorus.teams import BuiltTeam, TeamCatalog, TeamSpec, build_team, load_teams
 from chorus.text import clean_text
@@ -175,12 +175,15 @@ class ChatSession:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _cancel: CancellationToken | None = None
     _stopped: bool = False
-    # The team's state before each turn, by the id of the user's message: an edit rewinds to it.
-    _before: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The team's state before each turn, by the id of the user's message: an edit rewinds to it
+    # (as saved in the store, once it is).
+    _before: dict[str, Mapping[str, Any] | Saved] = field(default_factory=dict)
     _rewind_failed: bool = False
     _resumed: bool = False  # continues a stored conversation: earlier turn states are in the store
     _preparing: asyncio.Task[None] | None = None  # start_preparing(): the team's runtime, set up ahead
     _state: Mapping[str, Any] | None = None  # the team's state as last saved or restored (saves a save_state)
+    _saved: Saved | None = None  # the latest state this session saved or read: the next save writes changes to it
+    _states: TeamStates = field(default_factory=TeamStates)  # save_state without re-dumping the whole history
     tool_context: ToolContext | None = None
 
     def build(self) -> None:
@@ -271,8 +274,9 @@ class ChatSession:
         if self.checkpoints is None or self.built is None:
             return False
         saved = await self.checkpoints.load(self.thread_id, self.user_id)
-        if saved is None or not await self._load(*saved):
+        if saved is None or not await self._load(saved.team, saved.state):
             return False
+        self._saved = saved
         self._resumed = True
         return True
 
@@ -288,10 +292,11 @@ class ChatSession:
             self.build()
             self._state = None
             return False
+        await self._states.loaded(self.built.team, state)
         self._state = state
         return True
 
-    async def _state_before(self, message_id: str) -> Mapping[str, Any] | None:
+    async def _state_before(self, message_id: str) -> Mapping[str, Any] | Saved | None:
         """The team's state before the user's message ``message_id``, if it is an earlier message
         of this conversation (so the user edited it); the turns after it are forgotten."""
         if message_id in self._before:
@@ -300,7 +305,7 @@ class ChatSession:
                 del self._before[later]
             if self.checkpoints is not None:  # forget the abandoned branch in the store too
                 try:
-                    await self.checkpoints.rewind_to(self.thread_id, self.user_id, message_id)
+                    await self.checkpoints.forget_after(self.thread_id, self.user_id, message_id)
                 except Exception as exc:
                     log.error("could not forget the later turn states of thread %s: %s", self.thread_id, exc)
             return self._before[message_id]
@@ -313,9 +318,8 @@ class ChatSession:
             return None
         if saved is None:
             return None
-        team, state = saved
-        self._adopt_team(team)  # the team is rebuilt when the rewind restores this state
-        return state
+        self._adopt_team(saved.team)  # the team is rebuilt when the rewind restores this state
+        return saved
 
     def _adopt_team(self, team: str) -> bool:
         """Switch to the team a saved state belongs to (the page may not know it, after a
@@ -325,18 +329,21 @@ class ChatSession:
         self.spec = self.chorus.catalog.teams[team]
         return True
 
-    async def _checkpoint(self, before: tuple[str, Mapping[str, Any]] | None = None) -> NoticeEvent | None:
+    async def _checkpoint(self, before: tuple[str, Mapping[str, Any] | Saved] | None = None) -> NoticeEvent | None:
         """Save the team's state after a turn (and ``before`` it, for edits); a notice, not a crash,
-        when the store fails."""
+        when the store fails. Only what changed since the last save is written."""
         if self.checkpoints is None or self.built is None:
             return None
         if self._rewind_failed:
             self._rewind_failed = False
             return None
         try:
-            state = await self.built.team.save_state()
+            state = await self._states.save(self.built.team)
             self._state = state
-            await self.checkpoints.save(self.thread_id, self.user_id, self.spec.name, state, before=before)
+            self._saved, earlier = await self.checkpoints.save(
+                self.thread_id, self.user_id, self.spec.name, state, before=before, parent=self._saved)
+            if before is not None and earlier is not None and before[0] in self._before:
+                self._before[before[0]] = earlier  # an edit of that message reads it from the store
         except Exception as exc:
             log.error("could not checkpoint thread %s: %s", self.thread_id, exc)
             return NoticeEvent(
@@ -499,10 +506,14 @@ async def _run_locked(
     assert built is not None, "ChatSession.build() was not called"
     team = built.team
     # The state before this turn is the one the last turn left (saved then, or restored since).
-    snapshot: Mapping[str, Any] = session._state if session._state is not None else await team.save_state()
+    snapshot: Mapping[str, Any] = session._state if session._state is not None else await session._states.save(team)
     session._state = None  # the turn changes the team: saved anew when it ends
+    # ...and when the store holds it (it usually does), the turn state is a reference to it.
+    before: Mapping[str, Any] | Saved = snapshot
+    if session._saved is not None and session._saved.state is snapshot:
+        before = session._saved
     if message_id is not None:
-        session._before[message_id] = snapshot
+        session._before[message_id] = before
     session._usage.clear()
     settings = session.chorus.settings
     daily = settings.user_daily_cost_budget
@@ -600,7 +611,7 @@ async def _run_locked(
     await _record_usage(session, turn_id, totals.records)
     for late in _drain_notices(session):
         yield late
-    saved = await session._checkpoint(before=None if message_id is None else (message_id, snapshot))
+    saved = await session._checkpoint(before=None if message_id is None else (message_id, before))
     if saved is not None:
         yield saved
     yield DoneEvent(
@@ -663,19 +674,23 @@ async def _pump(team: Any, text: str, token: CancellationToken, queue: asyncio.Q
         queue.put_nowait(_END)
 
 
-async def _restore(session: ChatSession, snapshot: Mapping[str, Any]) -> bool:
-    """Rewind the conversation to ``snapshot`` after a stop or an error.
+async def _restore(session: ChatSession, snapshot: Mapping[str, Any] | Saved) -> bool:
+    """Rewind the conversation to ``snapshot`` after a stop, an error or an edit.
 
     The team is rebuilt rather than reset: a cancelled run can leave AutoGen's
     runtime with a miscounted message queue, after which the next run stops
     before the manager has seen the agent's reply (every other turn came back
     empty). A fresh team with the saved state has no such history.
     """
+    state = snapshot.state if isinstance(snapshot, Saved) else snapshot
     try:
         session.build()
         assert session.built is not None
-        await session.built.team.load_state(snapshot)
-        session._state = snapshot
+        await session.built.team.load_state(state)
+        await session._states.loaded(session.built.team, state)
+        session._state = state
+        if isinstance(snapshot, Saved) and snapshot.seq is not None:
+            session._saved = snapshot  # the next save writes what changed since this one
     except Exception:
         log.exception("could not rewind the team after an interrupted turn (thread=%s)", session.thread_id)
         session._rewind_failed = True  # keep the last good checkpoint rather than overwrite it

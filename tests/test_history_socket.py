@@ -75,13 +75,25 @@ async def test_a_reconnect_mid_reply_keeps_the_turn_and_the_teams_memory(srv: Ch
     db = sqlite3.connect(srv.workdir / "data" / "chorus.db")
     try:
         stored = [row[0] for row in db.execute('SELECT "output" FROM steps WHERE "threadId" = ?', (first.thread_id,))]
-        (state,) = db.execute("SELECT state FROM chorus_checkpoints WHERE thread_id = ?", (first.thread_id,)).fetchone()
     finally:
         db.close()
     assert not any("no saved memory" in (s or "") for s in stored), stored
-    saved = json.dumps(json.loads(state) if isinstance(state, str) else state)
+    saved = await _saved_state(srv, first.thread_id, "dana")  # as the server reads it back
     assert "What can you do?" in saved and reply["output"][:40] in saved  # the team remembers that exchange
 
+
+
+async def _saved_state(srv: ChorusServer, thread: str, user: str) -> str:
+    """The team's state after the thread's latest turn, as the server reads it back (JSON text)."""
+    from chorus.store import make_engine
+    from chorus.store.checkpoints import CheckpointStore
+
+    engine = make_engine(f"sqlite+aiosqlite:///{srv.workdir / 'data' / 'chorus.db'}")
+    try:
+        saved = await CheckpointStore(engine).load(thread, user)
+    finally:
+        await engine.dispose()
+    return "" if saved is None else json.dumps(saved.state, default=str)
 
 
 async def test_a_refused_over_long_message_is_stored_cut_short(srv: ChorusServer) -> None:

@@ -386,3 +386,54 @@ async def test_a_daily_cost_budget_refuses_turns_once_spent(tmp_path: Any) -> No
         assert round(totals["local"].cost, 2) == 1.05
     finally:
         await engine.dispose()
+
+
+async def _same_as_autogen(session: ChatSession) -> dict[str, Any]:
+    """What Chorus saves for the session's team now, checked against AutoGen's own save_state."""
+    assert session.built is not None
+    ours = await session._states.save(session.built.team)
+    assert ours == await session.built.team.save_state()
+    return dict(ours)
+
+
+async def test_the_state_saved_after_each_turn_is_autogens_own_without_dumping_the_history_again() -> None:
+    """Chorus saves the team after every turn without dumping the whole conversation each time
+    (a turn's cost must not grow with the conversation); what it saves must still be exactly what
+    AutoGen's save_state gives, through tool calls, a stop and an edit, or a resumed or rewound
+    conversation would not be the one the user had."""
+    session = make_chorus(DUO).open_session()
+    scripted_model.queue(tool_call("shout", text="hi"), "Alice shouted.", "Bob heard it.")
+    [e async for e in run_turn(session, "shout hi", message_id="m1")]
+    first = await _same_as_autogen(session)
+    scripted_model.queue("Alice again.", "Bob again.")
+    [e async for e in run_turn(session, "and again", message_id="m2")]
+    second = await _same_as_autogen(session)
+    manager = "RoundRobinGroupChatManager"
+    thread = second["agent_states"][manager]["message_thread"]
+    assert len(thread) > len(first["agent_states"][manager]["message_thread"])
+    assert thread[0] is first["agent_states"][manager]["message_thread"][0]  # dumped once, reused
+
+    scripted_model.token_delay = 0.05  # a stopped turn: the team is rebuilt from the saved state
+    scripted_model.queue("word " * 200)
+    async for event in run_turn(session, "talk a lot", message_id="m3"):
+        if isinstance(event, TokenEvent):
+            session.stop()
+    scripted_model.token_delay = 0
+    assert await _same_as_autogen(session) == second
+    scripted_model.queue("Alice on three.", "Bob on three.")
+    [e async for e in run_turn(session, "three", message_id="m3")]
+    await _same_as_autogen(session)
+    scripted_model.queue("Alice edited.", "Bob edited.")
+    events = [e async for e in run_turn(session, "and again, edited", message_id="m2")]
+    assert any(e.type == "notice" and e.code == "rewound" for e in events)  # type: ignore[attr-defined]
+    edited = await _same_as_autogen(session)
+    texts = str(edited)
+    assert "and again, edited" in texts and "Alice again." not in texts and "three" not in texts
+
+
+async def test_a_selector_teams_saved_state_is_autogens_own_too() -> None:
+    chorus = Chorus.load(Settings(model="offline", offline_token_delay=0, plugins="assistant,guide"))
+    session = chorus.open_session()
+    for question in ("What time is it in Tokyo?", "How do I write a plugin?", "What can you do?"):
+        [e async for e in run_turn(session, question)]
+        await _same_as_autogen(session)

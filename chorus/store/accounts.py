@@ -18,7 +18,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chorus.store.files import delete_owner_files
-from chorus.store.schema import accounts, checkpoints, elements, feedbacks, steps, threads, turn_states, users
+from chorus.store.schema import (
+    accounts,
+    checkpoint_log,
+    checkpoints,
+    elements,
+    feedbacks,
+    steps,
+    threads,
+    turn_states,
+    users,
+)
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
@@ -105,7 +115,7 @@ async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path 
         for table in (steps, elements, feedbacks):
             await conn.execute(sa.delete(table).where(table.c.threadId.in_(owned)))
         await conn.execute(sa.delete(threads).where(threads.c.userIdentifier == identifier))
-        for saved in (checkpoints, turn_states):
+        for saved in (checkpoint_log, checkpoints, turn_states):
             await conn.execute(sa.delete(saved).where(saved.c.user_identifier == identifier))
         await conn.execute(sa.delete(users).where(users.c.identifier == identifier))
     if files_root is not None:

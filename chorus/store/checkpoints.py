@@ -5,32 +5,132 @@ Two kinds of state per thread, both keyed to the thread's owner:
 - the *checkpoint*: the team after the latest turn, which a resumed conversation continues from;
 - *turn states*: the team before each user message, which an edit of that message rewinds to
   (the last :data:`KEEP_TURN_STATES` of each thread are kept).
+
+A team's state holds the whole conversation (several times: the group chat's thread and each
+agent's model context), so a turn must not write it whole: each save appends one row to
+``chorus_checkpoint_log`` with only what changed since the state it follows (its *parent*),
+mostly the turn's new messages; the checkpoint and the turn states point at log rows. A row is a
+whole state (a *keyframe*) for a thread's first save, when its parent is unknown, and when the
+changes since the last keyframe outweigh it (:data:`KEYFRAME_AFTER_BYTES`), so that reading a
+state back costs at most a few times its size. Rows written before the log (migration 0006) hold
+whole states and are read as such.
+
+:class:`TeamStates` is the other half: it gives what AutoGen's ``team.save_state()`` gives, but
+dumps only the messages that are new since its previous call, where ``save_state`` dumps the
+whole history (three times over) on every call.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+import logging
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chorus.store.db import StoreError
-from chorus.store.schema import checkpoints, turn_states
+from chorus.store.schema import checkpoint_log, checkpoints, turn_states
+
+if TYPE_CHECKING:
+    from autogen_agentchat.base import Team
+
+log = logging.getLogger(__name__)
 
 KEEP_TURN_STATES = 50
+KEYFRAME_AFTER_BYTES = 1 << 20
+"""A save writes a whole state again once the changes since the last one pass this many bytes
+and twice that state's size."""
+
+_dumps = functools.partial(json.dumps, default=str, separators=(",", ":"), ensure_ascii=False)
 
 
-def _plain(state: Mapping[str, Any]) -> Any:
-    # AutoGen state holds datetimes: the engine's JSON serializer writes them as ISO strings
-    # (chorus.store.db.make_engine), which pydantic reads back. No copy needed here.
-    return state
+@dataclass(frozen=True, eq=False)
+class Saved:
+    """A team state as the store holds it: later saves write only what changed against it."""
+
+    team: str
+    state: Mapping[str, Any]
+    seq: int | None = None
+    """Its row in chorus_checkpoint_log; None for a whole state written before the log."""
+    base_bytes: int = 0
+    delta_bytes: int = 0
 
 
 def _state(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else json.loads(value)
+
+
+# --- what changed between two states -----------------------------------------------------------
+#
+# A change is one JSON object: {"set": value} (replaced), {"append": [items]} (a list grew by
+# these), or {"patch": {key: change}, "drop": [keys]} (a mapping, key by key). Items that are the
+# same object in both states (TeamStates reuses the earlier dumps) compare at no cost.
+
+
+def diff(old: Any, new: Any) -> dict[str, Any] | None:
+    """What turns ``old`` into ``new``; None when they are equal."""
+    if new is old:
+        return None
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        patch: dict[str, Any] = {}
+        for key, value in new.items():
+            if key in old:
+                change = diff(old[key], value)
+                if change is not None:
+                    patch[key] = change
+            else:
+                patch[key] = {"set": value}
+        dropped = [key for key in old if key not in new]
+        if not patch and not dropped:
+            return None
+        return {"patch": patch, "drop": dropped} if dropped else {"patch": patch}
+    if isinstance(old, list) and isinstance(new, list):
+        if len(new) >= len(old) and (all(map(operator.is_, old, new))  # the usual case, at C speed
+                                     or all(a is b or _same(a, b) for a, b in zip(old, new, strict=False))):
+            return None if len(new) == len(old) else {"append": new[len(old):]}
+        return {"set": new}
+    return None if _same(old, new) else {"set": new}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b  # True == 1, but a state that changed one for the other changed
+
+
+def patch(state: Any, change: Mapping[str, Any]) -> Any:
+    """``state`` with ``change`` applied, *in place* (only for states read from the store)."""
+    if "set" in change:
+        return change["set"]
+    if "append" in change:
+        if not isinstance(state, list):
+            raise ValueError("a change appends to what is not a list")
+        state.extend(change["append"])
+        return state
+    if not isinstance(state, dict):
+        raise ValueError("a change patches what is not a mapping")
+    for key, sub in change.get("patch", {}).items():
+        state[key] = patch(state.get(key), sub)
+    for key in change.get("drop", ()):
+        state.pop(key, None)
+    return state
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    seq: int
+    parent: int | None
+    data: str
+    base_bytes: int
+    delta_bytes: int
+    state: Mapping[str, Any]
 
 
 class CheckpointStore:
@@ -46,34 +146,98 @@ class CheckpointStore:
         team: str,
         state: Mapping[str, Any],
         *,
-        before: tuple[str, Mapping[str, Any]] | None = None,
-    ) -> None:
+        before: tuple[str, Mapping[str, Any] | Saved] | None = None,
+        parent: Saved | None = None,
+    ) -> tuple[Saved, Saved | None]:
         """Save the team's state after a turn and, with ``before=(message_id, state)``, its state
-        before that turn's user message, in one transaction."""
-        values = {"user_identifier": user, "team": team, "state": _plain(state), "updated_at": sa.func.now()}
+        before that turn's user message, in one transaction.
+
+        ``parent`` is a state saved earlier (the one this turn started from): only the changes
+        against it are written. ``before`` given as a :class:`Saved` of this thread is stored as
+        a reference to it. Returns what was saved: the new checkpoint, and the state before the
+        message (None without ``before``), to pass as ``parent`` and ``before`` next time.
+        """
         try:
             async with self.engine.begin() as conn:
-                updated = await conn.execute(
-                    sa.update(checkpoints)
-                    .where(checkpoints.c.thread_id == thread_id, checkpoints.c.user_identifier == user)
-                    .values(**values)
-                )
-                if updated.rowcount == 0:
-                    await conn.execute(sa.insert(checkpoints).values(thread_id=thread_id, **values))
-                if before is not None:
-                    await self._save_before(conn, thread_id, user, team, *before)
+                return await self._save(conn, thread_id, user, team, state, before, parent)
         except Exception as exc:
             raise StoreError(f"could not save the team's state for thread {thread_id}: {exc}") from exc
 
+    async def _save(
+        self, conn: AsyncConnection, thread_id: str, user: str, team: str, state: Mapping[str, Any],
+        before: tuple[str, Mapping[str, Any] | Saved] | None, parent: Saved | None,
+    ) -> tuple[Saved, Saved | None]:
+        key = (checkpoint_log.c.thread_id == thread_id, checkpoint_log.c.user_identifier == user)
+        wanted = sorted({s.seq for s in (parent, before[1] if before else None)
+                         if isinstance(s, Saved) and s.seq is not None})
+        # One round trip: the last row's number, the current checkpoint, and whether the rows
+        # this save would write changes against are still there (an edit elsewhere may prune).
+        top, old_head, *found = (await conn.execute(sa.select(
+            sa.select(sa.func.max(checkpoint_log.c.seq)).where(*key).scalar_subquery(),
+            sa.select(checkpoints.c.head).where(checkpoints.c.thread_id == thread_id,
+                                                checkpoints.c.user_identifier == user).scalar_subquery(),
+            *[sa.exists().where(*key, checkpoint_log.c.seq == seq) for seq in wanted],
+        ))).one()
+        present = {seq for seq, there in zip(wanted, found, strict=True) if there}
+        next_seq = (top or 0) + 1
+        rows: list[_Row] = []
+
+        def stored(saved: Saved | None) -> Saved | None:
+            return saved if saved is not None and saved.seq in present else None
+
+        def add(new_state: Mapping[str, Any], base: Saved | None) -> Saved:
+            nonlocal next_seq
+            row = _row(next_seq, new_state, base)
+            if row is None:  # nothing changed since ``base``: it is the saved state
+                assert base is not None
+                return base
+            rows.append(row)
+            next_seq += 1
+            return Saved(team, new_state, row.seq, row.base_bytes, row.delta_bytes)
+
+        base = stored(parent)
+        before_saved: Saved | None = None
+        if before is not None:
+            earlier = before[1]
+            before_saved = stored(earlier) if isinstance(earlier, Saved) else None
+            if before_saved is None:
+                before_saved = add(earlier.state if isinstance(earlier, Saved) else earlier, base)
+            base = before_saved
+        head = add(state, base)
+
+        values = {"user_identifier": user, "team": team, "state": sa.null(), "head": head.seq,
+                  "updated_at": sa.func.now()}
+        updated = await conn.execute(
+            sa.update(checkpoints)
+            .where(checkpoints.c.thread_id == thread_id, checkpoints.c.user_identifier == user)
+            .values(**values)
+        )
+        if updated.rowcount == 0:
+            await conn.execute(sa.insert(checkpoints).values(thread_id=thread_id, **values))
+        now = datetime.now(UTC)
+        if rows:
+            await conn.execute(sa.insert(checkpoint_log), [
+                {"thread_id": thread_id, "seq": r.seq, "user_identifier": user, "parent": r.parent, "data": r.data,
+                 "base_bytes": r.base_bytes, "delta_bytes": r.delta_bytes, "created_at": now} for r in rows
+            ])
+        if before is not None:
+            assert before_saved is not None
+            await self._save_before(conn, thread_id, user, team, before[0], before_saved.seq, now)
+        first_parent = rows[0].parent if rows else head.seq
+        if any(r.parent is None for r in rows) or (old_head is not None and old_head != first_parent):
+            await self._prune(conn, thread_id, user)  # a keyframe, or a new branch (an edit): older rows may go
+        return head, before_saved
+
     async def _save_before(
-        self, conn: Any, thread_id: str, user: str, team: str, message_id: str, state: Mapping[str, Any]
+        self, conn: AsyncConnection, thread_id: str, user: str, team: str, message_id: str, seq: int | None,
+        now: datetime,
     ) -> None:
         key = (turn_states.c.thread_id == thread_id, turn_states.c.user_identifier == user)
         await conn.execute(sa.delete(turn_states).where(*key, turn_states.c.message_id == message_id))
         await conn.execute(
             sa.insert(turn_states).values(
-                thread_id=thread_id, message_id=message_id, user_identifier=user, team=team,
-                state=_plain(state), created_at=datetime.now(UTC),
+                thread_id=thread_id, message_id=message_id, user_identifier=user, team=team, state=sa.null(), seq=seq,
+                created_at=now,
             )
         )
         keep = (
@@ -82,37 +246,250 @@ class CheckpointStore:
         )
         await conn.execute(sa.delete(turn_states).where(*key, turn_states.c.message_id.not_in(keep)))
 
-    async def load(self, thread_id: str, user: str) -> tuple[str, dict[str, Any]] | None:
-        """(team, state) after the latest turn of ``thread_id`` if ``user`` owns it, else None."""
+    async def _prune(self, conn: AsyncConnection, thread_id: str, user: str) -> None:
+        """Delete the log rows that neither the checkpoint nor a kept turn state is built from."""
+        key = (checkpoint_log.c.thread_id == thread_id, checkpoint_log.c.user_identifier == user)
+        parents = {seq: parent for seq, parent in await conn.execute(
+            sa.select(checkpoint_log.c.seq, checkpoint_log.c.parent).where(*key))}
+        mine = (turn_states.c.thread_id == thread_id, turn_states.c.user_identifier == user)
+        roots = set(await conn.scalars(sa.select(turn_states.c.seq).where(*mine, turn_states.c.seq.is_not(None))))
+        head = await conn.scalar(sa.select(checkpoints.c.head).where(
+            checkpoints.c.thread_id == thread_id, checkpoints.c.user_identifier == user))
+        if head is not None:
+            roots.add(head)
+        needed: set[int] = set()
+        for root in roots:
+            seq: int | None = root
+            while seq is not None and seq in parents and seq not in needed:
+                needed.add(seq)
+                seq = parents[seq]
+        garbage = sorted(set(parents) - needed)
+        for start in range(0, len(garbage), 500):
+            chunk = garbage[start:start + 500]
+            await conn.execute(sa.delete(checkpoint_log).where(*key, checkpoint_log.c.seq.in_(chunk)))
+
+    async def _read(self, conn: AsyncConnection, thread_id: str, user: str, team: str, seq: int) -> Saved | None:
+        """The state in log row ``seq``: its keyframe with every change after it applied."""
+        key = (checkpoint_log.c.thread_id == thread_id, checkpoint_log.c.user_identifier == user)
+        parents = {s: p for s, p in await conn.execute(sa.select(checkpoint_log.c.seq, checkpoint_log.c.parent)
+                                                       .where(*key, checkpoint_log.c.seq <= seq))}
+        chain: list[int] = []
+        at: int | None = seq
+        while at is not None:
+            if at not in parents or len(chain) > len(parents):
+                log.error("the saved state %s of thread %s is missing a row (%s)", seq, thread_id, at)
+                return None
+            chain.append(at)
+            at = parents[at]
+        rows = {s: (data, base, delta) for s, data, base, delta in await conn.execute(
+            sa.select(checkpoint_log.c.seq, checkpoint_log.c.data, checkpoint_log.c.base_bytes,
+                      checkpoint_log.c.delta_bytes).where(*key, checkpoint_log.c.seq.in_(chain)))}
+        chain.reverse()
+        state: Any = json.loads(rows[chain[0]][0])
+        for at in chain[1:]:
+            state = patch(state, json.loads(rows[at][0]))
+        _, base_bytes, delta_bytes = rows[seq]
+        return Saved(team, state, seq, int(base_bytes), int(delta_bytes))
+
+    async def load(self, thread_id: str, user: str) -> Saved | None:
+        """The team's state after the latest turn of ``thread_id`` if ``user`` owns it, else None."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(checkpoints.c.team, checkpoints.c.state).where(
+                    sa.select(checkpoints.c.team, checkpoints.c.state, checkpoints.c.head).where(
                         checkpoints.c.thread_id == thread_id, checkpoints.c.user_identifier == user
                     )
                 )
             ).first()
-        return None if row is None else (str(row.team), _state(row.state))
+            if row is None:
+                return None
+            if row.head is None:
+                return None if row.state is None else Saved(str(row.team), _state(row.state))
+            return await self._read(conn, thread_id, user, str(row.team), int(row.head))
 
-    async def rewind_to(self, thread_id: str, user: str, message_id: str) -> tuple[str, dict[str, Any]] | None:
-        """(team, state) before ``message_id``, forgetting the turn states that came after it;
+    async def rewind_to(self, thread_id: str, user: str, message_id: str) -> Saved | None:
+        """The team's state before ``message_id``, forgetting the turn states that came after it;
         None when that message's state is not kept (or ``user`` does not own the thread)."""
         key = (turn_states.c.thread_id == thread_id, turn_states.c.user_identifier == user)
         async with self.engine.connect() as conn:  # most messages are new: a read, no write
             row = (
                 await conn.execute(
-                    sa.select(turn_states.c.team, turn_states.c.state, turn_states.c.created_at)
+                    sa.select(turn_states.c.team, turn_states.c.state, turn_states.c.seq, turn_states.c.created_at)
                     .where(*key, turn_states.c.message_id == message_id)
                 )
             ).first()
-        if row is None:
+            if row is None:
+                return None
+            if row.seq is not None:
+                saved = await self._read(conn, thread_id, user, str(row.team), int(row.seq))
+            else:
+                saved = None if row.state is None else Saved(str(row.team), _state(row.state))
+        if saved is None:
             return None
         async with self.engine.begin() as conn:
             await conn.execute(sa.delete(turn_states).where(*key, turn_states.c.created_at > row.created_at))
-        return str(row.team), _state(row.state)
+        return saved
+
+    async def forget_after(self, thread_id: str, user: str, message_id: str) -> None:
+        """Forget the turn states that came after ``message_id`` (an edit of it abandoned them)."""
+        key = (turn_states.c.thread_id == thread_id, turn_states.c.user_identifier == user)
+        then = sa.select(turn_states.c.created_at).where(*key, turn_states.c.message_id == message_id)
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(turn_states).where(*key, turn_states.c.created_at > then.scalar_subquery()))
 
     async def forget(self, thread_id: str) -> None:
         """Delete every saved state of ``thread_id`` (the thread was deleted)."""
         async with self.engine.begin() as conn:
-            for table in (checkpoints, turn_states):
+            for table in (checkpoint_log, turn_states, checkpoints):
                 await conn.execute(sa.delete(table).where(table.c.thread_id == thread_id))
+
+
+def _row(seq: int, state: Mapping[str, Any], base: Saved | None) -> _Row | None:
+    """The log row for ``state``: its changes against ``base`` (None when there are none), or
+    the whole state when there is no base or the changes since the last keyframe outweigh it."""
+    if base is not None and base.seq is not None:
+        change = diff(base.state, state)
+        if change is None:
+            return None
+        data = _dumps(change)
+        size = len(data.encode())
+        delta_bytes = base.delta_bytes + size
+        if delta_bytes <= max(KEYFRAME_AFTER_BYTES, 2 * base.base_bytes):
+            return _Row(seq, base.seq, data, base.base_bytes, delta_bytes, state)
+    data = _dumps(state)
+    return _Row(seq, None, data, len(data.encode()), 0, state)
+
+
+# --- the team's state, dumped incrementally ----------------------------------------------------
+
+
+@dataclass
+class _Dumped:
+    owner: Any  # the object whose list this is (a model context, a group chat manager)
+    messages: list[Any] = field(default_factory=list)  # the list's messages when last dumped...
+    dumps: list[Any] = field(default_factory=list)  # ...and their dumps, in the same order
+
+    def kept(self, current: list[Any]) -> int:
+        """How many of ``current``'s first messages are the ones dumped (the same objects)."""
+        if len(current) >= len(self.messages) and all(map(operator.is_, self.messages, current)):
+            return len(self.messages)  # the usual case (the list only grew), at C speed
+        kept = 0
+        for message, now in zip(self.messages, current, strict=False):
+            if message is not now:
+                break
+            kept += 1
+        return kept
+
+
+@dataclass
+class _Target:
+    key: str
+    owner: Any
+    attr: str
+    path: tuple[str, ...]  # where the list's dump sits in the team's state
+
+
+@dataclass
+class TeamStates:
+    """``team.save_state()``, dumping only what is new since the previous call.
+
+    AutoGen dumps every message of the history on every ``save_state``. The messages of the
+    group chat's thread and of each AssistantAgent's model context are kept here with their
+    dumps; a call hands AutoGen only the messages it has not dumped yet (by object identity),
+    then puts the earlier dumps back in front. Everything else in the state is AutoGen's own
+    output. Teams or agents of other kinds are saved by AutoGen as they are.
+
+    The states returned share those dumps: treat them as read-only.
+    """
+
+    _lists: dict[str, _Dumped] = field(default_factory=dict)
+
+    async def save(self, team: Team) -> Mapping[str, Any]:
+        targets = await _targets(team)
+        swapped: list[tuple[_Target, list[Any], _Dumped, int]] = []
+        try:
+            for target in targets:
+                current = getattr(target.owner, target.attr)
+                dumped = self._lists.get(target.key)
+                if dumped is None or dumped.owner is not target.owner:
+                    dumped = _Dumped(target.owner)
+                kept = dumped.kept(current)
+                swapped.append((target, current, dumped, kept))
+                setattr(target.owner, target.attr, current[kept:])
+            state = await team.save_state()
+        finally:
+            for target, current, _, _ in swapped:
+                setattr(target.owner, target.attr, current)
+        for target, current, dumped, kept in swapped:
+            place = _at(state, target.path[:-1])
+            tail = None if place is None else place.get(target.path[-1])
+            if not isinstance(tail, list) or len(tail) != len(current) - kept:
+                log.warning("the team's state is not laid out as expected (%s): saving it whole", target.key)
+                self._lists.clear()
+                return await team.save_state()
+            dumped.messages = current[:]  # a copy: the team appends to ``current``
+            dumped.dumps = dumped.dumps[:kept] + tail
+            place[target.path[-1]] = dumped.dumps[:]
+            self._lists[target.key] = dumped
+        return state
+
+    async def loaded(self, team: Team, state: Mapping[str, Any]) -> None:
+        """``team`` was just loaded from ``state``: its messages' dumps are ``state``'s."""
+        try:
+            targets = await _targets(team)
+        except Exception:  # only a shortcut: the next save dumps everything
+            return
+        for target in targets:
+            current = getattr(target.owner, target.attr)
+            place = _at(state, target.path[:-1])
+            saved = None if place is None else place.get(target.path[-1])
+            if isinstance(saved, list) and len(saved) == len(current):
+                self._lists[target.key] = _Dumped(target.owner, current[:], list(saved))
+
+
+def _at(state: Any, path: Sequence[str]) -> Any:
+    for step in path:
+        if not isinstance(state, Mapping):
+            return None
+        state = state.get(step)
+    return state if isinstance(state, dict) else None
+
+
+async def _targets(team: Team) -> list[_Target]:
+    """The message lists of ``team`` whose dumps TeamStates can keep (none for teams it does
+    not know: AutoGen then dumps them whole, as ever)."""
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.teams import BaseGroupChat
+    from autogen_agentchat.teams._group_chat._chat_agent_container import ChatAgentContainer
+    from autogen_agentchat.teams._group_chat._round_robin_group_chat import RoundRobinGroupChatManager
+    from autogen_agentchat.teams._group_chat._selector_group_chat import SelectorGroupChatManager
+    from autogen_agentchat.teams._group_chat._swarm_group_chat import SwarmGroupChatManager
+    from autogen_core import AgentId, SingleThreadedAgentRuntime
+    from autogen_core.model_context import ChatCompletionContext
+
+    runtime = getattr(team, "_runtime", None)
+    if not isinstance(team, BaseGroupChat) or not isinstance(runtime, SingleThreadedAgentRuntime):
+        return []
+    if not getattr(team, "_initialized", False) or getattr(team, "_is_running", True):
+        return []
+    targets: list[_Target] = []
+    team_id = team._team_id
+    for name, topic in zip(team._participant_names, team._participant_topic_types, strict=True):
+        container: Any = await runtime.try_get_underlying_agent_instance(AgentId(type=topic, key=team_id))
+        agent = getattr(container, "_agent", None)
+        context = getattr(agent, "_model_context", None)
+        if (type(container).save_state is ChatAgentContainer.save_state
+                and isinstance(agent, AssistantAgent) and type(agent).save_state is AssistantAgent.save_state
+                and isinstance(context, ChatCompletionContext)
+                and type(context).save_state is ChatCompletionContext.save_state
+                and isinstance(getattr(context, "_messages", None), list)):
+            targets.append(_Target(f"agent:{name}", context, "_messages",
+                                   ("agent_states", name, "agent_state", "llm_context", "messages")))
+    manager: Any = await runtime.try_get_underlying_agent_instance(
+        AgentId(type=team._group_chat_manager_topic_type, key=team_id))
+    known = (RoundRobinGroupChatManager.save_state, SelectorGroupChatManager.save_state,
+             SwarmGroupChatManager.save_state)
+    if type(manager).save_state in known and isinstance(getattr(manager, "_message_thread", None), list):
+        targets.append(_Target("manager", manager, "_message_thread",
+                               ("agent_states", team._group_chat_manager_name, "message_thread")))
+    return targets

@@ -259,7 +259,7 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
             if exists and owner != caller:
                 refuse(None, "that conversation is not yours")
         await super().delete_thread(thread_id)
-        for table in ("chorus_checkpoints", "chorus_turn_states"):
+        for table in ("chorus_checkpoint_log", "chorus_checkpoints", "chorus_turn_states"):
             await self.execute_sql(f"DELETE FROM {table} WHERE thread_id = :id", {"id": thread_id})
 
 

@@ -5,10 +5,11 @@ Two groups of tables:
 - Chainlit's (``users``, ``threads``, ``steps``, ``elements``, ``feedbacks``): every column the
   installed Chainlit's SQLAlchemy data layer writes, with its quoted camelCase names. Chainlit
   ships no DDL and silently ignores a missing column, so this file is the contract.
-- Chorus's own (``chorus_accounts``, ``chorus_checkpoints``, ``chorus_turn_states``,
-  ``chorus_usage``, ``chorus_uploads``): password logins, the team's saved state after each turn,
-  its state before each user message (what an edit of that message rewinds to), the cost ledger
-  (one row per model call), and the last hour's uploads (the upload quotas).
+- Chorus's own (``chorus_accounts``, ``chorus_checkpoints``, ``chorus_checkpoint_log``,
+  ``chorus_turn_states``, ``chorus_usage``, ``chorus_uploads``): password logins, the team's saved
+  state after each turn (a header row per thread, and the log of what each turn changed), its
+  state before each user message (what an edit of that message rewinds to), the cost ledger (one
+  row per model call), and the last hour's uploads (the upload quotas).
 
 Types are portable: ids are text (Chainlit passes strings), JSON is JSON, and tag lists are a
 text array on PostgreSQL and JSON text on SQLite (see ``chorus.store.datalayer``).
@@ -126,16 +127,43 @@ revoked_logins = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )
 
+# One row per thread: whose it is, its team, and which row of the log holds the team's state after
+# the latest turn (``head``). ``state`` is only set on rows written before the log existed
+# (migration 0006): the whole state, read as such until the thread's next turn replaces it.
 checkpoints = sa.Table(
     "chorus_checkpoints",
     metadata,
     sa.Column("thread_id", sa.Text, primary_key=True),
     sa.Column("user_identifier", sa.Text, nullable=False, index=True),
     sa.Column("team", sa.Text, nullable=False),
-    sa.Column("state", Json, nullable=False),
+    sa.Column("state", Json, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("head", sa.Integer, nullable=True),
 )
 
+# The team's states as a log (chorus.store.checkpoints): a row is either a whole state (``parent``
+# NULL, a keyframe) or what changed since its ``parent`` row, as JSON text. A turn adds a row the
+# size of what it said, whatever the length of the conversation. Rows go with their thread's
+# checkpoint row (ON DELETE CASCADE; SQLite enforces it with PRAGMA foreign_keys=ON, which
+# chorus.store.db sets on every connection). Caution: for the same reason, a later migration that
+# makes SQLite *recreate* chorus_checkpoints (alter or drop a column in batch mode) deletes the
+# log with it unless it runs with foreign keys off.
+checkpoint_log = sa.Table(
+    "chorus_checkpoint_log",
+    metadata,
+    sa.Column("thread_id", sa.Text, sa.ForeignKey("chorus_checkpoints.thread_id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("user_identifier", sa.Text, nullable=False),
+    sa.Column("parent", sa.Integer, nullable=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("base_bytes", sa.BigInteger, nullable=False),  # size of the keyframe this row's chain starts at
+    sa.Column("delta_bytes", sa.BigInteger, nullable=False),  # sizes of the changes since that keyframe, this row's too
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The team's state before each user message: ``seq``, the row of chorus_checkpoint_log holding it;
+# ``state``, the whole state, on rows written before the log existed (migration 0006).
 turn_states = sa.Table(
     "chorus_turn_states",
     metadata,
@@ -143,8 +171,9 @@ turn_states = sa.Table(
     sa.Column("message_id", sa.Text, primary_key=True),
     sa.Column("user_identifier", sa.Text, nullable=False, index=True),
     sa.Column("team", sa.Text, nullable=False),
-    sa.Column("state", Json, nullable=False),
+    sa.Column("state", Json, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("seq", sa.Integer, nullable=True),
 )
 
 usage = sa.Table(
