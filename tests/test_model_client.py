@@ -701,6 +701,16 @@ async def test_a_failing_model_falls_back_and_is_then_skipped_for_its_cooldown(
 
 
 @pytest.mark.asyncio
+async def test_a_model_whose_circuit_opens_is_not_retried_further(fake: FakeOpenAI, fresh_routers: None) -> None:
+    client = client_for(fake, fallbacks=["openai/backup-model"], retries=3, allowed_fails=1)
+    fake.queue_error(500, "down").queue_error(500, "still down").queue_text("From the backup.")
+    assert (await client.create(USER)).content == "From the backup."
+    # The second failure is one too many: the rest of the retries would only wait on a model
+    # that is now being skipped.
+    assert [r["model"] for r in fake.requests] == ["fake-model", "fake-model", "backup-model"]
+
+
+@pytest.mark.asyncio
 async def test_requests_the_provider_rejects_never_open_the_circuit(fake: FakeOpenAI, fresh_routers: None) -> None:
     """A 400 is the request's fault (too long, a bad parameter), not the provider's: the model keeps
     serving the other chats, and the request is not retried."""

@@ -524,12 +524,13 @@ class ChorusModelClient(ChatCompletionClient):
                     failure = f"model {self._tried()} failed: " + (
                         f"no answer within {self._first_byte():g} s" if hang else _short(exc))
                     log.info("%s: %s failed (attempt %d): %s", self.label, key.model, attempt + 1, _short(exc))
+                    opened = False
                     if circuit is not None and not is_ours(exc):
                         # A hang opens the circuit at once: each one already cost a user the first-byte
                         # timeout, and hangs a turn apart never add up to "allowed fails per minute".
-                        circuit.failed(failure, allowed_fails=self.allowed_fails, cooldown_s=self.cooldown_s,
-                                       at_once=hang)
-                    if hang or not may_pass(exc):
+                        opened = circuit.failed(failure, allowed_fails=self.allowed_fails,
+                                                cooldown_s=self.cooldown_s, at_once=hang)
+                    if hang or opened or not may_pass(exc):
                         break  # on to the next model
                     continue
                 if circuit is not None:
