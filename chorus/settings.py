@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         description="litellm model string for every agent, or 'offline' for the local model.",
     )
     model_api_base: str | None = Field(default=None, description="Override the provider's API base URL.")
-    model_api_key: str | None = Field(default=None, description="API key passed to litellm.")
+    model_api_key: str | None = Field(default=None, description="The provider's API key (litellm or openai client).")
     model_timeout: float = Field(
         default=120.0, gt=0,
         description="Seconds one request to a provider may take when it is not streamed (embeddings), and the "

@@ -742,10 +742,9 @@ def test_openai_compatible_servers_take_the_openai_client_and_every_other_provid
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("transport", ["openai-client"], indirect=True)  # the fast path only
 async def test_the_fast_path_streams_text_tools_and_usage_without_litellm(
         fake: FakeOpenAI, transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if transport != "openai-client":
-        pytest.skip("the fast path only")
     import litellm
 
     async def refuse(*args: Any, **kwargs: Any) -> Any:
