@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
@@ -365,17 +366,23 @@ class ChatSession:
 
 
 def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
-    detail = result.stop_reason or ""
+    """Why AutoGen's run ended, as a stop reason and a sentence of Chorus's own (AutoGen's text,
+    such as "Maximum number of messages 2 reached, current message count: 2", is internal)."""
+    said = result.stop_reason or ""
     if stopped:
         return "stopped", "stopped by the user"
-    low = detail.lower()
+    low = said.lower()
     if "maximum number of messages" in low:
-        return "max_messages", detail
-    if "text" in low and "mentioned" in low:
-        return "text_mention", detail
+        limit = re.search(r"maximum number of messages (\d+)", low)
+        return "max_messages", ("The team had its say: it answers in at most "
+                                f"{limit.group(1) if limit else 'a set number of'} messages a turn.")
+    mention = re.search(r"text '([^']*)' mentioned", said, re.IGNORECASE)
+    if mention or ("text" in low and "mentioned" in low):
+        word = f" ({mention.group(1)})" if mention else ""
+        return "text_mention", f"An agent said the team's closing word{word}: the answer is complete."
     if "external" in low:
-        return "stopped", detail
-    return "completed", detail
+        return "stopped", "stopped by the user"
+    return "completed", "The team finished its answer."
 
 
 async def run_turn(

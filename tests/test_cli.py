@@ -76,6 +76,11 @@ def test_ask_reads_standard_input_and_uses_the_chosen_team() -> None:
     assert result.returncode == 0, result.stderr
     agents = [json.loads(line)["agent"] for line in result.stdout.splitlines() if '"type": "message"' in line]
     assert agents == ["assistant", "guide"]
+    done = json.loads(result.stdout.splitlines()[-1])
+    # Why the turn ended, in Chorus's words: not AutoGen's "Maximum number of messages 3 reached, ...".
+    assert done["stop_reason"] == "max_messages"
+    assert "Maximum number" not in done["detail"] and "current message count" not in done["detail"]
+    assert done["detail"] == "The team had its say: it answers in at most 3 messages a turn."
 
 
 @pytest.mark.parametrize(
