@@ -387,7 +387,11 @@ def _set_password(name: str, password_stdin: bool, prompt: str, action: Any) -> 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+        from chorus.store.accounts import MIN_PASSWORD
+
+        # Asked again until it is long enough: a person at the prompt should not start over.
+        while len(password := typer.prompt(prompt, hide_input=True, confirmation_prompt=True)) < MIN_PASSWORD:
+            typer.echo(f"The password must have at least {MIN_PASSWORD} characters; try again.", err=True)
     try:
         _db(url, lambda engine: action(engine, name, password))
     except AccountError as exc:

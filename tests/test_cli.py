@@ -131,6 +131,18 @@ def test_users_and_db_commands(tmp_path: Path) -> None:
     assert "No accounts" in chorus("users", "list", env=env).stdout
 
 
+def test_users_add_at_the_prompt_asks_again_after_a_short_password(tmp_path: Path) -> None:
+    env = {"CHORUS_HOME": str(tmp_path / "home")}
+    # As typed at the prompt (getpass reads standard input when there is no terminal): a short
+    # password twice, then a good one twice.
+    added = chorus("users", "add", "erin", env=env, stdin="short\nshort\nlong enough pw\nlong enough pw\n")
+    assert added.returncode == 0, added.stderr
+    assert "at least 8 characters; try again" in added.stderr
+    assert "Added user 'erin'" in added.stdout
+    listed = json.loads(chorus("users", "list", "--json", env=env).stdout)
+    assert [u["name"] for u in listed] == ["erin"]
+
+
 def test_unknown_model_is_a_clear_error() -> None:
     result = chorus("ask", "hi", env={"CHORUS_MODEL": "no-such-provider/zzz"})
     assert result.returncode == 2 and "Unknown model 'no-such-provider/zzz'" in result.stderr
