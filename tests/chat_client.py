@@ -109,3 +109,18 @@ def login_cookie(url: str, name: str, password: str) -> str:
     response = httpx.post(f"{url}/login", data={"username": name, "password": password}, timeout=30)
     assert response.status_code == 200, response.text
     return "; ".join(f"{k}={v}" for k, v in response.cookies.items())
+
+
+async def saved_state(server: ChorusServer, thread: str, user: str) -> str:
+    """The team's state after ``thread``'s latest turn, as the server reads it back (JSON text; "" if none)."""
+    import json
+
+    from chorus.store import make_engine
+    from chorus.store.checkpoints import CheckpointStore
+
+    engine = make_engine(f"sqlite+aiosqlite:///{server.workdir / 'data' / 'chorus.db'}")
+    try:
+        saved = await CheckpointStore(engine).load(thread, user)
+    finally:
+        await engine.dispose()
+    return "" if saved is None else json.dumps(saved.state, default=str)

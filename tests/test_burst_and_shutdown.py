@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,42 +18,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 from provider import reply_text  # the benchmark's provider and its reply
 
 WORDS = 50  # one-word chunks per reply, like the issue's provider
-PROVIDER = textwrap.dedent('''
-    import sys, time
-    sys.path.insert(0, sys.argv[2])
-    from fake_openai import FakeOpenAI, FakeResponse
-    words = [f"w{i} " for i in range(WORDS)]
-    with FakeOpenAI(default=FakeResponse(text_chunks=words, chunk_delay=float(sys.argv[1]))) as fake:
-        print(fake.url, flush=True)
-        time.sleep(3600)
-'''.replace("WORDS", str(WORDS)))
-
-
-class Provider:
-    """An OpenAI-compatible provider in a process of its own, streaming ``WORDS`` chunks a reply."""
-
-    def __init__(self, tmp: Path, chunk_delay: float) -> None:
-        script = tmp / "provider.py"
-        script.write_text(PROVIDER)
-        self.proc = subprocess.Popen([sys.executable, str(script), str(chunk_delay), str(Path(__file__).parent)],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().strip()
-        assert self.url.startswith("http://127.0.0.1:"), self.url
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-
-def _server(tmp: Path, provider: Provider | BurstProvider, **env: str) -> ChorusServer:
+def _server(tmp: Path, provider_url: str, **env: str) -> ChorusServer:
+    """``chorus run`` on a two-agent round robin (``duo``) over the provider at ``provider_url``."""
     agents = tmp / "agents"
     agents.mkdir(exist_ok=True)
     (agents / "duo.yaml").write_text("name: duo\ntype: round_robin\nmembers: [assistant, guide]\ndefault: true\n"
                                      "termination:\n  max_messages: 3\n")
     return ChorusServer(tmp / "server", env={
         "CHORUS_MEMORY": "false", "CHORUS_AGENTS_DIR": str(agents), "CHORUS_MODEL": "openai/fake-model",
-        "CHORUS_MODEL_API_BASE": provider.url, "CHORUS_MODEL_API_KEY": "sk-test", **env})
+        "CHORUS_MODEL_API_BASE": provider_url, "CHORUS_MODEL_API_KEY": "sk-test", **env})
 
 
 def _serious(log: str) -> list[str]:
@@ -104,7 +76,7 @@ async def test_500_chats_connecting_in_the_same_instant_all_connect_and_are_answ
     the stack (RecursionError) and most chats were never answered."""
     words = 20
     provider = BurstProvider(words)
-    srv = _server(tmp_path, provider)
+    srv = _server(tmp_path, provider.url)
     srv.env["CHORUS_MEMORY"] = "false"
     srv.start(timeout=120)
     chats = [Chat(srv) for _ in range(500)]

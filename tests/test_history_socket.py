@@ -5,7 +5,6 @@ answering, nothing false is stored, and the team's saved state has the whole exc
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chat_client import ChatClient, login_cookie
+from chat_client import ChatClient, login_cookie, saved_state
 from conftest import ChorusServer
 
 
@@ -78,22 +77,9 @@ async def test_a_reconnect_mid_reply_keeps_the_turn_and_the_teams_memory(srv: Ch
     finally:
         db.close()
     assert not any("no saved memory" in (s or "") for s in stored), stored
-    saved = await _saved_state(srv, first.thread_id, "dana")  # as the server reads it back
+    saved = await saved_state(srv, first.thread_id, "dana")  # as the server reads it back
     assert "What can you do?" in saved and reply["output"][:40] in saved  # the team remembers that exchange
 
-
-
-async def _saved_state(srv: ChorusServer, thread: str, user: str) -> str:
-    """The team's state after the thread's latest turn, as the server reads it back (JSON text)."""
-    from chorus.store import make_engine
-    from chorus.store.checkpoints import CheckpointStore
-
-    engine = make_engine(f"sqlite+aiosqlite:///{srv.workdir / 'data' / 'chorus.db'}")
-    try:
-        saved = await CheckpointStore(engine).load(thread, user)
-    finally:
-        await engine.dispose()
-    return "" if saved is None else json.dumps(saved.state, default=str)
 
 
 async def test_a_refused_over_long_message_is_stored_cut_short(srv: ChorusServer) -> None:

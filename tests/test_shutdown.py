@@ -10,7 +10,6 @@ and goes on.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import sqlite3
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chat_client import ChatClient, login_cookie
+from chat_client import ChatClient, login_cookie, saved_state
 from conftest import ChorusServer
 from test_burst_and_shutdown import WORDS, _serious, _server
 
@@ -112,26 +111,13 @@ def _steps(srv: ChorusServer, thread: str, kind: str) -> list[str]:
                                            'AND "type" = ? ORDER BY "createdAt"', thread, kind)]
 
 
-async def _saved_state(srv: ChorusServer, thread: str, user: str) -> str:
-    """The team's state after the thread's latest turn, as the server reads it back (JSON text)."""
-    from chorus.store import make_engine
-    from chorus.store.checkpoints import CheckpointStore
-
-    engine = make_engine(f"sqlite+aiosqlite:///{_chorus_db(srv)}")
-    try:
-        saved = await CheckpointStore(engine).load(thread, user)
-    finally:
-        await engine.dispose()
-    return "" if saved is None else json.dumps(saved.state, default=str)
-
-
 def _finished(chat: ChatClient) -> Callable[[], bool]:
     """The turn is over: the page got its tokens-and-cost step (sent after the last reply)."""
     return lambda: any(m.get("name") == "tokens and cost" for m in chat.messages)
 
 
 def _started(tmp: Path, provider: PacedProvider, user: str) -> tuple[ChorusServer, str]:
-    srv = _server(tmp, provider, CHORUS_TRACING="true")  # type: ignore[arg-type]
+    srv = _server(tmp, provider.url, CHORUS_TRACING="true")
     srv.workdir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "chorus.cli", "users", "add", user, "--password-stdin"],
                    input=f"{user}-password\n", text=True, env=srv.env, cwd=srv.workdir, check=True, timeout=120)
@@ -169,7 +155,7 @@ async def _reopen_and_continue(srv: ChorusServer, cookie: str, user: str, thread
         await page.sio.disconnect()
     # The team that answered remembered the conversation: its saved state has both finished turns.
     deadline = time.monotonic() + 30
-    while "third question" not in (state := await _saved_state(srv, thread, user)) and time.monotonic() < deadline:
+    while "third question" not in (state := await saved_state(srv, thread, user)) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert "first question" in state and "third question" in state, state[:2000]
 
