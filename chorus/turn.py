@@ -54,6 +54,7 @@ from chorus.models import OFFLINE_NOTICE, CallRecord, ModelError, validate_model
 from chorus.plugins._specs import ToolContext
 from chorus.plugins.manager import Registry, load_plugins
 from chorus.settings import OFFLINE_MODEL, Settings, get_settings
+from chorus.store import tool_state
 from chorus.store.checkpoints import CheckpointStore, Saved, TeamStates
 from chorus.store.usage import UsageLedger, UsageRow
 from chorus.teams import BuiltTeam, TeamCatalog, TeamSpec, build_team, load_teams
@@ -223,7 +224,7 @@ class ChatSession:
         team = self.built.team
 
         async def prepare() -> None:
-            state = await team.save_state()
+            state = tool_state.join(await team.save_state(), self._tools_state())
             if self.built is not None and self.built.team is team and self._state is None:
                 self._state = state
 
@@ -285,17 +286,32 @@ class ChatSession:
         """Put the team in a saved ``state``; False (and a fresh team) when it no longer fits."""
         if self._adopt_team(team):
             self.build()
-        assert self.built is not None
         try:
-            await self.built.team.load_state(state)
+            await self._put(state)
         except Exception as exc:  # the team's members changed since: start afresh rather than half-restored
             log.warning("could not restore thread %s into team %r: %s", self.thread_id, self.spec.name, exc)
             self.build()
             self._state = None
             return False
-        await self._states.loaded(self.built.team, state)
         self._state = state
         return True
+
+    def _tools_state(self) -> dict[str, Any]:
+        return self.tool_context.state if self.tool_context is not None else {}
+
+    async def _save(self) -> Mapping[str, Any]:
+        """The conversation's state now: the team's and its tools' (:mod:`chorus.store.tool_state`)."""
+        assert self.built is not None
+        return tool_state.join(await self._states.save(self.built.team), self._tools_state())
+
+    async def _put(self, state: Mapping[str, Any]) -> None:
+        """Put the built team and its tools in a saved ``state`` (the tools' state rewinds with it)."""
+        assert self.built is not None
+        team, tools = tool_state.split(state)
+        await self.built.team.load_state(team)
+        await self._states.loaded(self.built.team, team)
+        if self.tool_context is not None:
+            tool_state.restore(self.tool_context.state, tools)
 
     async def _state_before(self, message_id: str) -> Mapping[str, Any] | Saved | None:
         """The team's state before the user's message ``message_id``, if it is an earlier message
@@ -339,7 +355,7 @@ class ChatSession:
             self._rewind_failed = False
             return None
         try:
-            state = await self._states.save(self.built.team)
+            state = await self._save()
             self._state = state
             self._saved, earlier = await self.checkpoints.save(
                 self.thread_id, self.user_id, self.spec.name, state, before=before, parent=self._saved)
@@ -513,7 +529,7 @@ async def _run_locked(
     assert built is not None, "ChatSession.build() was not called"
     team = built.team
     # The state before this turn is the one the last turn left (saved then, or restored since).
-    snapshot: Mapping[str, Any] = session._state if session._state is not None else await session._states.save(team)
+    snapshot: Mapping[str, Any] = session._state if session._state is not None else await session._save()
     session._state = None  # the turn changes the team: saved anew when it ends
     # ...and when the store holds it (it usually does), the turn state is a reference to it.
     before: Mapping[str, Any] | Saved = snapshot
@@ -692,9 +708,7 @@ async def _restore(session: ChatSession, snapshot: Mapping[str, Any] | Saved) ->
     state = snapshot.state if isinstance(snapshot, Saved) else snapshot
     try:
         session.build()
-        assert session.built is not None
-        await session.built.team.load_state(state)
-        await session._states.loaded(session.built.team, state)
+        await session._put(state)
         session._state = state
         if isinstance(snapshot, Saved) and snapshot.seq is not None:
             session._saved = snapshot  # the next save writes what changed since this one

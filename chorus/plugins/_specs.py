@@ -32,7 +32,11 @@ class ToolContext:
     model, so a model (or a prompt injected into one) can never choose another user's id or
     data. ``memory`` is this user's memory (None for anonymous visitors or with memory off);
     ``knowledge`` the knowledge base; ``state`` a dict the conversation's tools share (for
-    example a customer verified earlier in the chat), kept for the life of the session.
+    example a customer verified earlier in the chat). ``state`` is part of the conversation: it is
+    saved with the team's checkpoint, comes back when the conversation is resumed (after a
+    restart, on any worker), and is rewound with the team when the user edits an earlier message
+    or stops a turn. Keep JSON values in it (str, numbers, bools, None, lists, dicts with str
+    keys); anything else lasts for the session only (the log says so).
     ``user_message`` is what the user typed in the current turn (attached files left out): a
     tool can check that a value the model passed really came from the user.
     """

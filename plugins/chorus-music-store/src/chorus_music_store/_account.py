@@ -11,6 +11,7 @@ typed it, never when a model or an injected text made it up.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
@@ -31,8 +32,20 @@ ASK_TO_VERIFY = (
 
 
 def verified(context: ToolContext) -> Customer | None:
-    customer = context.state.get(CUSTOMER)
-    return customer if isinstance(customer, Customer) else None
+    """The customer this conversation is verified as, if any. Kept as plain data in
+    ``ToolContext.state``, so Chorus saves it with the conversation: it survives a resume and a
+    restart, and an edit that rewinds past the verifying message takes it back."""
+    saved = context.state.get(CUSTOMER)
+    if isinstance(saved, Mapping):
+        try:
+            return Customer(**saved)
+        except TypeError:  # saved by another version of this plugin: verify again
+            return None
+    return None
+
+
+def _bind(context: ToolContext, customer: Customer) -> None:
+    context.state[CUSTOMER] = dataclasses.asdict(customer)
 
 
 def is_self(customer: Customer, kind: IdentityKind, value: str) -> bool:
@@ -91,7 +104,7 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
         customer = verified(context)
         if customer is None:
             others = _parse.identities(context.user_message)
-            context.state[PENDING] = (name, dict(args))
+            context.state[PENDING] = [name, dict(args)]
             if others:
                 return ("I only share invoices with the customer they belong to, after verifying them. "
                         + ASK_TO_VERIFY)
@@ -141,12 +154,12 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
             ATTEMPTS.failed(context)
             return (f"I couldn't find an account with that {'customer id' if kind == 'id' else kind}. "
                     "Please check it and try again, or use another of your customer id, email or phone.")
-        context.state[CUSTOMER] = customer
+        _bind(context, customer)
         ATTEMPTS.clear(context)
         greeting = (f"Thank you, {customer.first_name}: you are verified as customer {customer.id} "
                     "for this conversation.")
         pending = context.state.pop(PENDING, None)
-        if pending is not None:
+        if isinstance(pending, list) and len(pending) == 2 and isinstance(pending[1], dict):
             name, args = pending
             follow = PENDING_HANDLERS.get(name)
             if follow is not None:

@@ -74,8 +74,15 @@ async def read(context: ToolContext) -> Taste:
         for item in items:
             if item.text.startswith(PREFIX):
                 taste = taste.merge(Taste.parse(item.text))
-    session = context.state.get(STATE_KEY)
-    return taste.merge(session) if isinstance(session, Taste) else taste
+    return taste.merge(_session_taste(context))
+
+
+def _session_taste(context: ToolContext) -> Taste:
+    """What the customer said they like in this conversation."""
+    saved = context.state.get(STATE_KEY)
+    if not isinstance(saved, dict):
+        return Taste()
+    return Taste(artists=[str(a) for a in saved.get("artists", [])], genres=[str(g) for g in saved.get("genres", [])])
 
 
 def resolve(store: MusicStore, artists: list[str], genres: list[str]) -> tuple[list[str], list[str], list[str]]:
@@ -99,8 +106,8 @@ async def save(context: ToolContext, artists: list[str], genres: list[str], unkn
     missing = f" I couldn't find {', '.join(f'“{u}”' for u in unknown)} in the catalog." if unknown else ""
     if not new:
         return "I didn't save anything: name an artist or genre the store carries." + missing
-    session = context.state.get(STATE_KEY)
-    context.state[STATE_KEY] = session.merge(new) if isinstance(session, Taste) else new
+    merged = _session_taste(context).merge(new)
+    context.state[STATE_KEY] = {"artists": merged.artists, "genres": merged.genres}  # plain data: kept with the chat
     said = ", ".join([*artists, *genres])
     if context.memory is None:
         return (f"Noted for this conversation: you like {said}. Sign in and I will remember it next time too."
