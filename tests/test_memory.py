@@ -358,3 +358,26 @@ def test_removing_an_account_removes_its_memories(tmp_path: Path) -> None:
     assert cli("users", "remove", "gina").returncode == 0
     # A new account of the same name starts with no memories.
     assert "Nothing is remembered" in cli("memory", "list", "--user", "gina").stdout
+
+
+async def test_only_memories_relevant_to_the_message_are_recalled(chorus: Chorus) -> None:
+    """Memories are recalled for messages they bear on, not for every question (issue 15: the time
+    in Tokyo and AC/DC's albums came with "Used memory: My favourite artist is Miles Davis")."""
+    assert chorus.memory is not None
+    memory = chorus.memory.for_user("erin")
+    assert memory is not None
+    await memory.remember("My favourite artist is Miles Davis.")
+    await memory.remember("I live in Oslo.")
+
+    def recalled(events: list[TurnEvent]) -> list[str]:
+        return [item for e in events if isinstance(e, RetrievalEvent) and e.kind == "memory" for item in e.items]
+
+    for unrelated in ("What time is it in Tokyo?", "What albums does AC/DC have?", "How long do refunds take?",
+                      "What is 12 * (3 + 4)?", "Hello! What can you do?"):
+        assert recalled(await turn(chorus, "erin", unrelated)) == [], unrelated
+    assert recalled(await turn(chorus, "erin", "Can you recommend some music for me?"))[0] == (
+        "My favourite artist is Miles Davis.")
+    assert recalled(await turn(chorus, "erin", "Tell me about Miles Davis")) == ["My favourite artist is Miles Davis."]
+    assert recalled(await turn(chorus, "erin", "where do I live?"))[0] == "I live in Oslo."
+    everything = recalled(await turn(chorus, "erin", "What do you know about me?"))
+    assert sorted(everything) == ["I live in Oslo.", "My favourite artist is Miles Davis."]

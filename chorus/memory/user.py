@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,7 +31,19 @@ log = logging.getLogger(__name__)
 HUMAN = "user"  # the source of the human's messages in a team (chorus.turn.USER)
 MEMORY_HEADER = "What you remember about this user (from earlier conversations):"
 RECALL_K = 5
-RECALL_MIN_SCORE = 0.2
+RECALL_MIN_SCORE = 0.45
+"""A memory this close to the user's message is recalled for any message ("tell me about Miles
+Davis" next to "My favourite artist is Miles Davis": 0.6)."""
+PERSONAL_MIN_SCORE = 0.2
+"""...and this close for a message about the user ("recommend something for me", "where do I
+live?"), where what they told earlier may matter although the words differ. A question about
+something else ("What time is it in Tokyo?" -0.2, "What albums does AC/DC have?" 0.3) recalls
+nothing."""
+_ABOUT_ME = re.compile(
+    r"\b(?:about me|about myself|know about|remember about|do you remember|what do you (?:know|remember)|"
+    r"who am i|my (?:memories|preferences|profile))\b", re.I)
+"""A message that asks what the team knows about the user: every memory (up to k) answers it."""
+_PERSONAL = re.compile(r"\b(?:i|i'm|im|i'd|i've|i'll|me|my|mine|myself|recommend\w*|suggest\w*)\b", re.I)
 SAME_FACT = 0.93  # a new memory this close to an old one replaces it ("I love jazz" twice)
 MAX_FACT_CHARS = 500
 
@@ -81,16 +94,22 @@ class UserMemory:
                        metadatas=[{"user": self.user_id, "created_at": item.created_at, "at": time.time()}])
         return item
 
-    def recall_sync(self, query: str, k: int = RECALL_K, min_score: float = RECALL_MIN_SCORE) -> list[MemoryItem]:
-        """The memories closest to ``query``. A user with at most ``k`` memories gets them all
-        (closest first): "what do you know about me?" resembles none of them, yet wants them."""
+    def recall_sync(self, query: str, k: int = RECALL_K, min_score: float | None = None) -> list[MemoryItem]:
+        """The memories relevant to ``query``, closest first, at most ``k``.
+
+        "What do you know about me?" resembles none of them, yet wants them all (the ``k``
+        closest). Otherwise a memory must be close to the message (``min_score``, by default
+        :data:`RECALL_MIN_SCORE`, or :data:`PERSONAL_MIN_SCORE` for a message about the user), so
+        an unrelated question recalls nothing.
+        """
         if not query.strip():
             return []
         collection = self._collection()
-        count = collection.count()
-        found = self._query(collection, query, k, count)
-        if count <= k:
+        found = self._query(collection, query, k)
+        if _ABOUT_ME.search(query):
             return found
+        if min_score is None:
+            min_score = PERSONAL_MIN_SCORE if _PERSONAL.search(query) else RECALL_MIN_SCORE
         return [m for m in found if (m.score or 0) >= min_score]
 
     def _query(self, collection: Any, text: str, k: int, count: int | None = None) -> list[MemoryItem]:

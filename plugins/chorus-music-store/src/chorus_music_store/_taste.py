@@ -1,9 +1,14 @@
 """A customer's musical taste: saved to their Chorus memory, used for recommendations.
 
-The taste is one memory, written as a sentence a person can read in the Memories panel
-("Music taste: favourite artists AC/DC, Queen; favourite genres Jazz."), and rewritten whole
-when it grows, so it never splits into near-copies. Visitors without a login have no memory:
-their taste lasts for the conversation only (``ToolContext.state``).
+The taste this plugin saves is one memory, written as a sentence a person can read in the
+Memories panel ("Music taste: favourite artists AC/DC, Queen; favourite genres Jazz."), and
+rewritten whole when it grows, so it never splits into near-copies. Visitors without a login have
+no memory: their taste lasts for the conversation only (``ToolContext.state``).
+
+The user's other memories count too, whoever saved them and however they are phrased ("My
+favourite artist is Miles Davis", saved by the assistant): every artist of the catalog they name
+is a favourite, and every genre they name in a sentence about liking music, unless the sentence
+says the opposite ("I can't stand Queen").
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from chorus import ToolContext
+from chorus_music_store import _parse
 from chorus_music_store._store import MusicStore
 
 PREFIX = "Music taste:"
@@ -21,16 +27,38 @@ _SEP = " | "
 KEEP = 8  # between names: artist names contain commas and "&"
 
 
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+|,?\s+\bbut\b\s+", re.I)
+_DISLIKE = re.compile(r"\b(?:hate|hates|dislike|dislikes|can'?t stand|cannot stand|not (?:a )?(?:big )?fan|"
+                      r"(?:do|does|did)(?:n'?t| not) (?:like|love|enjoy)|never listen|tired of|sick of|allergic)\b",
+                      re.I)
+_LIKING = re.compile(r"\b(?:love|loves|like|likes|enjoy|enjoys|favou?rite|fan|into|listen|listens|adore|prefer|"
+                     r"music|genre|taste)\b", re.I)
+
+
 @dataclass
 class Taste:
     artists: list[str] = field(default_factory=list)
     genres: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """The user's other memories, in their own words: read against the catalog by :meth:`resolved`."""
 
     def merge(self, other: Taste) -> Taste:
         """Both tastes; the most recent :data:`KEEP` names of each kind (a memory is at most 500
         characters)."""
         return Taste(artists=_union(self.artists, other.artists)[-KEEP:],
-                     genres=_union(self.genres, other.genres)[-KEEP:])
+                     genres=_union(self.genres, other.genres)[-KEEP:], notes=_union(self.notes, other.notes))
+
+    def resolved(self, store: MusicStore) -> Taste:
+        """This taste with what the notes say, in the catalog's own names (blocking: the store)."""
+        found = Taste()
+        for note in self.notes:
+            for sentence in _SENTENCE.split(note):
+                if not sentence.strip() or _DISLIKE.search(sentence):
+                    continue
+                found.artists = _union(found.artists, _parse.names_in(sentence, store.artists(), exact_case_below=6))
+                if _LIKING.search(sentence):
+                    found.genres = _union(found.genres, _parse.names_in(sentence, store.genres()))
+        return Taste(artists=_union(self.artists, found.artists), genres=_union(self.genres, found.genres))
 
     def __bool__(self) -> bool:
         return bool(self.artists or self.genres)
@@ -74,6 +102,8 @@ async def read(context: ToolContext) -> Taste:
         for item in items:
             if item.text.startswith(PREFIX):
                 taste = taste.merge(Taste.parse(item.text))
+            else:
+                taste.notes.append(item.text)
     return taste.merge(_session_taste(context))
 
 
@@ -143,6 +173,7 @@ def recommend(store: MusicStore, *, genre: str, artist: str, taste: Taste, limit
             sections.append((f"Some **{genres[0][1]}** tracks you might like", tracks))
         return "\n\n".join(f"{head}:\n" + "\n".join(_track_line(t) for t in tracks) for head, tracks in sections
                            if tracks) or "I have nothing to recommend for that yet."
+    taste = taste.resolved(store)
     if not taste:
         tracks = store.tracks(limit=limit)
         return ("Here are the store's best sellers. Tell me your favourite artists or genres "
