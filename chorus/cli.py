@@ -479,6 +479,7 @@ def _forget_memories_of(name: str) -> None:
         memory = service.for_user(name.strip())
         if memory is not None:
             memory.forget_all_sync()
+        service.forget_user_files_sync(name.strip())  # and the files attached in their conversations
     except VectorStoreError as exc:
         typer.secho(f"warning: the memories of {name!r} were not deleted ({exc}). Run `chorus memory delete "
                     f"--user {name} --all` once the store is free.", fg=typer.colors.YELLOW, err=True)

@@ -455,6 +455,10 @@ async def run_turn(
     typed = text
     if attachments:
         text = with_attachments(text, [replace(a, text=clean_text(a.text)) for a in attachments])
+        if session.tool_context is not None:  # searchable in this conversation's later turns
+            from chorus.memory.files import conversation_files
+
+            conversation_files(session.tool_context).add(attachments, keep=session.checkpoints is not None)
     turn_id = turn_id or uuid.uuid4().hex
     tracer = session.chorus.tracer
     async with session._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import uuid
 import sys
 import time
 from collections.abc import Iterator
@@ -354,10 +355,20 @@ def test_removing_an_account_removes_its_memories(tmp_path: Path) -> None:
     memory = service.for_user("gina")
     assert memory is not None
     memory.remember_sync("Gina loves tango.")
+    from chorus.memory.files import ConversationFiles
+
+    kept = ConversationFiles("gina", str(uuid.uuid4()), service.store)
+    kept._index_sync("diary.md", "# Diary\n\nGina's locker code is 4471.\n", keep=True)
+    assert kept.search_sync("locker code")
     service.close()
     assert cli("users", "remove", "gina").returncode == 0
-    # A new account of the same name starts with no memories.
+    # A new account of the same name starts with no memories, and none of the old files.
     assert "Nothing is remembered" in cli("memory", "list", "--user", "gina").stdout
+    service = MemoryService(Settings(home=tmp_path))
+    try:
+        assert service.forget_user_files_sync("gina") == 0  # `users remove` already took them
+    finally:
+        service.close()
 
 
 async def test_only_memories_relevant_to_the_message_are_recalled(chorus: Chorus) -> None:

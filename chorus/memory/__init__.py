@@ -6,7 +6,8 @@ touches Chroma or loads the embedding model until first use, so start-up and the
 - ``embeddings``: all-MiniLM-L6-v2 in numpy (offline default) and litellm embeddings;
 - ``store``: the Chroma client, embedded with a single-writer lock, or a server;
 - ``knowledge``: ``chorus ingest`` and search, with sources;
-- ``user``: each user's memories, and the AutoGen ``Memory`` that recalls them.
+- ``user``: each user's memories, and the AutoGen ``Memory`` that recalls them;
+- ``files``: the files attached in a conversation, searchable in its later turns only.
 """
 
 from __future__ import annotations
@@ -127,6 +128,29 @@ class MemoryService:
         for source, error in report.failed:
             log.warning("knowledge base: %s was skipped: %s", source, error)
         return True
+
+    def forget_conversation_files_sync(self, user_id: str, thread_id: str) -> int:
+        """Delete the files kept with ``user_id``'s conversation ``thread_id`` (it was deleted);
+        how many passages went. Blocking."""
+        if not self.available:
+            return 0
+        from chorus.memory.files import forget_conversation_sync
+
+        return forget_conversation_sync(self.store, user_id, thread_id)
+
+    async def forget_conversation_files(self, user_id: str, thread_id: str) -> int:
+        """:meth:`forget_conversation_files_sync` in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self.forget_conversation_files_sync, user_id, thread_id)
+
+    def forget_user_files_sync(self, user_id: str) -> int:
+        """Delete every file kept with ``user_id``'s conversations (a removed account). Blocking."""
+        if not self.available:
+            return 0
+        from chorus.memory.files import forget_user_sync
+
+        return forget_user_sync(self.store, user_id)
 
     def close(self) -> None:
         if self._store is not None:

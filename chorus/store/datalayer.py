@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
@@ -35,9 +36,18 @@ _TAG_KEYS = ("tags", "thread_tags", "step_tags")
 class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
     """The data layer the page uses for users, threads, steps, elements and feedback."""
 
-    def __init__(self, url: str, files: LocalFileStore | None = None, max_message_chars: int = 20_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        files: LocalFileStore | None = None,
+        max_message_chars: int = 20_000,
+        on_deleted: Callable[[str, str], Awaitable[Any]] | None = None,
+    ) -> None:
         super().__init__(conninfo=url, storage_provider=files)  # type: ignore[arg-type]  # duck-typed client
         self.max_message_chars = max_message_chars
+        self.on_deleted = on_deleted
+        """Called with (owner identifier, thread id) once a thread is deleted: what else was kept
+        with it (the files attached in it, in the vector store) goes too."""
         configure(self.engine)
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock: asyncio.Lock | None = None
@@ -254,13 +264,17 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
     async def delete_thread(self, thread_id: str) -> None:
         """Delete the thread, its steps, elements (and their files) and feedback, and the team's saved states."""
         caller = current_caller()
-        if caller is not TRUSTED:
-            exists, owner = await self._thread_owner(thread_id)
-            if exists and owner != caller:
-                refuse(None, "that conversation is not yours")
+        exists, owner = await self._thread_owner(thread_id)
+        if caller is not TRUSTED and exists and owner != caller:
+            refuse(None, "that conversation is not yours")
         await super().delete_thread(thread_id)
         for table in ("chorus_checkpoint_log", "chorus_checkpoints", "chorus_turn_states"):
             await self.execute_sql(f"DELETE FROM {table} WHERE thread_id = :id", {"id": thread_id})
+        if exists and owner is not None and self.on_deleted is not None:
+            try:
+                await self.on_deleted(owner, thread_id)
+            except Exception as exc:  # the conversation is gone either way; say what was left behind
+                log.error("conversation %s was deleted, but what was kept with it was not: %s", thread_id, exc)
 
 
 THREAD_NAME_CHARS = 200
