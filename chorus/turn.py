@@ -206,6 +206,7 @@ class ChatSession:
         self.built = build_team(
             self.spec, self.chorus.registry, settings, on_call=self._on_call, stream=self.stream,
             tool_context=self.tool_context, memories=memories, on_notice=self._notices.append,
+            other_teams=list(self.chorus.catalog.teams.values()),
         )
         for model in sorted(self.built.models):
             error = validate_model(model)

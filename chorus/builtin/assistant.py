@@ -74,33 +74,121 @@ def days_between(start: str, end: str) -> str:
     return f"From {first:%A %d %B %Y} to {second:%A %d %B %Y} is {days} day{'s' if abs(days) != 1 else ''}."
 
 
-_IN_PLACE = re.compile(r"\b(?:in|at|for)\s+([A-Za-z_/ ]+?)\s*(?:right now|now|today)?\s*[?.!]*$", re.I)
+_IN_PLACE = re.compile(r"\b(?:in|at|for)\s+([^\W\d][\w/ .'-]*?)\s*[?.!]*$", re.I)
+_TRAILING = re.compile(
+    r"[\s,]*\b(?:right now|just now|now|today|currently|at the moment|at present|please|pls|plz|thanks|"
+    r"thank you|there|then|exactly|precisely)\s*[?.!]*$", re.I)
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+_IANA = re.compile(r"\b[A-Za-z]+/[A-Za-z_]+(?:/[A-Za-z_]+)?\b")
+# Asking for the time or the date (not "how are you today?", not "good morning").
+_TIME_WORDS = re.compile(
+    r"\b(?:time|clock|date|hour|o'clock|timezone)\b|\b(?:what|which) day\b|\bday is it\b", re.I)
 
 
-_TIME_WORDS = re.compile(r"\b(time|clock|date|day|today|now|hour|o'clock)\b", re.I)
+def _place(text: str) -> str | None:
+    """The city or time zone ``text`` asks about, as typed: "in <place>" at the end (after words
+    such as "right now" or "please"), else a city Chorus knows or an IANA name anywhere."""
+    trimmed = text.strip()
+    while (shorter := _TRAILING.sub("", trimmed)) != trimmed:
+        trimmed = shorter
+    match = _IN_PLACE.search(trimmed)
+    if match:
+        place = match.group(1).strip(" .'")
+        if place.lower().startswith("the "):
+            place = place[4:]
+        try:
+            _zone(place)
+            return place
+        except ValueError:
+            pass
+    for city in sorted(_CITY_ZONES, key=len, reverse=True):
+        found = re.search(rf"(?<!\w){re.escape(city)}(?!\w)", text, re.I)
+        if found:
+            return str(found.group(0))
+    for name in _IANA.findall(text):
+        try:
+            _zone(name)
+            return str(name)
+        except ValueError:
+            continue
+    return None
 
 
 def _time_args(text: str) -> Mapping[str, Any] | None:
-    if not _TIME_WORDS.search(text):
+    if not _TIME_WORDS.search(text) or _DAYS_WORDS.search(text):
         return None
-    match = _IN_PLACE.search(text.strip())
-    if match:
-        place = match.group(1).strip()
-        try:
-            _zone(place)
-        except ValueError:
-            return None
+    if any(day != date.today() for _at, day in _dates(text, past=False)):
+        return None  # "what day of the week is 2026-12-25": days_between says, the clock does not
+    place = _place(text)
+    if place is not None:
         return {"timezone": place}
+    if _IN_PLACE.search(_TRAILING.sub("", text.strip())) and re.search(r"\b(?:in|at|for)\s+[A-Z]", text):
+        return None  # a place Chorus does not know: better no answer than UTC's
     return {"timezone": "UTC"}
 
 
+_MONTHS = {name: number for number, names in enumerate(
+    [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
+     ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
+     ("november", "nov"), ("december", "dec")], start=1) for name in names}
+_MONTH = "(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"(?:,?\s+(\d{4}))?"
+_DATES = (
+    ("iso", re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")),
+    ("dmy", re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH}{_YEAR}\b", re.I)),
+    ("mdy", re.compile(rf"\b{_MONTH}\s+{_DAY}{_YEAR}\b", re.I)),
+    ("word", re.compile(r"\b(today|tomorrow|yesterday)\b", re.I)),
+)
+_DAYS_WORDS = re.compile(r"\b(?:how many days|days (?:until|till|til|to|since|between|from|left|ago)|"
+                         r"how long (?:until|till|til|since|ago|is it|from|between)|count the days)\b", re.I)
+_DAYS_CUE = re.compile(r"\b(?:days?|long|until|till|til|since|between|from|ago|left|away|count|weeks?)\b", re.I)
+_SINCE = re.compile(r"\b(?:since|ago|passed|elapsed|gone by)\b", re.I)
+
+
+def _dates(text: str, *, past: bool) -> list[tuple[int, date]]:
+    """The dates ``text`` names, with where they start; a date without a year is the next one
+    (the last one when ``past``)."""
+    today = date.today()
+    found: list[tuple[int, date]] = []
+    taken: list[range] = []
+    for kind, pattern in _DATES:
+        for m in pattern.finditer(text):
+            if any(m.start() in span for span in taken):
+                continue
+            try:
+                if kind == "iso":
+                    day = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+                elif kind == "word":
+                    offset = {"today": 0, "tomorrow": 1, "yesterday": -1}[m.group(1).lower()]
+                    day = date.fromordinal(today.toordinal() + offset)
+                else:
+                    d, month = (m.group(1), m.group(2)) if kind == "dmy" else (m.group(2), m.group(1))
+                    number = _MONTHS[month.lower().rstrip(".")]
+                    year = int(m.group(3)) if m.group(3) else today.year
+                    day = date(year, number, int(d))
+                    if not m.group(3) and (day < today if not past else day > today):
+                        day = day.replace(year=year + (-1 if past else 1))
+            except ValueError:
+                continue
+            taken.append(range(m.start(), m.end()))
+            found.append((m.start(), day))
+    return sorted(found)
+
+
 def _days_args(text: str) -> Mapping[str, Any] | None:
-    dates = _ISO_DATE.findall(text)
+    """Two dates (ISO, "25 December 2030", "March 3, 2027", "today"), or one and today."""
+    if not _DAYS_CUE.search(text) and not _ISO_DATE.search(text):
+        return None
+    since = bool(_SINCE.search(text))
+    dates = [d for _at, d in _dates(text, past=since)]
     if len(dates) >= 2:
-        return {"start": dates[0], "end": dates[1]}
-    if len(dates) == 1:
-        return {"start": "today", "end": dates[0]}
+        return {"start": dates[0].isoformat(), "end": dates[1].isoformat()}
+    if len(dates) == 1 and (_DAYS_CUE.search(text) or _ISO_DATE.search(text)):
+        if dates[0] == date.today() and not _ISO_DATE.search(text):
+            return None  # "what day is it today": the clock's question
+        other = dates[0].isoformat()
+        return {"start": other, "end": "today"} if since else {"start": "today", "end": other}
     return None
 
 
@@ -114,12 +202,22 @@ async def remember(fact: str, context: ToolContext) -> str:
 
 
 _PREFERENCE = re.compile(
-    r"\b(my (favou?rite|name|birthday)\b|i (really |also |do )?(like|love|prefer|enjoy|adore|hate|dislike|listen to)\b"
-    r"|i'?m (a|an|into|allergic|vegetarian|vegan)\b|i am (a|an|into|allergic|vegetarian|vegan)\b|call me\b"
-    r"|remember (that|this|me)\b)",
+    r"\b(my (favou?rite|fave|name|birthday|birth ?date|pronouns|job|hometown|home town|partner|wife|husband|"
+    r"son|daughter|kids?|children|dog|cat|pet|diet)\b"
+    r"|i (really |also |do |just )?(like|love|prefer|enjoy|adore|hate|dislike|listen to)\b"
+    r"|i'?m (a|an|into|allergic|vegetarian|vegan|from|based in|called|named)\b"
+    r"|i am (a|an|into|allergic|vegetarian|vegan|from|based in|called|named)\b"
+    r"|i (live|work|was born|grew up|study|speak)\b|call me\b|my name's\b"
+    r"|remember (that|this|me|i|my)\b|keep (that|this|it) in mind|(please )?note (that|down)\b"
+    r"|don'?t forget|do not forget)",
     re.I,
 )
-_QUESTION = re.compile(r"^\s*(what|which|who|whom|when|where|why|how|do|does|did|can|could|would|is|are)\b", re.I)
+_QUESTION = re.compile(
+    r"^\s*(what|which|who|whom|when|where|why|how|do|does|did|can|could|would|is|are)\b(?!['’])", re.I)
+_ASIDE = re.compile(
+    r"^(?:please\s+)?(?:(?:reme?m?ber|note|don'?t forget|do not forget)(?:\s+that)?[,:]?\s+)"
+    r"|[,;.\s]*(?:please\s+)?(?:keep (?:that|this|it) in mind|remember (?:that|this|it)|don'?t forget (?:that|it))"
+    r"[.!]*$", re.I)
 
 
 def _remember_args(text: str) -> Mapping[str, Any] | None:
@@ -127,7 +225,9 @@ def _remember_args(text: str) -> Mapping[str, Any] | None:
     text = text.strip()
     if not _PREFERENCE.search(text) or text.endswith("?") or _QUESTION.match(text):
         return None
-    fact = re.sub(r"^(please\s+)?remember (that\s+)?", "", text, flags=re.I).strip()
+    fact = text
+    while (shorter := _ASIDE.sub("", fact).strip()) != fact:
+        fact = shorter
     return {"fact": fact[:1].upper() + fact[1:]} if fact else None
 
 
@@ -136,21 +236,24 @@ def chorus_register_tools() -> list[ToolSpec]:
     return [
         ToolSpec(
             func=remember,
-            keywords=("my favourite", "my favorite", "i like", "i love", "i prefer", "remember that", "call me"),
+            keywords=("my favourite", "my favorite", "i like", "i love", "i prefer", "remember that", "call me",
+                      "my name is", "keep in mind", "don't forget", "note that", "i live in", "i'm from"),
             offline_args=_remember_args,
             examples=("My favourite artist is Miles Davis.",),
         ),
         ToolSpec(
             func=current_time,
-            keywords=("what time", "time is it", "current time", "time in", "what day", "today's date", "date today"),
+            keywords=("what time", "time is it", "current time", "time in", "what day", "today's date", "date today",
+                      "local time", "time zone", "what hour", "clock"),
             offline_args=_time_args,
             examples=("What time is it in Tokyo?",),
         ),
         ToolSpec(
             func=days_between,
-            keywords=("how many days", "days until", "days between", "days since", "days from"),
+            keywords=("how many days", "days until", "days between", "days since", "days from", "days till",
+                      "days left", "how long until", "how long since", "count the days"),
             offline_args=_days_args,
-            examples=("How many days until 2027-01-01?",),
+            examples=("How many days until 2027-01-01?", "How many days from 1 May 2026 to 1 June 2026?"),
         ),
     ]
 

@@ -12,9 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from chorus.models._understand import concept_sequence, concepts
 from chorus.plugins import AgentSpec, ToolSpec, hookimpl
-
-_WORD = re.compile(r"[a-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -43,11 +42,17 @@ def help_topics() -> tuple[HelpTopic, ...]:
 
 
 def _score(question: str, topic: HelpTopic) -> int:
-    words = set(_WORD.findall(question.lower()))
-    low = f" {' '.join(_WORD.findall(question.lower()))} "
-    phrase_hits = sum(3 for k in topic.keywords if f" {' '.join(_WORD.findall(k.lower()))} " in low)
-    title_hits = len(words & set(_WORD.findall(topic.title.lower())))
+    """Keyword phrases (as stems or synonyms: "logins", "sign in" for "login") count 3, or 1 for
+    keywords too common to mean a topic on their own; words of the title count 1."""
+    said = f" {' '.join(concept_sequence(question))} "
+    phrase_hits = sum(1 if k in _GENERIC or k in _WEAK else 3 for k in topic.keywords if _says(said, k))
+    title_hits = len(concepts(question) & concepts(topic.title))
     return phrase_hits + title_hits
+
+
+def _says(said: str, keyword: str) -> bool:
+    phrase = " ".join(concept_sequence(keyword))
+    return bool(phrase) and f" {phrase} " in said
 
 
 def chorus_help(question: str) -> str:
@@ -62,13 +67,15 @@ def chorus_help(question: str) -> str:
 
 # Topic keywords too common to mean "a question about Chorus" on their own.
 _GENERIC = frozenset({"agents", "work", "about", "what is"})
+# Keywords that call for help but say little about which topic: every question here is about Chorus.
+_WEAK = frozenset({"chorus"})
 
 
 def _help_args(text: str) -> dict[str, Any] | None:
     """Only a topic's own keyword phrase (not "what is", not a title word) calls for help."""
-    low = f" {' '.join(_WORD.findall(text.lower()))} "
+    said = f" {' '.join(concept_sequence(text))} "
     for topic in help_topics():
-        if any(f" {' '.join(_WORD.findall(k.lower()))} " in low for k in topic.keywords if k not in _GENERIC):
+        if any(_says(said, k) for k in topic.keywords if k not in _GENERIC):
             return {"question": text}
     return None
 

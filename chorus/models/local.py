@@ -50,6 +50,17 @@ class ModelHints:
     team: str | None = None
     agents: Mapping[str, AgentSpec] = field(default_factory=dict)
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
+    elsewhere: tuple[OtherTeam, ...] = ()
+    """The other teams the user can switch to, so a question for one of them is pointed there."""
+
+
+@dataclass(frozen=True)
+class OtherTeam:
+    """A team of the catalog other than the one answering: its name, title and members."""
+
+    name: str
+    title: str
+    agents: tuple[AgentSpec, ...]
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,14 @@ It does not understand prose. It reads the specs Chorus hands it
 the user's message to the member whose keywords, tools and description match
 it best; as an agent it calls a tool when the message asks for what a tool
 provides (the tool's ``offline_args`` parser, or numbers and words matched to
-the tool's parameters), reports the tool's result, and otherwise explains
-what the team can do and how to switch to a real model.
+the tool's parameters), reports the tool's result, and otherwise says, once and
+briefly, what the team can do and how to switch to a real model.
+
+Matching forgives the way people type (:mod:`chorus.models._understand`):
+inflections, everyday synonyms, typos against the words the team's specs use,
+chat spellings; :mod:`chorus.models._fit` scores a message against tools and
+agents. Specs teach it more: a tool's keywords, examples and description are
+its vocabulary.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from typing import Any
 
 from chorus.attachments import Attachment, split_attachments
 from chorus.models._convert import text_of
-from chorus.models.local import ModelHints, ModelReply, ModelRequest, ToolCall, register_local_model
+from chorus.models._fit import agent_score, keyword_hits, lexicon_of, parsed_args, shared_words, tool_score
+from chorus.models._understand import read
+from chorus.models.local import ModelHints, ModelReply, ModelRequest, OtherTeam, ToolCall, register_local_model
 from chorus.plugins._specs import AgentSpec, ToolSpec
 
 OFFLINE_NOTICE = (
@@ -58,58 +66,6 @@ def words(text: str) -> list[str]:
             w = w[:-1]
         result.append(w)
     return result
-
-
-def _plain(text: str) -> str:
-    """Lower-case words with the same light plural stem as :func:`words`, stopwords kept."""
-    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-                    for w in _WORD.findall(text.lower()))
-
-
-def _keyword_hits(text: str, keywords: Iterable[str]) -> int:
-    low = f" {_plain(text)} "
-    hits = 0
-    for kw in keywords:
-        phrase = _plain(kw)
-        if phrase and f" {phrase} " in low:
-            hits += 1
-    return hits
-
-
-def _overlap(text_words: set[str], description: str) -> int:
-    return len(text_words & set(words(description)))
-
-
-def tool_score(text: str, tool: ToolSpec) -> int:
-    """How strongly ``text`` asks for ``tool``: keyword phrases count triple."""
-    tw = set(words(text))
-    return 3 * _keyword_hits(text, tool.keywords) + _overlap(tw, f"{tool.name.replace('_', ' ')} {tool.description}")
-
-
-def agent_score(text: str, agent: AgentSpec, tools: Mapping[str, ToolSpec]) -> int:
-    """How well ``agent`` (its keywords, tools and description) fits ``text``."""
-    tw = set(words(text))
-    score = 3 * _keyword_hits(text, agent.keywords) + _overlap(tw, agent.description)
-    for name in agent.tools:
-        tool = tools.get(name)
-        if tool is not None and _can_call(text, tool):
-            # A tool whose own parser found its arguments in the message is strong evidence.
-            score += tool_score(text, tool) + (2 if tool.offline_args is not None else 0)
-    return score
-
-
-def _can_call(text: str, tool: ToolSpec) -> bool:
-    """False when the tool's own parser says the message gives it nothing to work with.
-
-    Keeps a generic keyword ("what is") from routing every question to an agent
-    whose tool could not answer it.
-    """
-    if tool.offline_args is None:
-        return True
-    try:
-        return tool.offline_args(text) is not None
-    except Exception:
-        return False
 
 
 _GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|howdy|good (morning|afternoon|evening)|greetings)\b", re.I)
@@ -154,45 +110,53 @@ class OfflineModel:
             return ModelReply(tool_calls=(call,))
         summarised = _team_summary_given(messages)
         remembered = _remembered(messages)
+        if not summarised and (better := team_for(user_text, request.hints)) is not None:
+            return ModelReply(text=_pointer(*better, remembered))
         if remembered and _ABOUT_ME.search(user_text):
             return ModelReply(text=_about_you(remembered))
         return ModelReply(text=self._text_answer(user_text, request.hints, summarised=summarised))
 
     def _tool_call(self, text: str, request: ModelRequest) -> ToolCall | None:
+        """The offered tool the message asks for, with its arguments, if any.
+
+        Tools are tried best-scoring first; a tool counts when its keywords or description match
+        the message, or when its own ``offline_args`` parser finds its arguments in it.
+        """
         if not text or request.tool_choice == "none":
             return None
+        lexicon = lexicon_of(request.hints)
+        reading = read(text, lexicon)
         offered = [t["function"]["name"] for t in request.tools]
         ranked = []
-        for name in offered:
+        for index, name in enumerate(offered):
             spec = request.hints.tools.get(name)
             if spec is None:
                 continue
-            score = tool_score(text, spec)
-            if _keyword_hits(text, spec.keywords) or score >= 2:
-                ranked.append((score, -offered.index(name), spec))
+            score = tool_score(reading, spec)
+            if spec.offline_args is not None or keyword_hits(reading, spec.keywords) or score >= 2:
+                ranked.append((score, -index, spec))
         for _score, _order, spec in sorted(ranked, key=lambda r: (r[0], r[1]), reverse=True):
             schema = next(t["function"] for t in request.tools if t["function"]["name"] == spec.name)
-            args = _arguments(text, spec, schema.get("parameters") or {})
+            if spec.offline_args is not None:
+                parsed = parsed_args(reading, spec, lexicon)
+                args = dict(parsed) if parsed is not None else None
+            else:
+                args = _arguments(reading.corrected, spec, schema.get("parameters") or {})
             if args is not None:
                 return ToolCall(name=spec.name, arguments=args)
         return None
 
     def _text_answer(self, text: str, hints: ModelHints, *, summarised: bool = False) -> str:
         me = hints.agents.get(hints.agent or "")
-        if summarised:  # a teammate already listed what the team can do in this turn
-            return f"Hello! {intro_of(me)} See above for what the rest of the team can do."
-        intro = intro_of(me)
+        if summarised:  # a teammate already listed what the team can do (this agent too) in this turn
+            return f"Hello! I'm **{me.name if me else 'an agent'}**, on this team too: see above for what we can do."
         if _MODEL_SETUP.search(text):
             return CONFIGURE_HINT
         if _THANKS.search(text) and len(words(text)) <= 4:
             return "You're welcome! Ask me anything else I can help with."
         if _GREETING.search(text) or _HELP.search(text):
-            return f"Hello! {intro}\n\n{_team_summary(hints)}\n\n{_offline_footer()}"
-        return (
-            f"{intro} I'm running on Chorus's offline model, which answers only what its tools "
-            f"and built-in knowledge cover, so I can't answer that one.\n\n{_team_summary(hints)}\n\n"
-            f"{_offline_footer()}"
-        )
+            return f"Hello! {_team_summary(hints)}\n\n{_offline_footer()}"
+        return _cannot_answer(hints)
 
 
 def keyword_speaker(messages: list[dict[str, Any]], hints: ModelHints) -> str:
@@ -200,11 +164,13 @@ def keyword_speaker(messages: list[dict[str, Any]], hints: ModelHints) -> str:
     selector prompt (ties go to the member listed first)."""
     prompt = "\n".join(text_of(m) for m in messages)
     candidates = _candidates(prompt, hints.agents)
-    user_text = _last_user_turn(prompt, set(hints.agents))
+    lexicon = lexicon_of(hints)
+    reading = read(_last_user_turn(prompt, set(hints.agents)), lexicon)
+    shared = shared_words(hints.agents.values(), hints.tools)
     return max(
         candidates,
-        key=lambda name: (agent_score(user_text, hints.agents[name], hints.tools) if name in hints.agents else 0,
-                          -candidates.index(name)),
+        key=lambda name: (agent_score(reading, hints.agents[name], hints.tools, lexicon, shared=shared)
+                          if name in hints.agents else 0, -candidates.index(name)),
     )
 
 
@@ -311,14 +277,76 @@ def _team_summary(hints: ModelHints) -> str:
         return "This team has no agents with tools."
     lines = [_SUMMARY_HEAD]
     for spec in hints.agents.values():
-        examples = list(spec.examples)
-        for name in spec.tools:
-            tool = hints.tools.get(name)
-            if tool is not None:
-                examples.extend(tool.examples)
-        example = f" Try: “{examples[0]}”" if examples else ""
-        lines.append(f"- **{spec.name}**: {spec.description.rstrip('.')}.{example}")
+        example = _example_of(spec, hints)
+        tried = f" Try: “{example}”" if example else ""
+        lines.append(f"- **{spec.name}**: {spec.description.rstrip('.')}.{tried}")
     return "\n".join(lines)
+
+
+def _example_of(agent: AgentSpec, hints: ModelHints) -> str | None:
+    examples = list(agent.examples)
+    for name in agent.tools:
+        tool = hints.tools.get(name)
+        if tool is not None:
+            examples.extend(tool.examples)
+    return examples[0] if examples else None
+
+
+def team_for(text: str, hints: ModelHints) -> tuple[OtherTeam, AgentSpec] | None:
+    """Another team whose agent fits ``text`` well where this team has nothing for it: the team and
+    that agent. It takes one of the agent's (or its tools') keywords, or a tool parser that finds
+    its arguments, and a score of 3 or more; the best such agent wins, the catalog's order breaks ties."""
+    if _GREETING.search(text) or _HELP.search(text) or _MODEL_SETUP.search(text):
+        return None
+    best: tuple[int, OtherTeam, AgentSpec] | None = None
+    for team in hints.elsewhere:
+        agents = {a.name: a for a in team.agents if a.name not in hints.agents}
+        if not agents:
+            continue
+        lexicon = lexicon_of(ModelHints(agents=agents, tools=hints.tools))
+        reading = read(text, lexicon)
+        for agent in agents.values():
+            tools = [t for name in agent.tools if (t := hints.tools.get(name)) is not None]
+            hits = keyword_hits(reading, (*agent.keywords, *(k for t in tools for k in t.keywords)))
+            parsed = any(parsed_args(reading, t, lexicon) is not None for t in tools if t.offline_args is not None)
+            if not hits and not parsed:
+                continue
+            score = agent_score(reading, agent, hints.tools, lexicon)
+            if score >= 3 and (best is None or score > best[0]):
+                best = (score, team, agent)
+    return (best[1], best[2]) if best is not None else None
+
+
+def _pointer(team: OtherTeam, agent: AgentSpec, remembered: list[str]) -> str:
+    """Where to ask instead: the team that can answer, and how to switch to it."""
+    taste = ""
+    if remembered:
+        taste = "\n\nIt will see what I remember about you too:\n" + "\n".join(f"- {m}" for m in remembered)
+    return (
+        f"That's one for the **{team.title}** team, whose **{agent.name}** agent can help "
+        f"({agent.description.rstrip('.')}). This team can't answer it.\n\n"
+        f"Pick **{team.title}** in the team menu at the top of the chat and ask again "
+        f"(in a terminal: `chorus ask --team {team.name} \"...\"`).{taste}"
+    )
+
+
+def _cannot_answer(hints: ModelHints) -> str:
+    """One short, kind answer to what no tool covers: what the team can do instead, once."""
+    asks = [f"- **{spec.name}** ({_role_of(spec)}): “{example}”" for spec in hints.agents.values()
+            if (example := _example_of(spec, hints))]
+    offer = ("Here is what you can ask this team:\n" + "\n".join(asks)) if asks else (
+        "This team has no tools to answer with.")
+    return (
+        "Sorry, I can't answer that one: Chorus is running its offline model, which only does what "
+        f"this team's tools do.\n\n{offer}\n\n"
+        "_Free-form answers need a real model: set `CHORUS_MODEL` to one._"
+    )
+
+
+def _role_of(agent: AgentSpec) -> str:
+    """The first words of an agent's description ("A general assistant", "Explains Chorus itself")."""
+    role = re.split(r"[:;(.]|, | - | — ", agent.description, maxsplit=1)[0].strip()
+    return role if role[1:2].isupper() else role[:1].lower() + role[1:]
 
 
 def _report_tool_results(messages: list[dict[str, Any]]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -13,6 +13,7 @@ from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
 from autogen_core.memory import Memory
 
 from chorus.models import CallRecord, ChorusModelClient, ModelHints
+from chorus.models.local import OtherTeam
 from chorus.models.offline import SELECTOR_INSTRUCTIONS
 from chorus.plugins._specs import AgentContext, AgentSpec, ToolContext
 from chorus.plugins.manager import Registry
@@ -128,19 +129,27 @@ def build_team(
     tool_context: ToolContext | None = None,
     memories: list[Memory] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    other_teams: Sequence[TeamSpec] = (),
 ) -> BuiltTeam:
     """Build the AutoGen team for ``spec``; members that fail are left out and reported.
 
     ``tool_context`` is bound into the tools that ask for it; ``memories`` go to every agent.
+    ``other_teams`` are the teams the user could switch to: the offline model points a question
+    this team cannot answer to the one that can.
     """
     members, problems = resolve_members(spec, registry)
     hints_agents = {m.name: m for m in members}
+    elsewhere = tuple(
+        OtherTeam(name=other.name, title=other.title, agents=tuple(resolve_members(other, registry)[0]))
+        for other in other_teams if other.name != spec.name
+    )
 
     def client(model: str, label: str, role: Any = "agent") -> ChorusModelClient:
         return ChorusModelClient(
             model,
             label=label,
-            hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=registry.tools),
+            hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=registry.tools,
+                             elsewhere=elsewhere),
             api_base=settings.model_api_base,
             api_key=settings.model_api_key,
             timeout=settings.model_timeout,

@@ -201,6 +201,14 @@ def test_convert_units_errors_name_what_is_supported() -> None:
         ("Compute sin(pi/2) + cos(0)", "sin(pi / 2) + cos(0)"),
         ("I have 3, 4 and 5 apples; what is 3 + 4 + 5?", "3 + 4 + 5"),
         ("what is 7 divided by 0", "7 / 0"),
+        # Sums said as verbs, halves and averages.
+        ("10-3", "10 - 3"),
+        ("add 5 and 7", "5 + 7"),
+        ("subtract 3 from 10", "10 - 3"),
+        ("multiply 6 by 7", "6 * 7"),
+        ("divide 20 by 4", "20 / 4"),
+        ("half of 250", "250 / 2"),
+        ("what is the average of 2, 4 and 9", "(2 + 4 + 9) / 3"),
     ],
 )
 def test_calculate_args(message: str, expression: str) -> None:
@@ -210,7 +218,9 @@ def test_calculate_args(message: str, expression: str) -> None:
 @pytest.mark.parametrize(
     "message",
     ["what is the capital of France", "hello", "What is 2024?", "what is 50%", "convert 5 km to miles",
-     "how many feet in 3 meters", "", "what is " + "1 + " * 1000 + "1"],
+     "how many feet in 3 meters", "", "what is " + "1 + " * 1000 + "1",
+     "what day of the week is 2026-12-25", "meet me at 10:30", "my phone number is 555-1234",
+     "it's 5-10 minutes away", "the score was 3-1"],
 )
 def test_calculate_args_declines(message: str) -> None:
     assert calculate_args(message) is None
@@ -235,6 +245,8 @@ def test_calculate_args_declines(message: str) -> None:
         ("5km in mi", (5.0, "km", "mi")),
         ("convert 12 fl oz to ml", (12.0, "fl oz", "ml")),
         ("convert 5 kg to meters", (5.0, "kg", "m")),  # the tool explains why it can't
+        ("kg to lbs 5", (5.0, "kg", "lb")),
+        ("fahrenheit 212 to celsius", (212.0, "°F", "°C")),
     ],
 )
 def test_convert_args(message: str, expected: tuple[float, str, str]) -> None:

@@ -53,3 +53,28 @@ async def test_every_phrasing_of_a_taste_counts_and_dislikes_do_not(chorus_: Cho
     # A user with no taste in memory still gets the store's best sellers, and an invitation.
     events = await turn(chorus_.open_session("music-store", user_id="nobody"), "Recommend something")
     assert "best sellers" in replies(events)[-1].content
+
+
+async def test_the_default_team_points_a_music_request_to_the_store(chorus_: Chorus) -> None:
+    """Issue 15: in the default team, "Can you recommend some music for me?" recited the memory and
+    recommended nothing. The default team has no catalog: it says which team has one."""
+    assert chorus_.memory is not None
+    memory = chorus_.memory.for_user("cleo")
+    assert memory is not None
+    await memory.remember("My favourite artist is Miles Davis.")
+    ask = "Can you recommend some music for me?"
+
+    answer = replies(await turn(chorus_.open_session(user_id="cleo"), ask))[-1].content
+    assert "**Music store** team" in answer and "--team music-store" in answer, answer
+    assert "My favourite artist is Miles Davis." in answer  # what the store will go on
+
+    answer = replies(await turn(chorus_.open_session("music-store", user_id="cleo"), ask))[-1].content
+    assert "Because you like **Miles Davis**" in answer, answer
+
+    # What the default team answers itself is not sent elsewhere, and the store sends back the rest.
+    time = replies(await turn(chorus_.open_session(user_id="cleo"), "What time is it in Tokyo?"))[-1].content
+    assert "Asia/Tokyo" in time and "team menu" not in time
+    away = replies(await turn(chorus_.open_session("music-store", user_id="cleo"), "What time is it in Tokyo?"))
+    assert "**Chorus** team" in away[-1].content and "assistant" in away[-1].content
+    joke = replies(await turn(chorus_.open_session(user_id="cleo"), "Tell me a joke"))[-1].content
+    assert "team menu" not in joke and "can't answer" in joke

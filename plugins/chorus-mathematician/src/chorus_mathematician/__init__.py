@@ -45,10 +45,12 @@ CALCULATE = ToolSpec(
     keywords=(
         "calculate", "compute", "evaluate", "solve", "what is", "what's", "how much is", "plus", "minus",
         "times", "multiplied by", "divided by", "square root", "cube root", "squared", "cubed", "to the power",
-        "percent of", "sqrt", "arithmetic", "math",
+        "percent of", "sqrt", "arithmetic", "math", "add", "subtract", "multiply", "divide", "half of",
+        "double", "average of", "sum of",
     ),
     offline_args=calculate_args,
-    examples=("What is 12 * (3 + 4)?", "Calculate the square root of 144 plus 2 squared", "What is 15% of 80?"),
+    examples=("What is 12 * (3 + 4)?", "Calculate the square root of 144 plus 2 squared", "What is 15% of 80?",
+              "Add 5 and 7", "Subtract 3 from 10", "What is half of 250?"),
 )
 
 CONVERT_UNITS = ToolSpec(
@@ -80,9 +82,12 @@ AGENT = AgentSpec(
         "retry with a corrected input. Answer with the result first, then a short explanation of the steps."
     ),
     tools=("calculate", "convert_units"),
+    # Words that mean maths whatever follows; operator words ("times", "plus") only count when the
+    # calculator finds a sum in the message (they are its tool's keywords): "how many times can I ..."
+    # is not arithmetic.
     keywords=(
         "math", "maths", "arithmetic", "calculate", "calculation", "compute", "convert", "conversion", "units",
-        "percent", "square root", "plus", "minus", "times", "divided by",
+        "percent", "square root",
     ),
     examples=("What is 12 * (3 + 4)?", "Convert 5 km to miles"),
 )

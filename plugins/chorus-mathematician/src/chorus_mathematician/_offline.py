@@ -53,6 +53,34 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"(?<=\d),(?=\d{3}(?!\d))", ""),
 )
 _COMPILED = tuple((re.compile(pattern), replacement) for pattern, replacement in _PHRASES)
+
+# Sums said as verbs or as "half of": "add 5 and 7", "subtract 3 from 10", "the average of 2, 4 and 9".
+_N = r"(-?(?:\d+(?:\.\d+)?|\.\d+))"
+_VERBS: tuple[tuple[str, str], ...] = (
+    (rf"\b(?:add(?: up)?|sum(?: up)?|total)\s+{_N}\s*(?:and|to|with|plus|\+)\s*{_N}", r"(\1 + \2)"),
+    (rf"\bthe sum of\s+{_N}\s*(?:and|\+)\s*{_N}", r"(\1 + \2)"),
+    (rf"\b(?:subtract|take(?: away)?|deduct|remove)\s+{_N}\s+from\s+{_N}", r"(\2 - \1)"),
+    (rf"\bthe difference (?:between|of)\s+{_N}\s*(?:and|-)\s*{_N}", r"(\1 - \2)"),
+    (rf"\bmultiply\s+{_N}\s*(?:by|and|times|with|x|\*)\s*{_N}", r"(\1 * \2)"),
+    (rf"\bthe product of\s+{_N}\s*(?:and|\*)\s*{_N}", r"(\1 * \2)"),
+    (rf"\bdivide\s+{_N}\s*(?:by|into|over|/)\s*{_N}", r"(\1 / \2)"),
+    (rf"\bthe (?:ratio|quotient) of\s+{_N}\s*(?:and|to|by|/)\s*{_N}", r"(\1 / \2)"),
+    (rf"\bhalf (?:of\s+)?{_N}", r"(\1 / 2)"),
+    (rf"\b(?:a )?third of\s+{_N}", r"(\1 / 3)"),
+    (rf"\b(?:a )?quarter of\s+{_N}", r"(\1 / 4)"),
+    (rf"\b(?:double|twice)\s+{_N}", r"(2 * \1)"),
+    (rf"\b(?:triple|thrice)\s+{_N}", r"(3 * \1)"),
+)
+_COMPILED_VERBS = tuple((re.compile(pattern), replacement) for pattern, replacement in _VERBS)
+_AVERAGE = re.compile(
+    r"\b(?:the )?(?:average|mean) of\s+(-?\d+(?:\.\d+)?(?:(?:\s*,\s*(?:and\s+)?|\s+and\s+)-?\d+(?:\.\d+)?)+)")
+
+
+def _average(match: re.Match[str]) -> str:
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", match.group(1))
+    if len(numbers) < 2:
+        return match.group(0)
+    return f"(({' + '.join(numbers)}) / {len(numbers)}) "
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b")
 
 _MATH_TOKEN = re.compile(r"\s+|\d+(?:\.\d+)?(?:e[-+]?\d+)?|\.\d+|[a-z_][a-z0-9_]*|\*\*|//|[-+*/%(),]|.")
@@ -61,9 +89,17 @@ _TRIM_END = " +-*/%,("
 _TRIM_START = " */%,)"
 
 
+# Dates and times are not sums: "2026-12-25" is Christmas, not 1989.
+_NOT_MATH = re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{1,2}:\d{2}\b")
+
+
 def _as_math(text: str) -> str:
+    text = _NOT_MATH.sub(" date ", text)
     text = replace_symbols(text.lower())
     text = _NUMBER_WORD.sub(lambda m: str(_NUMBER_WORDS.index(m.group(1))), text)
+    text = _AVERAGE.sub(_average, text)
+    for pattern, replacement in _COMPILED_VERBS:
+        text = pattern.sub(replacement, text)
     for pattern, replacement in _COMPILED:
         text = pattern.sub(replacement, text)
     return text
@@ -111,6 +147,12 @@ def _is_calculation(tree: ast.Expression) -> bool:
     return any(isinstance(node, (ast.BinOp, ast.Call)) for node in ast.walk(tree))
 
 
+_ASKS = re.compile(r"\b(?:what|whats|what's|how much|calculate|calc|compute|evaluate|solve|work out|equals?|"
+                   r"minus)\b|[=?]", re.I)
+_HYPHENATED = re.compile(r"(\d)-(?=\d)")
+_ONLY_SUM = re.compile(r"^[\d\s.,+\-*/×÷^()%x]+$")
+
+
 def calculate_args(message: str) -> Mapping[str, Any] | None:
     """``{"expression": ...}`` for the arithmetic in ``message``, or None when there is none.
 
@@ -119,6 +161,9 @@ def calculate_args(message: str) -> Mapping[str, Any] | None:
     """
     if not message or len(message) > MAX_MESSAGE_CHARS:
         return None
+    if not _ASKS.search(message) and not _ONLY_SUM.match(message):
+        # Unasked, "555-1234", "5-10 minutes" and "3-1" are a phone number, a range and a score.
+        message = _HYPHENATED.sub(r"\1 to ", message)
     best: str | None = None
     for run in _runs(_as_math(message)):
         if not run or (not any(ch.isdigit() for ch in run) and not any(n in run for n in CONSTANTS)):
@@ -214,6 +259,24 @@ def _number_first(tokens: list[str]) -> tuple[float, Unit, Unit] | None:
     return None
 
 
+def _units_first(tokens: list[str]) -> tuple[float, Unit, Unit] | None:
+    # "kg to lbs 5", "fahrenheit 212 to celsius": two units joined by "to"/"in", one number anywhere
+    numbers = [t for t in tokens if _is_number(t)]
+    if len(numbers) != 1:
+        return None
+    rest = [t for t in tokens if not _is_number(t)]
+    for i in range(len(rest)):
+        found = _unit_at(rest, i)
+        if found is None:
+            continue
+        source, k = found
+        if k < len(rest) and rest[k] in ("to", "in", "into", "as"):
+            target = _unit_at(rest, k + 1)
+            if target is not None:
+                return _number(numbers[0]), source, target[0]
+    return None
+
+
 def convert_args(message: str) -> Mapping[str, Any] | None:
     """``{"value", "from_unit", "to_unit"}`` for a conversion ``message`` asks for, or None.
 
@@ -223,7 +286,7 @@ def convert_args(message: str) -> Mapping[str, Any] | None:
     if not message or len(message) > MAX_MESSAGE_CHARS:
         return None
     tokens = _tokens(message)
-    found = _how_many(tokens) or _number_first(tokens)
+    found = _how_many(tokens) or _number_first(tokens) or _units_first(tokens)
     if found is None:
         return None
     value, source, target = found

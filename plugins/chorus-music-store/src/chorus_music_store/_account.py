@@ -190,16 +190,8 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
         return await guarded(context, "my_invoices", args, lambda c: invoices_text(c, args))
 
     def invoices_args(text: str) -> Mapping[str, Any] | None:
-        low = text.lower()
-        if not any(w in low for w in ("invoice", "purchase", "order", "bought", "bill", "receipt", "spent")):
-            return None
-        if "price" in low or "expensive" in low or invoice_args(text) is not None:
-            return None  # my_purchases_by_unit_price, invoice_details
-        if "oldest" in low or "first purchase" in low or "earliest" in low:
-            return {"order": "oldest"}
-        if "total" in low or "biggest" in low or "largest" in low:
-            return {"order": "total"}
-        return {"order": "newest"}
+        order = _parse.invoices_order(text)
+        return {"order": order} if order else None
 
     async def by_price_text(customer: Customer, _args: Mapping[str, Any]) -> str:
         rows = await in_thread(lambda store: store.purchases_by_unit_price(customer.id))
@@ -215,11 +207,7 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
         return await guarded(context, "my_purchases_by_unit_price", {}, lambda c: by_price_text(c, {}))
 
     def by_price_args(text: str) -> Mapping[str, Any] | None:
-        low = text.lower()
-        if ("price" in low or "expensive" in low) and any(
-                w in low for w in ("invoice", "purchase", "bought", "order", "track", "song")):
-            return {}
-        return None
+        return {} if _parse.asks_by_price(text) else None
 
     async def invoice_text(customer: Customer, args: Mapping[str, Any]) -> str:
         invoice_id = int(args["invoice_id"])
@@ -240,10 +228,8 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
         return await guarded(context, "invoice_details", args, lambda c: invoice_text(c, args))
 
     def invoice_args(text: str) -> Mapping[str, Any] | None:
-        import re
-
-        m = re.search(r"\binvoice\s*(?:number|no\.?|#)?\s*#?(\d+)\b", text, re.I)
-        return {"invoice_id": int(m.group(1))} if m else None
+        number = _parse.invoice_number(text)
+        return {"invoice_id": number} if number is not None else None
 
     def verify_args(text: str) -> Mapping[str, Any] | None:
         found = _parse.identification(text)
@@ -261,11 +247,15 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
                                             "verify"),
                  offline_args=verify_args, examples=("My email is ana.souza@example.com",)),
         ToolSpec(my_invoices, keywords=("my invoices", "invoices", "invoice", "my purchases", "my orders",
-                                        "what did i buy", "bought"),
-                 offline_args=invoices_args, examples=("Show my invoices",)),
-        ToolSpec(my_purchases_by_unit_price, keywords=("unit price", "most expensive", "by price"),
-                 offline_args=by_price_args, examples=("Sort my purchases by unit price",)),
+                                        "what did i buy", "bought", "how much did i spend", "spent",
+                                        "order history", "receipts"),
+                 offline_args=invoices_args,
+                 examples=("Show my invoices", "How much did I spend last time?", "Show me my past orders")),
+        ToolSpec(my_purchases_by_unit_price, keywords=("unit price", "most expensive", "by price", "priciest",
+                                                       "pay the most"),
+                 offline_args=by_price_args,
+                 examples=("Sort my purchases by unit price", "What's the most expensive thing I bought?")),
         ToolSpec(invoice_details, keywords=("invoice number", "who handled", "employee", "support rep",
-                                            "details of invoice"),
-                 offline_args=invoice_args, examples=("Who handled invoice 98?",)),
+                                            "details of invoice", "what was on invoice"),
+                 offline_args=invoice_args, examples=("Who handled invoice 98?", "What was on invoice 2?")),
     ]

@@ -7,6 +7,7 @@ verbatim; a real model rephrases them). Store calls block, so they run in a work
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,13 +71,24 @@ def catalog_tools(get_store: StoreGetter) -> list[ToolSpec]:
         return await run(query)
 
     def albums_args(text: str) -> Mapping[str, Any] | None:
-        if not any(w in text.lower() for w in ("album", "record", "discography", "lp")):
+        """Albums when the message says albums ("queen albums", "what has Bob Marley released"), or
+        asks what the store has by an artist without saying songs ("got anything by Led Zeppelin?",
+        or just "Led Zeppelin?")."""
+        if _parse.states_taste(text) or _RECOMMEND.search(text):
             return None
-        artist = _artist_in(text)
-        return {"artist": artist} if artist else None
+        if _ALBUM_WORDS.search(text):
+            artist = _artist_in(text)
+            return {"artist": artist} if artist else None
+        if _SONG_WORDS.search(text):
+            return None  # tracks_by_artist
+        named = vocabulary_safe(lambda s: _parse.artists_in(text, s.artists()))
+        if named and (_OVERVIEW.search(text) or vocabulary_safe(lambda s: _parse.whole_name(text, s.artists()))):
+            return {"artist": str(named[0])}
+        asked = _parse.artist_phrase(text) if _OVERVIEW.search(text) else None
+        return {"artist": asked} if asked else None  # "anything by Pink Floyd?": the tool says if it has any
 
     def _artist_in(text: str) -> str | None:
-        names = vocabulary_safe(lambda s: _parse.names_in(text, s.artists(), exact_case_below=6))
+        names = vocabulary_safe(lambda s: _parse.artists_in(text, s.artists()))
         if names:
             return str(names[0])
         return _parse.artist_phrase(text)
@@ -97,8 +109,7 @@ def catalog_tools(get_store: StoreGetter) -> list[ToolSpec]:
         return await run(query)
 
     def tracks_by_artist_args(text: str) -> Mapping[str, Any] | None:
-        low = text.lower()
-        if _parse.states_taste(text) or not any(w in low for w in ("song", "track", "music", "tune")):
+        if _parse.states_taste(text) or _RECOMMEND.search(text) or not _SONG_WORDS.search(text):
             return None
         artist = _artist_in(text)
         return {"artist": artist} if artist else None
@@ -120,10 +131,16 @@ def catalog_tools(get_store: StoreGetter) -> list[ToolSpec]:
         return await run(query)
 
     def genre_args(text: str) -> Mapping[str, Any] | None:
-        if _parse.states_taste(text) or not any(w in text.lower() for w in ("track", "song", "music", "genre", "tune")):
+        """A genre the message names, unless it says the user likes it or names an artist too."""
+        if _parse.states_taste(text):
             return None
-        genres = vocabulary_safe(lambda s: _parse.names_in(text, s.genres()))
-        return {"genre": genres[0]} if genres else None
+        genres = vocabulary_safe(lambda s: _parse.names_near(text, s.genres()))
+        if not genres or vocabulary_safe(lambda s: _parse.names_in(text, s.artists(), exact_case_below=6)):
+            return None
+        title = _parse.song_title(text)
+        if known_title(text) or (title and known_title(title) and not _SONG_WORDS.search(text)):
+            return None  # "we will rock you", "do you have We Will Rock You": a song, not the genre
+        return {"genre": genres[0]}
 
     # -- does a song exist ----------------------------------------------------------------
 
@@ -141,8 +158,30 @@ def catalog_tools(get_store: StoreGetter) -> list[ToolSpec]:
         return await run(query)
 
     def song_args(text: str) -> Mapping[str, Any] | None:
+        """A song title the message asks about, or a message that is just a title the store has."""
         title = _parse.song_title(text)
-        return {"title": title} if title else None
+        if title:
+            exact = known_title(title)
+            if exact is None and (re.match(r"(?:a|an)\s", title, re.I) or vocabulary_safe(
+                    lambda s: _parse.names_near(title, s.genres()) or _parse.artists_in(title, s.artists()))):
+                return None  # "do you have any bossa nova": a genre or an artist, not a song
+            return {"title": exact or title}
+        whole = known_title(text)
+        return {"title": whole} if whole and len(text.split()) <= 8 else None
+
+    titles: dict[str, str] = {}
+
+    def known_title(text: str) -> str | None:
+        """The store's track whose whole name ``text`` is, if one is, or with a slip of the fingers
+        when the title is long enough to tell ("bohemian rapsody"). Every title is read once."""
+        if not titles:
+            rows = vocabulary_safe(lambda s: s.tracks(limit=1_000_000))
+            titles.update({_parse.folded_name(str(r["name"])): str(r["name"]) for r in rows})
+        said = _parse.folded_name(text)
+        if said in titles or len(said) < 8:
+            return titles.get(said)
+        near = [title for key, title in titles.items() if len(key) >= 8 and _parse.slip(said, key)]
+        return near[0] if len(near) == 1 else None
 
     # -- recommendations and taste --------------------------------------------------------
 
@@ -156,15 +195,13 @@ def catalog_tools(get_store: StoreGetter) -> list[ToolSpec]:
         return await run(query)
 
     def recommend_args(text: str) -> Mapping[str, Any] | None:
-        low = text.lower()
-        if not any(w in low for w in ("recommend", "suggest", "what should i listen", "something like",
-                                      "similar to", "new music")):
+        if not _RECOMMEND.search(text):
             return None
         args: dict[str, Any] = {}
-        genres = vocabulary_safe(lambda s: _parse.names_in(text, s.genres()))
+        genres = vocabulary_safe(lambda s: _parse.names_near(text, s.genres()))
         if genres:
             args["genre"] = genres[0]
-        artist = vocabulary_safe(lambda s: _parse.names_in(text, s.artists(), exact_case_below=6))
+        artist = vocabulary_safe(lambda s: _parse.artists_in(text, s.artists()))
         if artist:
             args["artist"] = artist[0]
         return args
@@ -184,25 +221,44 @@ def catalog_tools(get_store: StoreGetter) -> list[ToolSpec]:
     def taste_args(text: str) -> Mapping[str, Any] | None:
         if not _parse.states_taste(text):
             return None
-        artists = vocabulary_safe(lambda s: _parse.names_in(text, s.artists(), exact_case_below=6))
-        genres = vocabulary_safe(lambda s: _parse.names_in(text, s.genres()))
+        artists = vocabulary_safe(lambda s: _parse.artists_in(text, s.artists()))
+        genres = vocabulary_safe(lambda s: _parse.names_near(text, s.genres()))
         if not (artists or genres):
             return None
         return {"artists": artists, "genres": genres}
 
     return [
-        ToolSpec(albums_by_artist, keywords=("album", "albums", "discography", "records by", "lp"),
-                 offline_args=albums_args, examples=("What albums does AC/DC have?",)),
+        ToolSpec(albums_by_artist, keywords=("album", "albums", "discography", "records by", "lp", "released",
+                                             "anything by"),
+                 offline_args=albums_args,
+                 examples=("What albums does AC/DC have?", "Got anything by Led Zeppelin?", "Queen albums")),
         ToolSpec(tracks_by_artist, keywords=("songs by", "tracks by", "music by", "songs from", "tracks from"),
-                 offline_args=tracks_by_artist_args, examples=("Which songs by Queen do you have?",)),
+                 offline_args=tracks_by_artist_args,
+                 examples=("Which songs by Queen do you have?", "List some Bob Marley songs")),
         ToolSpec(tracks_by_genre, keywords=("genre", "tracks in", "songs in", "music in"),
-                 offline_args=genre_args, examples=("Show me some Blues tracks",)),
+                 offline_args=genre_args, examples=("Show me some Blues tracks", "What reggae do you have?")),
         ToolSpec(find_song, keywords=("the song", "a song", "song called", "track called", "do you have",
-                                      "do you sell", "is there"),
-                 offline_args=song_args, examples=("Do you have the song Black Dog?",)),
-        ToolSpec(recommend_tracks, keywords=("recommend", "recommendation", "suggest", "what should i listen"),
-                 offline_args=recommend_args, examples=("Recommend some Jazz tracks",)),
+                                      "do you sell", "is there", "looking for", "in stock", "can i buy"),
+                 offline_args=song_args,
+                 examples=("Do you have the song Black Dog?", "Is Stairway to Heaven in the store?")),
+        ToolSpec(recommend_tracks, keywords=("recommend", "recommendation", "suggest", "what should i listen",
+                                             "something like", "similar to", "new music"),
+                 offline_args=recommend_args,
+                 examples=("Recommend some Jazz tracks", "What should I listen to?", "Suggest something like Queen")),
         ToolSpec(remember_music_taste, keywords=("i love", "i like", "i enjoy", "my favourite", "my favorite",
                                                  "i'm into", "fan of"),
-                 offline_args=taste_args, examples=("I love AC/DC and Jazz",)),
+                 offline_args=taste_args, examples=("I love AC/DC and Jazz", "I'm really into bossa nova")),
     ]
+
+
+# What the catalog's parsers listen for: kinds of request, in the words people use.
+_ALBUM_WORDS = re.compile(r"\b(?:albums?|records?|discography|lps?|eps?|releases?|released|put out|"
+                          r"come out with|made any)\b", re.I)
+_SONG_WORDS = re.compile(r"\b(?:songs?|tracks?|tunes?|music|hits?|singles?)\b", re.I)
+_OVERVIEW = re.compile(r"\b(?:anything|something|stuff|what (?:do|have) you (?:got|have)|have you got|"
+                       r"do you (?:have|carry|stock|sell)|what(?:'s| is) there|tell me about|info on|"
+                       r"information on|what about|know about)\b", re.I)
+_RECOMMEND = re.compile(
+    r"\b(?:recommend\w*|suggest\w*|what should i (?:listen|play|hear|try)|what to (?:listen|play|hear)|"
+    r"something (?:like|similar|new|good)|similar to|new music|ideas?|in the mood for|discover|"
+    r"what else (?:would|might) i like|tips?|best[- ]?sell\w*|most popular|popular)\b", re.I)
