@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import re
@@ -264,10 +265,33 @@ async def _trace(request: Request) -> Response:
     if tracer is None or trace_id is None:
         return Response("No trace for this answer: tracing is off, the tracking store is unreachable, or the "
                         "trace is still being written (try again in a moment).", status_code=404)
-    return RedirectResponse(tracer.ui_link(trace_id))
+    # Where the UI is now (CHORUS_MLFLOW_UI_URL, or what a running `chorus mlflow` recorded): a file read.
+    base = await asyncio.to_thread(tracer.ui_url, request.url.hostname)
+    return RedirectResponse(tracer.ui_link(trace_id, base))
 
 
 chainlit_app.router.routes.insert(0, Route("/chorus/trace/{turn_id}", _trace))
+
+NEW_CHAT_KEPT = ("Your current conversation is kept: reopen it from the history in the sidebar at any time. "
+                 "Start a new chat?")
+_LANGUAGE = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,4})?(-[a-zA-Z0-9]{2,8})?(-x-[a-zA-Z0-9]{1,8})?")  # Chainlit's
+
+
+async def _translations(request: Request) -> Response:
+    """Chainlit's texts for the page (its own route's answer), except that with history on the
+    new-chat dialog says the truth: the current conversation is kept, where Chainlit's text says
+    it is cleared. In English whatever the language, as are Chorus's other texts on the page."""
+    language = request.query_params.get("language", "en-US")
+    if not _LANGUAGE.fullmatch(language):
+        return JSONResponse({"detail": "Invalid language code."}, status_code=422)
+    translation = await asyncio.to_thread(config.load_translation, config.ui.language or language)
+    dialog = translation.get("navigation", {}).get("newChat", {}).get("dialog")
+    if HISTORY and isinstance(dialog, dict):
+        dialog["description"] = NEW_CHAT_KEPT
+    return JSONResponse({"translation": translation})
+
+
+chainlit_app.router.routes.insert(0, Route("/project/translations", _translations))
 
 
 @cl.set_chat_profiles
@@ -405,7 +429,19 @@ if HISTORY:
     def data_layer() -> Any:
         from chorus.store.datalayer import ChorusDataLayer
 
-        return ChorusDataLayer(DATABASE_URL, files=FILES, max_message_chars=CHORUS.settings.max_message_chars)
+        memory = CHORUS.memory
+        layer = ChorusDataLayer(DATABASE_URL, files=FILES, max_message_chars=CHORUS.settings.max_message_chars,
+                                on_deleted=memory.forget_conversation_files if memory is not None else None)
+        # A deleted conversation's open pages are told and start afresh; nothing brings it back.
+        return chainlit_fixes.forget_deleted_threads(layer, on_detach=_leave_deleted_thread)
+
+    def _leave_deleted_thread(state: dict[str, Any]) -> None:
+        """A chat whose conversation was deleted while open: its team stops answering, and its next
+        message opens a new session on a new conversation."""
+        session = state.pop("chorus", None)
+        if isinstance(session, ChatSession):
+            session.stop()
+        state.pop("profile_saved", None)
 
     @cl.on_feedback
     async def feedback_to_trace(feedback: Any) -> None:
@@ -430,6 +466,7 @@ if HISTORY:
     async def resume(thread: Any) -> None:
         """Reopen a thread from the history: the page shows its messages; the team gets its memory back."""
         reconnect = isinstance(cl.user_session.get("chorus"), ChatSession)  # a socket blip, not a reopen
+        await _complete_for_page(thread)
         session = await _open()
         if session is None or reconnect:
             return
@@ -443,6 +480,28 @@ if HISTORY:
 EXPORT_COMMAND = "Export"
 MEMORIES_COMMAND = "Memories"
 MEMORIES_SHOWN = 25
+
+    async def _complete_for_page(thread: Any) -> None:
+        """Put back what Chainlit's SQL data layer leaves out of a thread it reopens, before the page
+        gets it (Chainlit sends this same dict after ``resume``): the metadata as an object (SQLite
+        gives JSON text, so the page missed the chat profile and showed the default team in the
+        header) and each message's composer command (an Export request came back as an empty bubble)."""
+        from chorus.store.export import step_commands
+
+        metadata = thread.get("metadata")
+        if isinstance(metadata, str):
+            try:
+                thread["metadata"] = json.loads(metadata) or {}
+            except ValueError:
+                thread["metadata"] = {}
+        try:
+            commands = await step_commands(_store_engine(), str(thread.get("id")))
+        except Exception as exc:  # the messages still show, without their command tags
+            log.warning("could not read the commands of conversation %s: %s", thread.get("id"), exc)
+            return
+        for step in thread.get("steps") or []:
+            if step.get("id") in commands:
+                step["command"] = commands[step["id"]]
 
 
 async def _offer_commands() -> None:
@@ -526,7 +585,10 @@ async def _export(message: cl.Message) -> None:
     user = cl.user_session.get("user")
     thread_id = cl.context.session.thread_id
     try:
-        thread = await load_thread(_store_engine(), thread_id, owner=getattr(user, "identifier", None) or "")
+        # The request itself is not part of the conversation it exports (Chainlit may or may not
+        # have stored it by now).
+        thread = await load_thread(_store_engine(), thread_id, owner=getattr(user, "identifier", None) or "",
+                                   leave_out={message.id})
     except ThreadNotFound:
         await cl.ErrorMessage(content="There is nothing to export yet: ask the team something first.",
                               author=SYSTEM).send()

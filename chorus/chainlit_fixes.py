@@ -30,15 +30,36 @@ proposed the same fix upstream).
 :func:`apply` keeps the guarantee the sleep gave, without sleeping: in those two modules,
 ``utc_now`` returns a timestamp that is strictly later than the previous one, and ``time.sleep``
 no longer waits for intervals of a millisecond or less. Chainlit is otherwise untouched.
+
+**A deleted conversation.** Chainlit deletes a thread's rows and nothing else: a page that still
+has the conversation open keeps it on screen, and its session goes on writing to the thread (its
+next message, the reply in progress, the session Chainlit saves when the socket closes), which
+brings the thread back as an "Untitled Conversation". :func:`forget_deleted_threads` makes the
+data layer's delete also detach every session of this process from the thread (a new thread id
+for whatever the page says next) and tell its page, which says so and opens a new chat
+(chorus.js); late writes to the deleted thread are dropped. A page that opens a deleted thread's
+address gets the same, instead of Chainlit's "Couldn't resume chat".
+
+**Log noise.** Chainlit warns "Translated markdown file for en-US not found" on every page load
+when the welcome text exists only as ``chainlit.md``, which is how Chorus ships it (and how a
+fresh checkout's ``chorus run`` creates it): that fallback is the intended behaviour, so the
+warning is dropped (kept at DEBUG when Chainlit's logger is at DEBUG).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
+
+log = logging.getLogger(__name__)
+DELETED_EVENT = {"chorus": "deleted"}  # the window message that tells a page (chorus.js) its conversation is gone
 
 _last: datetime | None = None
 
@@ -74,6 +95,7 @@ def apply() -> None:
 
     _keep_reconnects_live()
     _config_without_nested_loops()
+    _quiet_markdown_fallback()
 
     # By name: ``chainlit.step`` the attribute is the decorator, not the module.
     for module in (importlib.import_module("chainlit.step"), importlib.import_module("chainlit.message")):
@@ -155,6 +177,8 @@ def _keep_reconnects_live() -> None:
     async def connection_successful(sid: str) -> Any:
         session = WebsocketSession.get(sid)
         if session is None or not (session.restored and session.has_first_interaction):
+            if session is not None and not session.restored:
+                await _tell_if_deleted(session)
             return await original(sid)  # a new page, or one that had not said anything yet
         # The same page, back after a blip: its conversation goes on where it was, with the login
         # the page holds now (Chainlit checked at connect that it is the same user's).
@@ -171,3 +195,125 @@ def _keep_reconnects_live() -> None:
 
     connection_successful.__chorus_fix__ = True  # type: ignore[attr-defined]
     handlers["connection_successful"] = connection_successful
+
+
+class _MarkdownFallback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Translated markdown file for "):
+            return True
+        if not logging.getLogger("chainlit").isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def _quiet_markdown_fallback() -> None:
+    logger = logging.getLogger("chainlit")
+    if not any(isinstance(f, _MarkdownFallback) for f in logger.filters):
+        logger.addFilter(_MarkdownFallback())
+
+
+# -- deleted conversations ----------------------------------------------------------------------
+
+_DELETED_KEPT = 10_000
+_deleted: OrderedDict[str, None] = OrderedDict()  # threads deleted by this process, newest last
+
+
+def forget_deleted_threads(layer: Any, on_detach: Callable[[dict[str, Any]], None] | None = None) -> Any:
+    """Make ``layer`` (Chainlit's data layer) finish a thread's deletion off the database too.
+
+    After its ``delete_thread``: every session of this process on that thread is detached from it
+    (``on_detach`` gets the session's user-session dict, for the app to drop what it keeps for the
+    thread) and its page is sent :data:`DELETED_EVENT`; and from then on, writes that name the
+    thread (a reply that was still being sent, the session Chainlit saves at disconnect) are
+    dropped instead of creating it again. Returns ``layer``; idempotent.
+    """
+    if getattr(layer, "chorus_forgets_deleted", False):
+        return layer
+    delete = layer.delete_thread
+
+    async def delete_thread(thread_id: str) -> None:
+        await delete(thread_id)
+        _deleted[str(thread_id)] = None
+        while len(_deleted) > _DELETED_KEPT:
+            _deleted.popitem(last=False)
+        await _detach_sessions(str(thread_id), on_detach)
+
+    layer.delete_thread = delete_thread
+    layer.update_thread = _unless_deleted(layer.update_thread, lambda *a, **k: a[0] if a else k.get("thread_id"))
+    for name in ("create_step", "update_step"):
+        setattr(layer, name, _unless_deleted(getattr(layer, name), lambda step, *a, **k: step.get("threadId")))
+    layer.create_element = _unless_deleted(layer.create_element,
+                                           lambda element, *a, **k: getattr(element, "thread_id", None))
+    layer.chorus_forgets_deleted = True
+    return layer
+
+
+def _unless_deleted(write: Callable[..., Any], thread_of: Callable[..., Any]) -> Callable[..., Any]:
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        thread_id = thread_of(*args, **kwargs)
+        if thread_id is not None and str(thread_id) in _deleted:
+            log.debug("dropped a write to the deleted conversation %s", thread_id)
+            return None
+        return await write(*args, **kwargs)
+
+    return guarded
+
+
+async def _detach_sessions(thread_id: str, on_detach: Callable[[dict[str, Any]], None] | None) -> None:
+    from chainlit.chat_context import chat_contexts
+    from chainlit.session import ws_sessions_id
+    from chainlit.user_session import user_sessions
+
+    live: list[Any] = list(ws_sessions_id.values())
+    for session in live:
+        if session.thread_id != thread_id:
+            continue
+        _detach(session)
+        chat_contexts.pop(session.id, None)
+        state = user_sessions.get(session.id)
+        if on_detach is not None and state is not None:
+            try:
+                on_detach(state)
+            except Exception:
+                log.exception("could not detach a chat from its deleted conversation %s", thread_id)
+        try:
+            await session.emit("window_message", DELETED_EVENT)
+        except Exception as exc:  # the page has gone: nothing to tell
+            log.debug("could not tell a page its conversation was deleted: %s", exc)
+
+
+def _detach(session: Any) -> None:
+    """The session's next message starts a new conversation; nothing is saved to the old one."""
+    session.thread_id = str(uuid.uuid4())
+    session.thread_id_to_resume = None
+    session.has_first_interaction = False
+
+
+async def _tell_if_deleted(session: Any) -> None:
+    """A page opening a conversation that does not exist (deleted; Chainlit would say "Couldn't
+    resume chat: Thread not found") is told so, and opens a new chat (chorus.js reloads it)."""
+    thread_id = session.thread_id_to_resume
+    if not thread_id or session.has_first_interaction or session.user is None:
+        return
+    from chainlit.data import get_data_layer
+
+    layer = get_data_layer()  # type: ignore[no-untyped-call]
+    if layer is None:
+        return
+    if str(thread_id) not in _deleted:
+        try:
+            await layer.get_thread_author(thread_id)
+            return  # it exists: Chainlit resumes it
+        except ValueError:
+            pass  # Chainlit's data layer: no such thread
+        except Exception as exc:  # the database, not the thread: let Chainlit try and report
+            log.warning("could not check whether conversation %s exists: %s", thread_id, exc)
+            return
+    # Not resumed; the page reloads as a new chat, leaving this session without a first message
+    # (so Chainlit saves nothing of it). One that stays anyway writes to a new thread when this
+    # process deleted the old one (whose writes are dropped), else to the id it asked for, as before.
+    if str(thread_id) in _deleted:
+        _detach(session)
+    session.thread_id_to_resume = None
+    await session.emit("window_message", DELETED_EVENT)

@@ -550,7 +550,7 @@ def mlflow_ui(
     """
     from chorus._env import apply_offline_defaults
     from chorus.settings import get_settings
-    from chorus.tracing import tracking_uri
+    from chorus.tracing import forget_ui, record_ui, tracking_uri
 
     settings = get_settings()
     uri = backend_store_uri or tracking_uri(settings)
@@ -563,9 +563,13 @@ def mlflow_ui(
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
                "--artifacts-destination", artifacts_destination or str((home / "mlartifacts").resolve()),
                "--host", host, "--port", str(port), "--workers", str(workers), *(mlflow_args or [])]
-    typer.echo(f"MLflow UI for {_hide_password(uri)} on http://{host}:{port} (set CHORUS_MLFLOW_UI_URL if you "
-               "change it; Ctrl+C stops it)")
-    code = _run_process_group(command)
+    typer.echo(f"MLflow UI for {_hide_password(uri)} on http://{host}:{port} (the chat page's trace links "
+               "lead here unless CHORUS_MLFLOW_UI_URL says otherwise; Ctrl+C stops it)")
+    record_ui(home, host, port)  # read by the chat server at each trace link, until this stops
+    try:
+        code = _run_process_group(command)
+    finally:
+        forget_ui(home)
     if code:
         raise _fail(f"mlflow server exited with status {code}", code=1)
 

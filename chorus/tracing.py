@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import math
 import os
 import queue
+import socket
 import threading
 import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from chorus.events import (
@@ -86,6 +89,74 @@ def http_request_settings() -> dict[str, str]:
             os.environ[key] = value = fixed
         used[key] = value
     return used
+
+
+UI_RECORD = "mlflow-ui.json"  # in the data directory: where a running `chorus mlflow` serves the UI
+_EVERY_INTERFACE = ("", "0.0.0.0", "::", "[::]")
+
+
+@dataclass(frozen=True)
+class ServedUI:
+    """An MLflow UI that ``chorus mlflow`` is serving: what :func:`record_ui` wrote."""
+
+    host: str
+    port: int
+    pid: int
+    machine: str
+
+    def url(self, request_host: str | None = None) -> str:
+        host = self.host
+        if host in _EVERY_INTERFACE:  # reachable under whatever name the browser reached Chorus by
+            host = request_host or "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 address
+        return f"http://{host}:{self.port}"
+
+
+def record_ui(home: Path, host: str, port: int) -> Path:
+    """Note in the data directory that this process serves the MLflow UI at ``host:port``; the
+    chat server's trace links read it (:meth:`Tracer.ui_url`). :func:`forget_ui` removes it."""
+    home = home.expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / UI_RECORD
+    partial = path.with_name(f".{UI_RECORD}.{os.getpid()}")
+    partial.write_text(json.dumps({"host": host, "port": port, "pid": os.getpid(),
+                                   "machine": socket.gethostname()}), encoding="utf-8")
+    partial.replace(path)  # whole or not at all, for a reader at the same moment
+    return path
+
+
+def forget_ui(home: Path) -> None:
+    """Remove this process's record of the UI it served (a newer ``chorus mlflow``'s stays)."""
+    path = home.expanduser() / UI_RECORD
+    served = recorded_ui(home, check_alive=False)
+    if served is not None and served.pid == os.getpid():
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def recorded_ui(home: Path, *, check_alive: bool = True) -> ServedUI | None:
+    """The MLflow UI a ``chorus mlflow`` records as serving, None when there is none or its process
+    has ended (a record left by a killed one is ignored; only checkable on the same machine)."""
+    try:
+        data = json.loads((home.expanduser() / UI_RECORD).read_text(encoding="utf-8"))
+        served = ServedUI(host=str(data["host"]), port=int(data["port"]), pid=int(data["pid"]),
+                          machine=str(data.get("machine", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if check_alive and served.machine == socket.gethostname() and not _alive(served.pid):
+        return None
+    return served
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: it exists
+    return True
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -150,9 +221,28 @@ class Tracer:
         self._ensure_worker()
         self._queue.put_nowait(_CONNECT)
 
-    def ui_link(self, trace_id: str) -> str:
-        """The MLflow UI's page of a trace (``chorus mlflow`` serves the UI)."""
-        base = self.settings.mlflow_ui_url.rstrip("/")
+    def ui_url(self, request_host: str | None = None) -> str:
+        """Where the MLflow UI that shows this tracer's traces is (blocking: may read a small file).
+
+        In order: ``CHORUS_MLFLOW_UI_URL`` when set; the tracking server itself when traces go to
+        one (``CHORUS_MLFLOW_TRACKING_URI=http://...`` serves its UI too); the UI a running
+        ``chorus mlflow`` recorded in the data directory (:func:`record_ui`), read on every call so
+        that a restart on another port is followed at once; else ``http://127.0.0.1:5000``, where
+        ``chorus mlflow`` serves by default. ``request_host`` (the host name the browser used to
+        reach Chorus) stands in for a UI listening on every interface (``--host 0.0.0.0``).
+        """
+        if "mlflow_ui_url" in self.settings.model_fields_set:
+            return self.settings.mlflow_ui_url.rstrip("/")
+        if self.uri.startswith(("http://", "https://")):
+            return self.uri.rstrip("/")
+        served = recorded_ui(self.settings.home)
+        if served is not None:
+            return served.url(request_host)
+        return self.settings.mlflow_ui_url.rstrip("/")
+
+    def ui_link(self, trace_id: str, base: str | None = None) -> str:
+        """The MLflow UI's page of a trace; ``base`` defaults to :meth:`ui_url` (blocking)."""
+        base = (base or self.ui_url()).rstrip("/")
         return (f"{base}/#/experiments/{self._experiment_id}/traces?"
                 f"selectedEvaluationId={trace_id}&traceId={trace_id}")
 

@@ -51,9 +51,46 @@
     if (banner.nextElementSibling !== composer) composer.parentElement.insertBefore(banner, composer);
   }
 
+  // 4. The conversation on screen was deleted (here, in another tab, or its address was opened
+  //    afterwards): the server says so with a window message. Reload as a new chat, which clears the
+  //    screen, and say why above the composer until the user starts talking again.
+  const DELETED_KEY = "chorus-deleted";
+  let deletedNotice = false;
+  try {
+    deletedNotice = sessionStorage.getItem(DELETED_KEY) === "1";
+    sessionStorage.removeItem(DELETED_KEY);
+  } catch (e) {}
+  window.addEventListener("message", function (event) {
+    const data = event.data;
+    if (event.source !== window || !data || data.chorus !== "deleted") return;
+    try { sessionStorage.setItem(DELETED_KEY, "1"); } catch (e) {}
+    window.location.replace("/");
+  });
+
+  function showDeleted() {
+    const composer = document.getElementById("message-composer");
+    let box = document.getElementById("chorus-deleted");
+    if (deletedNotice && window.location.pathname !== "/") deletedNotice = false;  // a new conversation began
+    if (!composer || !deletedNotice) {
+      if (box) box.remove();
+      return;
+    }
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "chorus-deleted";
+      box.setAttribute("role", "status");
+      box.className = "text-xs rounded-md border px-3 py-1.5 mb-2";
+      box.textContent = "ℹ️ That conversation was deleted: this is a new chat.";
+    }
+    const next = document.getElementById("chorus-warnings") || document.getElementById("chorus-model-banner");
+    const before = next && next.parentElement === composer.parentElement ? next : composer;
+    if (box.nextElementSibling !== before) composer.parentElement.insertBefore(box, before);
+  }
+
   function update() {
     labelAuthors(document);
     showBanner();
+    showDeleted();
   }
   new MutationObserver(update).observe(document.documentElement, { childList: true, subtree: true });
   update();

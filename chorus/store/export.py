@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -27,6 +28,7 @@ class ExportedStep:
     created_at: str | None
     input: str | None = None
     is_error: bool = False
+    command: str | None = None  # the composer command the user's message was sent with (e.g. Export)
 
 
 @dataclass
@@ -39,8 +41,12 @@ class ExportedThread:
     steps: list[ExportedStep] = field(default_factory=list)
 
 
-async def load_thread(engine: AsyncEngine, thread_id: str, *, owner: str | None = None) -> ExportedThread:
-    """The thread's messages and tool calls in order; ``owner`` restricts it to that user's threads."""
+async def load_thread(engine: AsyncEngine, thread_id: str, *, owner: str | None = None,
+                      leave_out: Collection[str] = ()) -> ExportedThread:
+    """The thread's messages and tool calls in order; ``owner`` restricts it to that user's threads.
+
+    Steps whose id is in ``leave_out`` are skipped (the page's export request itself), and so are
+    messages with nothing in them: no empty section in an export."""
     async with engine.connect() as conn:
         query = sa.select(threads).where(threads.c.id == thread_id)
         if owner is not None:
@@ -58,9 +64,14 @@ async def load_thread(engine: AsyncEngine, thread_id: str, *, owner: str | None 
     result = ExportedThread(id=thread_id, name=head["name"], user=head["userIdentifier"], created_at=head["createdAt"],
                             team=meta.get("chat_profile"))
     for row in rows:
+        if row["id"] in leave_out:
+            continue
         if row["type"] in _MESSAGE_TYPES:
-            result.steps.append(ExportedStep("message", row["name"], row["output"] or "", row["createdAt"],
-                                             is_error=bool(row["isError"])))
+            text, command = row["output"] or "", row["command"] or None
+            if not text.strip() and not command:
+                continue
+            result.steps.append(ExportedStep("message", row["name"], text, row["createdAt"],
+                                             is_error=bool(row["isError"]), command=command))
         elif row["type"] == "tool":
             result.steps.append(ExportedStep("tool", row["name"], row["output"] or "", row["createdAt"],
                                              input=row["input"], is_error=bool(row["isError"])))
@@ -83,13 +94,25 @@ def to_markdown(thread: ExportedThread) -> str:
     for step in thread.steps:
         lines.append("")
         if step.kind == "message":
-            lines += [f"## {step.author}" + (" (error)" if step.is_error else ""), "", step.text]
+            text = f"**{step.command}** {step.text}".strip() if step.command else step.text
+            lines += [f"## {step.author}" + (" (error)" if step.is_error else ""), "", text]
         else:
             lines += [f"> **tool {step.author}**" + (" (error)" if step.is_error else "")]
             if step.input:
                 lines.append(f"> input: `{_one_line(step.input)}`")
             lines.append(f"> result: {_one_line(step.text)}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+async def step_commands(engine: AsyncEngine, thread_id: str) -> dict[str, str]:
+    """The composer command of each message of the thread sent with one: step id -> command.
+
+    Chainlit stores a message's command but leaves it out when it reopens the thread, so a message
+    sent with a command and no text (the Export button) came back as an empty bubble."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(steps.c.id, steps.c.command).where(
+            steps.c.threadId == thread_id, steps.c.command.is_not(None), steps.c.command != ""))
+        return {str(step_id): str(command) for step_id, command in rows}
 
 
 def _one_line(text: str, limit: int = 500) -> str:
