@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import chainlit as cl
 from chainlit.auth import set_auth_cookie
-from chainlit.config import config
+from chainlit.config import APP_ROOT, config
 from chainlit.data import get_data_layer
 from chainlit.server import app as chainlit_app
 from chainlit.server import sio
@@ -36,6 +36,7 @@ from starlette.routing import Route
 from chorus import chainlit_fixes, sessions
 from chorus.attachments import AttachmentError
 from chorus.auth import ensure_auth_secret
+from chorus.avatars import Avatars
 from chorus.events import (
     DoneEvent,
     ErrorEvent,
@@ -250,6 +251,10 @@ async def _logo(request: Request) -> Response:
 
 
 chainlit_app.router.routes.insert(0, Route("/logo", _logo))
+# Each agent's own avatar where the page and the widget ask for it (Chainlit's route, same path,
+# would answer every author with one picture); Chorus's own messages keep the Chorus mark.
+_avatars = Avatars(lambda: CHORUS.registry.agents, system=SYSTEM, public=Path(APP_ROOT) / "public" / "avatars")
+chainlit_app.router.routes.insert(0, Route("/avatars/{avatar_id:str}", _avatars.endpoint))
 
 
 async def _trace(request: Request) -> Response:
@@ -476,11 +481,6 @@ if HISTORY:
                 author=SYSTEM,
             ).send()
 
-
-EXPORT_COMMAND = "Export"
-MEMORIES_COMMAND = "Memories"
-MEMORIES_SHOWN = 25
-
     async def _complete_for_page(thread: Any) -> None:
         """Put back what Chainlit's SQL data layer leaves out of a thread it reopens, before the page
         gets it (Chainlit sends this same dict after ``resume``): the metadata as an object (SQLite
@@ -502,6 +502,11 @@ MEMORIES_SHOWN = 25
         for step in thread.get("steps") or []:
             if step.get("id") in commands:
                 step["command"] = commands[step["id"]]
+
+
+EXPORT_COMMAND = "Export"
+MEMORIES_COMMAND = "Memories"
+MEMORIES_SHOWN = 25
 
 
 async def _offer_commands() -> None:
@@ -627,7 +632,18 @@ async def _open() -> ChatSession | None:
         await cl.ErrorMessage(content=str(exc), author=SYSTEM).send()
         return None
     await _offer_commands()
+    await _show_notices(session)
     return session
+
+
+async def _show_notices(session: ChatSession) -> None:
+    """What the user should know as the chat opens (a broken plugin, memory unavailable), shown by
+    chorus.js and chorus-widget.js in a banner above the composer, never as a chat message: Chainlit
+    shows a team's starters only while the chat has no message. Sent every time, so that a chat with
+    nothing to say clears the banner of the one before. The offline model has its own banner
+    (GET /chorus/status)."""
+    notices = [{"text": n.text, "level": n.level} for n in session.notices() if n.code != "offline_model"]
+    await cl.context.emitter.send_window_message({"chorus": "notices", "notices": notices})
 
 
 @cl.on_chat_start
@@ -636,11 +652,6 @@ async def start() -> None:
     if session is None:
         return
     session.start_preparing()  # while the user types: the first reply starts sooner
-    for notice in session.notices():
-        if notice.code == "offline_model":
-            continue  # shown as a banner above the composer (chorus.js), so starters stay visible
-        prefix = "⚠️ " if notice.level == "warning" else "ℹ️ "
-        await cl.Message(content=prefix + neutralise_images(notice.text), author=SYSTEM).send()
 
 
 @cl.on_message

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from os import PathLike
+
     from autogen_agentchat.base import ChatAgent
     from autogen_core.memory import Memory
     from autogen_core.models import ChatCompletionClient
@@ -229,7 +231,11 @@ class AgentSpec:
     ``AssistantAgent`` that reflects on its tool results. ``keywords`` help the
     offline model route messages to this agent. ``team_only`` keeps the agent out of
     teams that take every agent (``members: ["*"]``): it joins only teams that name it,
-    such as a team the same plugin registers.
+    such as a team the same plugin registers. ``avatar`` is the picture beside the agent's
+    messages: an emoji (``"🥁"``) or one or two letters, drawn on a colour of the agent's own,
+    or the absolute path of a PNG, JPEG, GIF, WebP or SVG file (at most 512 KB) shipped in the
+    plugin's package, such as ``Path(__file__).parent / "drummer.png"``; never a web address.
+    Without one, the agent's initials are drawn for it (see :mod:`chorus.avatars`).
     """
 
     name: str
@@ -241,10 +247,15 @@ class AgentSpec:
     keywords: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     team_only: bool = False
+    avatar: str | PathLike[str] | None = None
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"agent name {self.name!r} must be a Python identifier")
+        if self.avatar is not None:
+            from chorus.avatars import check_avatar
+
+            object.__setattr__(self, "avatar", check_avatar(self.name, self.avatar))
         if not self.description.strip():
             raise ValueError(f"agent {self.name!r} needs a description (the selector routes on it)")

@@ -51,6 +51,41 @@
     if (banner.nextElementSibling !== composer) composer.parentElement.insertBefore(banner, composer);
   }
 
+  // 3. This chat's warnings (a broken plugin, memory unavailable), above the composer as well,
+  //    for the same reason. The server sends them as a window message when the chat opens.
+  let warnings = [];
+  window.addEventListener("message", function (event) {
+    const data = event.data;
+    if (event.source !== window || !data || data.chorus !== "notices" || !Array.isArray(data.notices)) return;
+    warnings = data.notices.filter(function (n) { return n && typeof n.text === "string"; });
+    const shown = document.getElementById("chorus-warnings");
+    if (shown) shown.remove();
+    update();
+  });
+
+  function showWarnings() {
+    const composer = document.getElementById("message-composer");
+    let box = document.getElementById("chorus-warnings");
+    if (!composer || !warnings.length) {
+      if (box) box.remove();
+      return;
+    }
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "chorus-warnings";
+      box.setAttribute("role", "alert");
+      box.className = "text-xs rounded-md border px-3 py-1.5 mb-2";
+      warnings.forEach(function (n) {
+        const line = document.createElement("div");
+        line.textContent = (n.level === "warning" ? "⚠️ " : "ℹ️ ") + n.text;
+        box.appendChild(line);
+      });
+    }
+    const banner = document.getElementById("chorus-model-banner");
+    const next = banner && banner.parentElement === composer.parentElement ? banner : composer;
+    if (box.nextElementSibling !== next) composer.parentElement.insertBefore(box, next);
+  }
+
   // 4. The conversation on screen was deleted (here, in another tab, or its address was opened
   //    afterwards): the server says so with a window message. Reload as a new chat, which clears the
   //    screen, and say why above the composer until the user starts talking again.
@@ -90,6 +125,7 @@
   function update() {
     labelAuthors(document);
     showBanner();
+    showWarnings();
     showDeleted();
   }
   new MutationObserver(update).observe(document.documentElement, { childList: true, subtree: true });
