@@ -191,14 +191,16 @@ def ask(
             raise _fail(f"cannot attach {path}: {exc}") from None
         budget -= len(attachments[-1].text)
     if chorus.memory is not None:
-        import contextlib
-
         from chorus.memory.store import VectorStoreError
 
-        # Like the server's first start, a first `chorus ask` finds knowledge/ ingested. When the
-        # server holds the store, the turn goes on without it (its tools say why).
-        with contextlib.suppress(VectorStoreError):
+        # Like the server's first start, a first `chorus ask` finds knowledge/ ingested. When a
+        # running server holds the store, the turn goes on without memory and knowledge, and one
+        # line says why and what to do (not a warning from every tool that finds it closed).
+        try:
+            chorus.memory.knowledge.count_sync()  # opens the store: is it ours to open?
             chorus.memory.ingest_default_knowledge_sync()
+        except VectorStoreError as exc:
+            chorus.memory.problem = str(exc)  # said once, with the reason, by _print_turn
     try:
         session = chorus.open_session(team)
     except ChorusError as exc:
@@ -237,6 +239,10 @@ async def _print_turn(session: object, text: str, as_json: bool, attachments: Se
             print(json.dumps(notice.to_dict(), ensure_ascii=False), flush=True)
         elif notice.code == "offline_model":
             typer.secho("(offline model: set CHORUS_MODEL for a real one; see README)", dim=True, err=True)
+        elif notice.code == "memory_unavailable" and session.chorus.memory is not None:
+            # The page's notice points to the server's log; here the reason itself is the news.
+            typer.secho(f"note: answering without memory and knowledge: {session.chorus.memory.problem}",
+                        fg=typer.colors.YELLOW, err=True)
         else:
             typer.secho(notice.text, fg=typer.colors.YELLOW, err=True)
     speaking: str | None = None

@@ -71,6 +71,23 @@ def test_a_first_ask_finds_the_knowledge_base_ingested(tmp_path: Path) -> None:
     assert "mlflow" not in result.stderr.lower()  # no store set-up chatter
 
 
+def test_ask_while_a_server_holds_the_store_says_so_once_and_still_answers(tmp_path: Path) -> None:
+    from chorus.memory.store import VectorStore
+    from chorus.settings import Settings
+
+    held = VectorStore(Settings(home=tmp_path))
+    held.client()  # what a running `chorus run` does with the embedded store
+    try:
+        result = chorus("ask", "What is 6 * 7?", env={"CHORUS_HOME": str(tmp_path)})
+    finally:
+        held.close()
+    assert result.returncode == 0, result.stderr
+    assert "6 * 7 = 42" in result.stdout
+    notes = [line for line in result.stderr.splitlines() if "answering without memory and knowledge" in line]
+    assert len(notes) == 1 and "CHORUS_CHROMA_URL" in notes[0], result.stderr
+    assert "WARNING" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_ask_reads_standard_input_and_uses_the_chosen_team() -> None:
     result = chorus("ask", "-", "--team", "panel", "--json", stdin="hello panel")
     assert result.returncode == 0, result.stderr
