@@ -114,6 +114,8 @@ class OfflineModel:
             return ModelReply(text=_pointer(*better, remembered))
         if remembered and _ABOUT_ME.search(user_text):
             return ModelReply(text=_about_you(remembered))
+        if not remembered and _ASKS_MEMORY.search(user_text):
+            return ModelReply(text=NOTHING_REMEMBERED)
         return ModelReply(text=self._text_answer(user_text, request.hints, summarised=summarised))
 
     def _tool_call(self, text: str, request: ModelRequest) -> ToolCall | None:
@@ -223,6 +225,13 @@ def answer_from_files(question: str, files: Iterable[Attachment], *, most: int =
 _ABOUT_ME = re.compile(
     r"\b(about me|what do you (know|remember)|do you remember|remember me|my favou?rites?|who am i|"
     r"recommend|suggest|what should i (listen|read|watch|try))\b", re.I
+)
+
+
+_ASKS_MEMORY = re.compile(r"\b(about me|what do you (know|remember)|do you remember|remember me|who am i)\b", re.I)
+NOTHING_REMEMBERED = (
+    "I don't remember anything about you yet. Tell me something worth keeping, such as “Remember that I "
+    "live in Lisbon”, and I'll remember it in your later conversations too (when you are logged in)."
 )
 
 

@@ -130,6 +130,6 @@ def test_each_team_is_a_chat_profile_and_a_round_robin_team_answers_with_every_m
     _pick_profile(page, "Panel")
     page.locator("#starters").get_by_text("Say hello to the panel").wait_for(timeout=20_000)
     _send(page, "Hello panel, who are you?")
-    _reply_of(page, "guide").get_by_text("See above for what the rest", exact=False).wait_for(timeout=30_000)
+    _reply_of(page, "guide").get_by_text("see above for what we can do", exact=False).wait_for(timeout=30_000)
     assert "Here is what this team can do" in _reply_of(page, "assistant").inner_text()
     page.screenshot(path=str(artifacts / "chat-panel-team.png"))
