@@ -169,6 +169,16 @@ async def test_the_librarian_answers_from_the_knowledge_base_with_its_source(cho
     assert "five working days" in answer and "music-store-policies.md" in answer
 
 
+def test_a_section_heading_that_names_the_question_helps_and_nothing_else_does(chorus: Chorus) -> None:
+    assert chorus.memory is not None
+    knowledge = chorus.memory.knowledge
+    found = knowledge.search_sync("What payment methods do you accept?")
+    assert found and found[0].heading.endswith("Prices and payment") and "PayPal" in found[0].text
+    assert [h.score for h in found] == sorted((h.score for h in found), reverse=True)
+    # A question the documents do not cover still finds nothing.
+    assert knowledge.search_sync("What is the capital of France?") == []
+
+
 async def test_a_user_is_remembered_across_conversations_and_only_by_their_own(chorus: Chorus) -> None:
     saved = await turn(chorus, "alice", "My favourite artist is Miles Davis.")
     assert any(isinstance(e, ToolCallEvent) and e.name == "remember" for e in saved)

@@ -260,6 +260,18 @@ def _terms(text: str) -> set[str]:
     return {_stem(t) for t in _TERM.findall(text.lower()) if t not in _COMMON}
 
 
+SECTION_BONUS = 0.05
+"""Added to a passage's score for each word of the question its section's own heading uses (at
+most two): "What payment methods do you accept?" finds "Prices and payment" (cosine 0.245 alone,
+under :data:`MIN_SCORE`). The document's title (the heading's first part) earns nothing, since
+every passage of the document shares it."""
+
+
+def _section_bonus(query: str, heading: str) -> float:
+    section = heading.rsplit("›", 1)[-1] if "›" in heading else ""
+    return SECTION_BONUS * min(2, len(_terms(query) & _terms(section))) if section else 0.0
+
+
 def mentions_known_terms(text: str) -> bool:
     """Whether ``text`` names a title or heading word of an ingested document (no I/O)."""
     return bool(_known_terms & _terms(text))
@@ -350,13 +362,13 @@ class KnowledgeBase:
         hits = []
         for doc, meta, distance in zip(found["documents"][0], found["metadatas"][0], found["distances"][0],
                                        strict=True):
-            score = 1.0 - float(distance)
+            score = 1.0 - float(distance) + _section_bonus(query, str(meta.get("heading", "")))
             if score < min_score:
                 continue
             text = doc.split("\n\n", 1)[1] if "\n\n" in doc else doc
             hits.append(Hit(source=str(meta.get("source", "")), title=str(meta.get("title", "")),
                             heading=str(meta.get("heading", "")), text=text, score=round(score, 4)))
-        return hits
+        return sorted(hits, key=lambda hit: hit.score, reverse=True)
 
     async def search(self, query: str, k: int = 4) -> list[Hit]:
         if self._ready is not None:
