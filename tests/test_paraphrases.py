@@ -225,7 +225,8 @@ CASES: list[Case] = [
     case("my oldest invoice", "my_invoices", "oldest first", VERIFIED),
     case("show my recipts", "my_invoices", "Your invoices", VERIFIED),
     case("what have I paid so far", "my_invoices", "Your invoices", VERIFIED),
-    case("who helped me with my last order?", ("my_invoices", "invoice_details"), "invoice", VERIFIED),
+    case("who helped me with my last order?", "invoice_details", "Invoice **5** of 2024-05-22", VERIFIED),
+    case("what was on my most recent invoice?", "invoice_details", "Hell Ain't A Bad Place To Be", VERIFIED),
     # -- invoices: my_purchases_by_unit_price -------------------------------------------------
     case("what's the most expensive thing I bought?", "my_purchases_by_unit_price", "In My Time of Dying",
          VERIFIED),

@@ -210,7 +210,13 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
         return {} if _parse.asks_by_price(text) else None
 
     async def invoice_text(customer: Customer, args: Mapping[str, Any]) -> str:
-        invoice_id = int(args["invoice_id"])
+        if args.get("invoice_id") is None:  # "my last order": the newest
+            _count, newest = await in_thread(lambda store: store.invoices(customer.id, "newest", limit=1))
+            if not newest:
+                return "You have no invoices with us yet."
+            invoice_id = int(newest[0]["invoice"])
+        else:
+            invoice_id = int(args["invoice_id"])
         found = await in_thread(lambda store: store.invoice_of(customer.id, invoice_id))
         if found is None:
             return (f"Invoice {invoice_id} is not one of your invoices. Ask for “my invoices” to see their "
@@ -222,14 +228,17 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
                           f"{x['quantity']}" for x in found["lines"])
         return f"Invoice **{found['invoice']}** of {found['date']}, total {found['total']}. {handled}\n\n{lines}"
 
-    async def invoice_details(invoice_id: int, context: ToolContext) -> str:
-        """One of the verified customer's invoices: its lines and the employee who handled it."""
+    async def invoice_details(context: ToolContext, invoice_id: int | None = None) -> str:
+        """One of the verified customer's invoices: its lines and the employee who handled it.
+        Leave ``invoice_id`` out for their newest invoice ("who helped me with my last order?")."""
         args = {"invoice_id": invoice_id}
         return await guarded(context, "invoice_details", args, lambda c: invoice_text(c, args))
 
     def invoice_args(text: str) -> Mapping[str, Any] | None:
         number = _parse.invoice_number(text)
-        return {"invoice_id": number} if number is not None else None
+        if number is not None:
+            return {"invoice_id": number}
+        return {} if _parse.asks_latest_invoice(text) else None
 
     def verify_args(text: str) -> Mapping[str, Any] | None:
         found = _parse.identification(text)
@@ -255,7 +264,8 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
                                                        "pay the most"),
                  offline_args=by_price_args,
                  examples=("Sort my purchases by unit price", "What's the most expensive thing I bought?")),
-        ToolSpec(invoice_details, keywords=("invoice number", "who handled", "employee", "support rep",
-                                            "details of invoice", "what was on invoice"),
-                 offline_args=invoice_args, examples=("Who handled invoice 98?", "What was on invoice 2?")),
+        ToolSpec(invoice_details, keywords=("invoice number", "who handled", "who helped", "employee", "support rep",
+                                            "details of invoice", "what was on invoice", "last order"),
+                 offline_args=invoice_args,
+                 examples=("Who handled invoice 98?", "What was on invoice 2?", "Who helped me with my last order?")),
     ]

@@ -349,12 +349,26 @@ def asks_by_price(text: str) -> bool:
     return bool(_BY_PRICE.search(text)) and bool(_BOUGHT_THINGS.search(text) or _OWN_BUYING.search(text))
 
 
+_ONE_INVOICE = re.compile(
+    r"\bwho (?:helped|handled|served|assisted|dealt with|processed|took care of|looked after)\b"
+    r"|\b(?:support|sales) (?:rep|representative|agent|person)\b|\bwhich (?:employee|agent|person)\b"
+    r"|\bwhat was (?:on|in)\b|\bdetails (?:of|on|about)\b|\bwhat did i (?:get|buy) (?:in|on|with)\b", re.I)
+_LATEST = re.compile(r"\b(?:last|latest|most recent|newest|previous|recent)\b", re.I)
+
+
+def asks_latest_invoice(text: str) -> bool:
+    """Whether a message asks about the customer's latest invoice without its number ("who helped
+    me with my last order?", "what was on my most recent invoice?")."""
+    return (invoice_number(text) is None and bool(_ONE_INVOICE.search(text)) and bool(_LATEST.search(text))
+            and bool(_ACCOUNT_NOUNS.search(text) or _OWN_BUYING.search(text)))
+
+
 def invoices_order(text: str) -> str | None:
     """How a message asks for the customer's invoices ("newest", "oldest", "total"), or None when
     it does not ask about them (a price list or one invoice are other requests)."""
     if not (_ACCOUNT_NOUNS.search(text) or _OWN_BUYING.search(text)):
         return None
-    if asks_by_price(text) or invoice_number(text) is not None:
+    if asks_by_price(text) or invoice_number(text) is not None or asks_latest_invoice(text):
         return None
     if _OLDEST.search(text):
         return "oldest"
