@@ -815,10 +815,6 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _known_team(team: str | None) -> str | None:
     if team is None:
         return None
@@ -866,3 +862,7 @@ def widget_token(
         typer.echo(make_token(user, secret=secret, ttl_s=ttl, team=_known_team(team), name=name))
     except WidgetTokenError as exc:
         raise _fail(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()

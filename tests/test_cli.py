@@ -211,3 +211,18 @@ def test_teams_json_lists_the_deployment_teams() -> None:
 def test_help_everywhere(command: tuple[str, ...]) -> None:
     result = chorus(*command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["chorus", "chorus.cli"])
+def test_python_dash_m_runs_every_command(module: str) -> None:
+    """``python -m chorus`` is the command when the script is not on PATH: every group and command
+    is there (``widget``'s commands were missing when run as a module)."""
+    env = {**os.environ, "CHORUS_AGENTS_DIR": str(ROOT / "agents")}
+    result = subprocess.run([sys.executable, "-m", module, "widget", "--help"], capture_output=True, text=True,
+                            env=env, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "snippet" in result.stdout and "token" in result.stdout
+    top = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, env=env,
+                         timeout=120, cwd=ROOT)
+    for command in ("run", "ask", "users", "widget", "memory", "mlflow", "usage", "export"):
+        assert command in top.stdout, command
