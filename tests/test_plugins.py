@@ -266,3 +266,22 @@ async def test_tools_see_what_the_user_typed_this_turn_but_not_attached_files(tm
         scripted_model.reset()
     result = next(e for e in events if isinstance(e, ToolResultEvent))
     assert result.result == "order 7 of ann, asked as 'Where is order 7?'"
+
+
+def test_chorus_is_distributed_under_a_name_of_its_own() -> None:
+    """``chorus`` on PyPI is an unrelated chemistry package: a plugin depending on it could have
+    Chorus replaced by it on an upgrade. Chorus is ``chorus-chat``; plugins and the guide say so."""
+    import re
+    import tomllib
+    from importlib.metadata import distribution
+
+    root = Path(__file__).resolve().parents[1]
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"] == "chorus-chat"
+    scripts = {ep.name: ep.value for ep in distribution("chorus-chat").entry_points if ep.group == "console_scripts"}
+    assert scripts == {"chorus": "chorus.cli:main"}  # the installed distribution is this one
+    for plugin in sorted((root / "plugins").glob("*/pyproject.toml")):
+        needs = [re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in tomllib.loads(plugin.read_text())["project"][
+            "dependencies"]]
+        assert "chorus-chat" in needs and "chorus" not in needs, plugin
+    guide = (root / "docs" / "plugins.md").read_text()
+    assert 'dependencies = ["chorus-chat"]' in guide and 'dependencies = ["chorus"]\n' not in guide
