@@ -27,8 +27,7 @@ from chorus._env import apply_cookie_settings, apply_offline_defaults
 apply_offline_defaults()
 apply_cookie_settings()
 
-__version__ = "0.1.0"
-
+from chorus._version import __version__  # noqa: E402
 from chorus.plugins import AgentContext, AgentSpec, ToolContext, ToolSpec, hookimpl, hookspec  # noqa: E402
 from chorus.settings import Settings, get_settings  # noqa: E402
 from chorus.teams.spec import Starter, TeamSpec, Termination  # noqa: E402

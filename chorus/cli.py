@@ -834,7 +834,7 @@ def widget_snippet(
 ) -> None:
     """Print the HTML to paste into a page of your site (see docs/widget.md)."""
     _quiet_logging()
-    from chorus.webguard import normalise_origin
+    from chorus.settings import normalise_origin
     from chorus.widget import snippet
 
     try:

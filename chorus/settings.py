@@ -6,6 +6,7 @@ import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -169,8 +170,6 @@ class Settings(BaseSettings):
 
     def allowed_origin_list(self) -> list[str]:
         """``allowed_origins`` as normalised origins; ValueError names a malformed one."""
-        from chorus.webguard import parse_origins
-
         return parse_origins(self.allowed_origins)
 
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -202,3 +201,16 @@ def normalise_name(name: str) -> str:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+def normalise_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, without a path or a trailing slash."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{origin!r} is not an origin like https://www.example.com")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def parse_origins(value: str | None) -> list[str]:
+    """``CHORUS_ALLOWED_ORIGINS`` (comma-separated) as normalised origins; ValueError for a bad one."""
+    return [normalise_origin(item) for item in (value or "").split(",") if item.strip()]

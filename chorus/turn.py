@@ -32,7 +32,7 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 from autogen_core.memory import Memory
 
-from chorus import __version__
+from chorus._version import __version__
 from chorus.attachments import Attachment, with_attachments
 from chorus.events import (
     DoneEvent,
@@ -199,9 +199,9 @@ class ChatSession:
             )
         self.tool_context.team = self.spec.name
         memories: list[Memory] = []
-        if self.tool_context.memory is not None:
-            from chorus.memory.user import RecallMemory
+        from chorus.memory.user import RecallMemory, UserMemory
 
+        if isinstance(self.tool_context.memory, UserMemory):  # Chorus's own (a test may hand tools another)
             memories.append(RecallMemory(self.tool_context.memory))
         self.built = build_team(
             self.spec, self.chorus.registry, settings, on_call=self._on_call, stream=self.stream,

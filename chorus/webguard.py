@@ -29,24 +29,13 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from chorus.settings import normalise_origin
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def normalise_origin(origin: str) -> str:
-    """``scheme://host[:port]`` in lower case, without a path or a trailing slash."""
-    parts = urlsplit(origin.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{origin!r} is not an origin like https://www.example.com")
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def parse_origins(value: str | None) -> list[str]:
-    """``CHORUS_ALLOWED_ORIGINS`` (comma-separated) as normalised origins; ValueError for a bad one."""
-    return [normalise_origin(item) for item in (value or "").split(",") if item.strip()]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

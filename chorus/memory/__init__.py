@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from chorus.memory._owners import ANONYMOUS
 from chorus.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ANONYMOUS = frozenset({"", "anonymous"})
-"""User ids that name nobody in particular (the page without logins): they get no memory."""
 
 
 class MemoryService:

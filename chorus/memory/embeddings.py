@@ -179,13 +179,13 @@ class LiteLLMEmbedding(EmbeddingFunction[Documents]):
         self.api_base = api_base
 
     def __call__(self, input: Documents) -> Embeddings:
-        from chorus.models.client import _litellm, refuse_real_request
+        from chorus.llm import litellm, refuse_real_request
         from chorus.settings import get_settings
 
         settings = get_settings()  # the key stays in the environment, never in Chroma's stored config
         if settings.forbid_real_models:
             refuse_real_request(self.model, self.api_base, what="embedding")
-        response = _litellm().embedding(model=self.model, input=list(input), api_base=self.api_base,
+        response = litellm().embedding(model=self.model, input=list(input), api_base=self.api_base,
                                         api_key=settings.model_api_key, timeout=settings.model_timeout)
         return [np.asarray(item["embedding"], dtype=np.float32) for item in response["data"]]
 

@@ -101,7 +101,7 @@ class ConversationFiles:
     """The files attached in one conversation (see the module's docstring for who finds them)."""
 
     def __init__(self, user_id: str, thread_id: str, store: VectorStore | None) -> None:
-        from chorus.memory import ANONYMOUS
+        from chorus.memory._owners import ANONYMOUS
 
         self.user_id = user_id
         self.thread_id = thread_id
@@ -314,7 +314,8 @@ def conversation_files(context: ToolContext) -> ConversationFiles:
     key = id(context)
     found = _open.get(key)
     if found is None:
-        store = context.knowledge.store if context.knowledge is not None else None
+        # Chorus's knowledge base lives in the same vector store as the files (a test's may not).
+        store = getattr(context.knowledge, "store", None)
         found = _open[key] = ConversationFiles(context.user_id, context.thread_id, store)
         weakref.finalize(context, _open.pop, key, None)
     return found

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chorus.memory.store import VectorStore
+from chorus.plugins._memory_api import Hit
 
 COLLECTION = "knowledge"
 CHUNK_CHARS = 900
@@ -40,25 +41,6 @@ class Section:
 class Chunk:
     text: str
     heading: str
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved chunk and where it came from."""
-
-    source: str
-    title: str
-    heading: str
-    text: str
-    score: float
-
-    @property
-    def where(self) -> str:
-        return f"{self.source} › {self.heading}" if self.heading and self.heading != self.title else self.source
-
-    def snippet(self, limit: int = 300) -> str:
-        flat = " ".join(self.text.split())
-        return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 @dataclass

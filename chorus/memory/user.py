@@ -15,7 +15,6 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,11 +24,12 @@ from autogen_core.model_context import ChatCompletionContext
 from autogen_core.models import SystemMessage, UserMessage
 
 from chorus.memory.store import VectorStore
+from chorus.plugins._memory_api import MemoryItem
+from chorus.prompts import MEMORY_HEADER
 
 log = logging.getLogger(__name__)
 
 HUMAN = "user"  # the source of the human's messages in a team (chorus.turn.USER)
-MEMORY_HEADER = "What you remember about this user (from earlier conversations):"
 RECALL_K = 5
 RECALL_MIN_SCORE = 0.45
 """A memory this close to the user's message is recalled for any message ("tell me about Miles
@@ -46,14 +46,6 @@ _ABOUT_ME = re.compile(
 _PERSONAL = re.compile(r"\b(?:i|i'm|im|i'd|i've|i'll|me|my|mine|myself|recommend\w*|suggest\w*)\b", re.I)
 SAME_FACT = 0.93  # a new memory this close to an old one replaces it ("I love jazz" twice)
 MAX_FACT_CHARS = 500
-
-
-@dataclass(frozen=True)
-class MemoryItem:
-    id: str
-    text: str
-    created_at: str
-    score: float | None = None
 
 
 _warned: set[str] = set()

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 from autogen_core import CancellationToken
 from autogen_core.models import (
@@ -34,6 +32,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
+from chorus.llm import ModelError, ModelRequestRefused, litellm, refuse_real_request
 from chorus.models._convert import (
     dumps_args,
     function_calls,
@@ -43,7 +42,7 @@ from chorus.models._convert import (
     tool_choice_arg,
 )
 from chorus.models.local import LocalModel, ModelHints, ModelRequest, local_model, split_tokens
-from chorus.models.providers import Delta, Route, close_stream, delta_of, litellm, open_stream, route_for
+from chorus.models.providers import Delta, Route, close_stream, delta_of, open_stream, route_for
 from chorus.models.router import (
     CircuitKey,
     Silence,
@@ -60,14 +59,6 @@ from chorus.models.router import (
 from chorus.settings import OFFLINE_MODEL
 
 log = logging.getLogger(__name__)
-
-
-class ModelError(RuntimeError):
-    """A model call failed in a way the user should be told about."""
-
-
-class ModelRequestRefused(ModelError):
-    """A request to a real provider while ``CHORUS_FORBID_REAL_MODELS`` is set."""
 
 
 class ModelStalled(ModelError):
@@ -95,27 +86,6 @@ class DeadlinePassed(Exception):
 
 
 _litellm = litellm
-
-
-def refuse_real_request(model: str, api_base: str | None, what: str = "model") -> None:
-    """Raise ModelRequestRefused unless ``api_base`` is on this machine (CHORUS_FORBID_REAL_MODELS)."""
-    if not _is_loopback(api_base):
-        raise ModelRequestRefused(
-            f"refusing a real {what} request to {model!r}: CHORUS_FORBID_REAL_MODELS is set "
-            "(tests must use the offline or scripted model, or a loopback api_base)"
-        )
-
-
-def _is_loopback(url: str | None) -> bool:
-    if not url:
-        return False
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def validate_model(model: str) -> str | None:
@@ -745,4 +715,7 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
-__all__ = ["CallRecord", "ChorusModelClient", "ModelError", "ModelRequestRefused", "ModelStalled", "validate_model"]
+__all__ = [
+    "CallRecord", "ChorusModelClient", "ModelError", "ModelRequestRefused", "ModelStalled", "refuse_real_request",
+    "validate_model",
+]

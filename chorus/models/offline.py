@@ -28,6 +28,7 @@ from chorus.models._fit import agent_score, keyword_hits, lexicon_of, parsed_arg
 from chorus.models._understand import read
 from chorus.models.local import ModelHints, ModelReply, ModelRequest, OtherTeam, ToolCall, register_local_model
 from chorus.plugins._specs import AgentSpec, ToolSpec
+from chorus.prompts import MEMORY_HEADER
 
 OFFLINE_NOTICE = (
     "You are talking to Chorus's **offline model**: a deterministic local stand-in that routes "
@@ -236,9 +237,7 @@ NOTHING_REMEMBERED = (
 
 
 def _remembered(messages: list[dict[str, Any]]) -> list[str]:
-    """The user's memories Chorus added to the context (``chorus.memory.user.MEMORY_HEADER``)."""
-    from chorus.memory.user import MEMORY_HEADER
-
+    """The user's memories Chorus added to the context (:data:`chorus.prompts.MEMORY_HEADER`)."""
     found: list[str] = []
     for message in messages:
         text = text_of(message)

@@ -25,6 +25,8 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chorus.llm import litellm
+
 # Keys of ``extra_create_args`` that are litellm's own options, not request parameters.
 _LITELLM_OPTIONS = frozenset({"num_retries", "api_base", "base_url", "api_key", "timeout", "metadata",
                               "mock_response", "custom_llm_provider", "drop_params", "caching"})
@@ -52,14 +54,6 @@ class Route:
     """The model name the provider is sent (``openai/x`` → ``x``), on the fast path."""
     base_url: str | None = None
     api_key: str | None = None
-
-
-def litellm() -> Any:
-    """litellm, imported on first use (it takes seconds) and told not to print to stdout."""
-    import litellm as module
-
-    module.suppress_debug_info = True
-    return module
 
 
 @functools.lru_cache(maxsize=256)

@@ -34,7 +34,7 @@ class Candidate:
 
 
 def _builtin_candidates() -> list[Candidate]:
-    from chorus import __version__
+    from chorus._version import __version__
 
     return [
         Candidate(

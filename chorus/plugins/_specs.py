@@ -17,8 +17,7 @@ if TYPE_CHECKING:
     from autogen_core.models import ChatCompletionClient
     from autogen_core.tools import BaseTool
 
-    from chorus.memory.knowledge import KnowledgeBase
-    from chorus.memory.user import UserMemory
+    from chorus.plugins._memory_api import KnowledgeBase, UserMemory
     from chorus.settings import Settings
 
 

@@ -1,0 +1,3 @@
+"""Chorus's version, in a module of its own so any layer can read it without importing ``chorus``."""
+
+__version__ = "0.1.0"
