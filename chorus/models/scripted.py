@@ -9,6 +9,10 @@ order, including the speaker names a selector team asks for::
 
 Every request (the latest 1,000) is kept in ``scripted_model.requests`` so a test can
 check what the model was shown.
+
+A test is better off with an instance of its own, which no other test can queue into or reset:
+``make_chorus(model=ScriptedModel(...))`` (:mod:`chorus.testing`) registers it under a name of its
+own for that test only.
 """
 
 from __future__ import annotations
