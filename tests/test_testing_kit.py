@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -239,3 +240,18 @@ def test_the_pytest_plugin_is_installed_and_loads_nothing_at_import() -> None:
 
     assert set(changed) <= set(OFFLINE_DEFAULTS), changed  # only what `import chorus` itself does
     assert heavy == []
+
+
+def test_the_plugin_packages_tests_import_only_the_public_api() -> None:
+    allowed = {"chorus", "chorus.testing"}
+    found: dict[str, set[str]] = {}
+    for path in sorted(ROOT.glob("plugins/*/tests/*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for module in modules:
+                if module == "chorus" or module.startswith("chorus."):
+                    found.setdefault(path.relative_to(ROOT).as_posix(), set()).add(module)
+    assert found, "no plugin test imports chorus at all?"
+    private = {path: sorted(modules - allowed) for path, modules in found.items() if modules - allowed}
+    assert not private, private

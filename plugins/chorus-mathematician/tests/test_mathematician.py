@@ -21,11 +21,14 @@ from chorus_mathematician import (
 )
 
 from chorus import AgentSpec, ToolSpec
-from chorus.models._convert import to_openai_tools
-from chorus.models.local import ModelHints, ModelRequest
-from chorus.models.offline import OfflineModel
-from chorus.plugins import load_plugins
-from chorus.settings import Settings
+from chorus.testing import Chorus, ChorusFactory, ModelReply, offline_reply
+
+
+@pytest.fixture
+def loaded(make_chorus: ChorusFactory) -> Chorus:
+    """Chorus with this plugin alone, found through its entry point as a deployment finds it."""
+    return make_chorus(installed="mathematician")
+
 
 # -- calculate: correctness ------------------------------------------------------------------
 
@@ -285,8 +288,8 @@ def test_hooks_return_specs() -> None:
     assert "sqrt" in tools[0].description and "fahrenheit" in tools[1].description.lower()
 
 
-def test_discovered_through_its_entry_point() -> None:
-    registry = load_plugins(Settings(plugins="mathematician"))
+def test_discovered_through_its_entry_point(loaded: Chorus) -> None:
+    registry = loaded.registry
     report = registry.report_for("mathematician")
     assert report is not None, [r.name for r in registry.reports]
     assert report.status == "ok", report.error
@@ -318,21 +321,8 @@ def test_autogen_tool_schema_and_errors() -> None:
 # -- the offline model --------------------------------------------------------------------------
 
 
-def _request(messages: list[dict[str, Any]]) -> ModelRequest:
-    registry = load_plugins(Settings(plugins="mathematician"))
-    agent = registry.agents["mathematician"]
-    tools = {name: registry.tools[name] for name in agent.tools}
-    return ModelRequest(
-        model="offline",
-        messages=[{"role": "system", "content": agent.system_message}, *messages],
-        tools=to_openai_tools([spec.to_autogen() for spec in tools.values()]),
-        tool_choice="auto",
-        hints=ModelHints(role="agent", agent=agent.name, agents={agent.name: agent}, tools=tools),
-    )
-
-
-def _ask(text: str) -> ModelRequest:
-    return _request([{"role": "user", "content": text, "name": "user"}])
+def _ask(loaded: Chorus, messages: str | list[dict[str, Any]]) -> ModelReply:
+    return offline_reply(loaded, messages, agent="mathematician")
 
 
 @pytest.mark.parametrize(
@@ -344,32 +334,31 @@ def _ask(text: str) -> ModelRequest:
         ("100 F in celsius", "convert_units", {"value": 100.0, "from_unit": "°F", "to_unit": "°C"}),
     ],
 )
-def test_offline_model_calls_the_right_tool(message: str, tool: str, arguments: dict[str, Any]) -> None:
-    reply = OfflineModel().answer(_ask(message))
+def test_offline_model_calls_the_right_tool(loaded: Chorus, message: str, tool: str, arguments: dict[str, Any]) -> None:
+    reply = _ask(loaded, message)
     assert len(reply.tool_calls) == 1, reply.text
     assert reply.tool_calls[0].name == tool
     assert dict(reply.tool_calls[0].arguments) == arguments
 
 
-def test_offline_model_answers_without_tools_when_nothing_to_compute() -> None:
-    reply = OfflineModel().answer(_ask("What is the capital of France?"))
+def test_offline_model_answers_without_tools_when_nothing_to_compute(loaded: Chorus) -> None:
+    reply = _ask(loaded, "What is the capital of France?")
     assert not reply.tool_calls
     assert "mathematician" in reply.text
 
 
-def test_offline_model_reports_the_tool_result() -> None:
-    call = OfflineModel().answer(_ask("What is 12 * (3 + 4)?")).tool_calls[0]
+def test_offline_model_reports_the_tool_result(loaded: Chorus) -> None:
+    call = _ask(loaded, "What is 12 * (3 + 4)?").tool_calls[0]
     result = calculate(**call.arguments)
-    reply = OfflineModel().answer(
-        _request(
-            [
-                {"role": "user", "content": "What is 12 * (3 + 4)?", "name": "user"},
-                {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": call.id, "type": "function",
-                     "function": {"name": call.name, "arguments": '{"expression": "12 * (3 + 4)"}'}},
-                ]},
-                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result},
-            ]
-        )
+    reply = _ask(
+        loaded,
+        [
+            {"role": "user", "content": "What is 12 * (3 + 4)?", "name": "user"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": call.id, "type": "function",
+                 "function": {"name": call.name, "arguments": '{"expression": "12 * (3 + 4)"}'}},
+            ]},
+            {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result},
+        ],
     )
     assert reply.text == "12 * (3 + 4) = 84"

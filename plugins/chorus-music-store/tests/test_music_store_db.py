@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from chorus_music_store import _demo, _schema
 from chorus_music_store._store import MusicStore, StoreError, read_only_engine, resolve_url
-from music_store_fixtures import IN_CI, chinook_path, settings_for
+from music_store_fixtures import IN_CI, chinook_path
 
-from chorus.plugins import load_plugins
+from chorus.testing import ChorusFactory
 
 
 @pytest.fixture
@@ -89,9 +89,9 @@ def test_demo_store_is_generated_by_code_and_is_the_same_everywhere(tmp_path: Pa
 
 
 def test_a_missing_database_fails_the_plugin_with_its_reason_and_the_rest_loads(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_chorus: ChorusFactory) -> None:
     monkeypatch.setenv(plugin.URL_SETTING, str(tmp_path / "nowhere.sqlite"))
-    registry = load_plugins(settings_for(tmp_path, plugins=None))
+    registry = make_chorus(installed=None).registry  # every installed plugin
     report = registry.report_for("music_store")
     assert report is not None and report.status == "error"
     assert "no database file at" in (report.error or "") and "nowhere.sqlite" in (report.error or "")
