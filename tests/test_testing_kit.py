@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
+import types
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
+import chorus.testing
 from chorus import AgentSpec, TeamSpec, ToolSpec, hookimpl
 from chorus.models import is_local_model
 from chorus.testing import (
@@ -255,3 +259,34 @@ def test_the_plugin_packages_tests_import_only_the_public_api() -> None:
     assert found, "no plugin test imports chorus at all?"
     private = {path: sorted(modules - allowed) for path, modules in found.items() if modules - allowed}
     assert not private, private
+
+
+def test_every_public_name_loads_and_is_documented() -> None:
+    docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    section = docs.split("## Testing your plugin", 1)[1]
+    for name in chorus.testing.__all__:
+        assert getattr(chorus.testing, name) is not None
+        assert f"`{name}`" in section, f"docs/plugins.md does not list chorus.testing.{name}"
+    assert (ROOT / "chorus" / "py.typed").is_file()
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
+
+
+async def test_the_examples_of_testing_your_plugin_pass(make_chorus: ChorusFactory,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/plugins.md's test examples, run against its chorus_weather example plugin."""
+    docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    head, section = docs.split("## Testing your plugin", 1)
+    (plugin_code,) = [b for b in _python_blocks(head) if b.startswith("# src/chorus_weather/__init__.py")]
+    weather = types.ModuleType("chorus_weather")
+    exec(compile(plugin_code, "chorus_weather", "exec"), weather.__dict__)
+    monkeypatch.setitem(sys.modules, "chorus_weather", weather)
+    namespace: dict[str, object] = {}
+    for block in _python_blocks(section):
+        exec(compile(block, "docs/plugins.md", "exec"), namespace)
+    tests = {name: f for name, f in namespace.items() if name.startswith("test_") and inspect.iscoroutinefunction(f)}
+    assert len(tests) == 3, sorted(tests)
+    for test in tests.values():
+        await test(make_chorus)
