@@ -14,6 +14,28 @@ StopReason = Literal[
 ]
 
 
+@dataclass
+class CallRecord:
+    """One finished model call: what it cost and how long it took. The one description of a call:
+    the turn's ``usage`` event (:meth:`UsageEvent.of`), the cost ledger's row and the trace's span
+    are made from it."""
+
+    label: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    latency_s: float
+    first_chunk_s: float | None
+    finish_reason: str
+    started_ns: int = 0
+    """Wall-clock start (``time.time_ns()``), for the turn's trace."""
+
+    @property
+    def latency_ms(self) -> float:
+        return round(self.latency_s * 1000, 3)
+
+
 @dataclass(frozen=True)
 class TurnEvent:
     type: ClassVar[str] = "event"
@@ -114,6 +136,11 @@ class UsageEvent(TurnEvent):
     completion_tokens: int
     cost: float | None
     latency_ms: float
+
+    @classmethod
+    def of(cls, call: CallRecord) -> UsageEvent:
+        return cls(agent=call.label, model=call.model, prompt_tokens=call.prompt_tokens,
+                   completion_tokens=call.completion_tokens, cost=call.cost, latency_ms=call.latency_ms)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from chorus.events import (
+    CallRecord,
     DoneEvent,
     MessageEvent,
     RetrievalEvent,
@@ -46,7 +47,6 @@ from chorus.events import (
     ToolResultEvent,
     TurnEvent,
 )
-from chorus.models import CallRecord
 from chorus.settings import Settings
 
 log = logging.getLogger(__name__)

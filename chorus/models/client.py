@@ -16,7 +16,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from autogen_core import CancellationToken
@@ -32,6 +31,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
+from chorus.events import CallRecord
 from chorus.llm import ModelError, ModelRequestRefused, litellm, refuse_real_request
 from chorus.models._convert import (
     dumps_args,
@@ -63,22 +63,6 @@ log = logging.getLogger(__name__)
 
 class ModelStalled(ModelError):
     """A reply that had begun streaming stopped: no chunk for the stall timeout."""
-
-
-@dataclass
-class CallRecord:
-    """One finished model call: what it cost and how long it took."""
-
-    label: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float | None
-    latency_s: float
-    first_chunk_s: float | None
-    finish_reason: str
-    started_ns: int = 0
-    """Wall-clock start (``time.time_ns()``), for the turn's trace."""
 
 
 class DeadlinePassed(Exception):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chorus.events import CallRecord
 from chorus.store.db import StoreError
 from chorus.store.schema import usage
 
@@ -34,6 +35,13 @@ class UsageRow:
     completion_tokens: int
     cost: float | None
     latency_ms: float
+
+    @classmethod
+    def of(cls, call: CallRecord, *, user: str, thread_id: str, turn_id: str, team: str) -> UsageRow:
+        """The ledger's row for ``call``, made in ``turn_id`` of ``user``'s conversation with ``team``."""
+        return cls(user=user, thread_id=thread_id, turn_id=turn_id, team=team, agent=call.label, model=call.model,
+                   prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens, cost=call.cost,
+                   latency_ms=call.latency_ms)
 
 
 @dataclass(frozen=True)

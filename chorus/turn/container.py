@@ -1,0 +1,132 @@
+"""What one process loads once: settings, plugins, teams, memory, tracing (:class:`Chorus`).
+
+Pages, the widget, the command line and tests all start here: :meth:`Chorus.load` reads the
+settings, loads the plugins and the team files (a broken one is reported, never fatal) and
+:meth:`Chorus.open_session` starts a conversation with a team.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from chorus._version import __version__
+from chorus.memory import MemoryService
+from chorus.plugins.manager import Registry, load_plugins
+from chorus.settings import OFFLINE_MODEL, Settings, get_settings
+from chorus.store.checkpoints import CheckpointStore
+from chorus.store.usage import UsageLedger
+from chorus.teams import TeamCatalog, TeamSpec, load_teams
+from chorus.tracing import Tracer
+
+if TYPE_CHECKING:
+    from chorus.turn.observers import TurnObserver
+    from chorus.turn.session import ChatSession
+
+
+class ChorusError(Exception):
+    """A problem the user (or operator) caused and can fix; the message says how."""
+
+
+PROBLEMS_NOTICE = (
+    "Some of this server's plugins or team files are broken and were skipped, so an agent or a team may be "
+    "missing. The operator can see which in the server's log or with `chorus plugins` and `chorus teams`."
+)
+"""What users see about broken plugins and team files: details (paths, errors) are for operators."""
+MEMORY_NOTICE = "Memory and the knowledge base are unavailable on this server for now (the server's log says why)."
+
+
+@dataclass
+class Chorus:
+    """What one process loads once: settings, the plugin registry and the team catalog."""
+
+    settings: Settings
+    registry: Registry
+    catalog: TeamCatalog
+    memory: MemoryService | None = None
+    """Per-user memory and the knowledge base (None with ``CHORUS_MEMORY=false``)."""
+    tracer: Tracer | None = None
+    """MLflow tracing of every turn (None with ``CHORUS_TRACING=false``)."""
+    observers: list[TurnObserver] = field(default_factory=list)
+    """More observers of every turn, after the tracer's and the cost ledger's
+    (:mod:`chorus.turn.observers`)."""
+
+    @classmethod
+    def load(cls, settings: Settings | None = None, *, extra_plugins: Iterable[tuple[str, object]] = ()) -> Chorus:
+        """Load plugins and teams; broken plugins and team files are reported, never fatal."""
+        settings = settings or get_settings()
+        registry = load_plugins(settings, extra=extra_plugins)
+        catalog = load_teams(settings.agents_dir, settings.default_team, registry.teams)
+        memory = MemoryService(settings, registry.embedders) if settings.memory else None
+        tracer = Tracer(settings, __version__) if settings.tracing else None
+        return cls(settings=settings, registry=registry, catalog=catalog, memory=memory, tracer=tracer)
+
+    def team(self, name: str | None = None) -> TeamSpec:
+        """The team called ``name`` (default team when None); ChorusError if unknown."""
+        try:
+            return self.catalog.get(name)
+        except KeyError as exc:
+            raise ChorusError(exc.args[0]) from None
+
+    def open_session(
+        self,
+        team: str | None = None,
+        *,
+        user_id: str = "local",
+        thread_id: str | None = None,
+        stream: bool = True,
+        checkpoints: CheckpointStore | None = None,
+        ledger: UsageLedger | None = None,
+    ) -> ChatSession:
+        """A new conversation with ``team``. Raises ChorusError for an unknown team or model.
+
+        With ``checkpoints``, the team's state is saved after every turn and
+        :meth:`ChatSession.resume` restores it. With ``ledger``, every model call is recorded
+        and the daily cost budget is enforced.
+        """
+        from chorus.turn.session import ChatSession
+
+        spec = self.team(team)
+        session = ChatSession(
+            chorus=self,
+            spec=spec,
+            user_id=user_id,
+            thread_id=thread_id or uuid.uuid4().hex,
+            stream=stream,
+            checkpoints=checkpoints,
+            ledger=ledger,
+        )
+        session.build()
+        return session
+
+    def turn_observers(self) -> list[TurnObserver]:
+        """Who observes each turn: the tracer (when tracing is on), the cost ledger, then :attr:`observers`."""
+        from chorus.turn.observers import LedgerObserver, TracingObserver
+
+        found: list[TurnObserver] = []
+        if self.tracer is not None:
+            found.append(TracingObserver(self.tracer))
+        found.append(LedgerObserver())
+        return found + self.observers
+
+    def uses_offline_model(self, team: str | None = None) -> bool:
+        """Whether any member (or the selector) of ``team`` answers with the offline model."""
+        from chorus.teams.build import resolve_members
+
+        spec = self.team(team)
+        members, _ = resolve_members(spec, self.registry)
+        team_model = spec.model or self.settings.model
+        models = {m.model or team_model for m in members} | {team_model}
+        return OFFLINE_MODEL in models
+
+    def problems(self) -> list[str]:
+        """Plugins and team files that failed to load, one line each, for operators only (the log
+        at start-up, the CLI): they carry server paths and plugin errors. Users are shown
+        :data:`PROBLEMS_NOTICE` instead."""
+        lines = list(self.registry.errors)
+        lines += [f"plugin {r.name!r} ({r.distribution} {r.version}) was skipped: {r.error}"
+                  + (f" [at {r.where}]" if r.where else "") for r in self.registry.problems]
+        lines += [f"team file skipped: {e}" for e in self.catalog.errors]
+        return lines

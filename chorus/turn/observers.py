@@ -1,0 +1,111 @@
+"""Who watches a turn: the tracer, the cost ledger, and whatever comes later (metrics, guardrails,
+the HTTP APIs) through one small interface, :class:`TurnObserver`.
+
+:func:`chorus.turn.run_turn` calls, for each observer of ``Chorus.turn_observers()``:
+
+- :meth:`~TurnObserver.begin` once the turn has the session (it was not refused);
+- :meth:`~TurnObserver.event` with every event it yields, in order, ``done`` included;
+- :meth:`~TurnObserver.end` once, when the turn is over and before its ``done`` is handed to the
+  reader; a turn cut off (the reader went away, the page's stop cancelled its task) ends with a
+  ``done`` of ``stop_reason="stopped"`` that no reader sees.
+
+An observer that raises is logged and skipped: it never breaks the turn or the other observers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from chorus.events import DoneEvent, TurnEvent
+from chorus.store.usage import UsageRow
+from chorus.tracing import Tracer, TurnRecord
+
+if TYPE_CHECKING:
+    from chorus.turn.state import Turn
+
+log = logging.getLogger(__name__)
+
+
+class TurnObserver:
+    """Override what you need; every method does nothing by default."""
+
+    def begin(self, turn: Turn) -> None:
+        """The turn starts (``turn.session``, ``turn.text``, ``turn.id`` are set)."""
+
+    def event(self, turn: Turn, event: TurnEvent) -> None:
+        """The turn yields ``event`` (called before the reader gets it)."""
+
+    async def end(self, turn: Turn, done: DoneEvent) -> None:
+        """The turn is over: ``turn.calls`` holds every model call it made."""
+
+
+class TracingObserver(TurnObserver):
+    """One MLflow trace per turn (:mod:`chorus.tracing`), written in the background."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+        self._records: dict[str, TurnRecord] = {}
+
+    def begin(self, turn: Turn) -> None:
+        session = turn.session
+        self._records[turn.id] = self.tracer.begin(turn_id=turn.id, user=session.user_id, thread=session.thread_id,
+                                                   team=session.spec.name, text=turn.text)
+
+    def event(self, turn: Turn, event: TurnEvent) -> None:
+        record = self._records.get(turn.id)
+        if record is not None:
+            record.note(event)
+
+    async def end(self, turn: Turn, done: DoneEvent) -> None:
+        record = self._records.pop(turn.id, None)
+        if record is not None:
+            record.finish(done, turn.calls)
+            self.tracer.submit(record)
+
+
+class LedgerObserver(TurnObserver):
+    """Every model call of the turn into the session's cost ledger (when it has one)."""
+
+    async def end(self, turn: Turn, done: DoneEvent) -> None:
+        session = turn.session
+        if session.ledger is None or not turn.calls:
+            return
+        rows = [UsageRow.of(call, user=session.user_id, thread_id=session.thread_id, turn_id=turn.id,
+                            team=session.spec.name) for call in turn.calls]
+        try:
+            await session.ledger.record(rows)
+        except Exception as exc:  # a failure is logged, never the user's problem
+            log.error("could not record the usage of turn %s (thread %s): %s", turn.id, session.thread_id, exc)
+
+
+class Observers:
+    """The observers of one turn, each one's failure contained."""
+
+    def __init__(self, observers: list[TurnObserver]) -> None:
+        self.observers = observers
+        self.ended = False
+
+    def begin(self, turn: Turn) -> None:
+        for observer in self.observers:
+            try:
+                observer.begin(turn)
+            except Exception:
+                log.exception("turn observer %r failed at the start of turn %s", observer, turn.id)
+
+    def event(self, turn: Turn, event: TurnEvent) -> None:
+        for observer in self.observers:
+            try:
+                observer.event(turn, event)
+            except Exception:
+                log.exception("turn observer %r failed on a %s event of turn %s", observer, event.type, turn.id)
+
+    async def end(self, turn: Turn, done: DoneEvent) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        for observer in self.observers:
+            try:
+                await observer.end(turn, done)
+            except Exception:
+                log.exception("turn observer %r failed at the end of turn %s", observer, turn.id)
