@@ -13,7 +13,7 @@ from chorus.events import DoneEvent, ErrorEvent, MessageEvent, TokenEvent, ToolC
 from chorus.models import scripted_model, tool_call
 from chorus.settings import Settings
 from chorus.teams import TeamCatalog, TeamSpec, Termination
-from chorus.turn import ChatSession, Chorus, ChorusError, clean_text, run_turn
+from chorus.turn import ChatSession, Chorus, ChorusError, Turn, TurnObserver, clean_text, run_turn
 
 
 def shout(text: str) -> str:
@@ -437,3 +437,57 @@ async def test_a_selector_teams_saved_state_is_autogens_own_too() -> None:
     for question in ("What time is it in Tokyo?", "How do I write a plugin?", "What can you do?"):
         [e async for e in run_turn(session, question)]
         await _same_as_autogen(session)
+
+
+class Recorder(TurnObserver):
+    """An observer that writes down what it is told (as a metrics exporter would)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.ends: list[tuple[str, int, str]] = []
+
+    def begin(self, turn: Turn) -> None:
+        self.seen.append(f"begin {turn.typed}")
+
+    def event(self, turn: Turn, event: TurnEvent) -> None:
+        self.seen.append(event.type)
+
+    async def end(self, turn: Turn, done: DoneEvent) -> None:
+        self.ends.append((done.stop_reason, len(turn.calls), turn.id))
+
+
+class Broken(TurnObserver):
+    def begin(self, turn: Turn) -> None:
+        raise RuntimeError("observer bug")
+
+    async def end(self, turn: Turn, done: DoneEvent) -> None:
+        raise RuntimeError("observer bug")
+
+
+async def test_observers_see_every_turn_once_and_a_broken_one_changes_nothing() -> None:
+    chorus = make_chorus(SOLO)
+    recorder = Recorder()
+    chorus.observers.extend([Broken(), recorder])
+    session = chorus.open_session()
+    scripted_model.queue("hello there")
+    events = await collect(session, "hi")
+    assert messages(events) == [("alice", "hello there")]
+    assert recorder.seen[0] == "begin hi" and recorder.seen[1:] == [e.type for e in events]
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    assert recorder.ends == [(done.stop_reason, 1, done.turn_id)]
+
+    # A refused message is no turn: nobody is told.
+    await collect(session, "")
+    assert len(recorder.ends) == 1
+
+    # A turn cut off by its reader still ends, once, as stopped, with the calls it made.
+    scripted_model.token_delay = 0.05
+    scripted_model.queue("word " * 200)
+    cut = run_turn(session, "talk")
+    async for event in cut:
+        if isinstance(event, TokenEvent):
+            break
+    await asyncio.wait_for(cut.aclose(), 5)  # type: ignore[attr-defined]
+    assert [e[0] for e in recorder.ends] == [done.stop_reason, "stopped"]
+    assert session.turn is None  # the session no longer points at a turn
