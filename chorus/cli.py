@@ -62,44 +62,7 @@ def run(
     config.run.headless = True
     config.run.watch = watch
     typer.echo(f"Chorus is serving the chat page on http://{'localhost' if host == '127.0.0.1' else host}:{port}")
-    _bound_connection_wait()
     run_chainlit(str(APP_FILE))
-
-
-CONNECTIONS_CLOSE_S = 2  # seconds (uvicorn takes a whole number)
-
-
-def _bound_connection_wait() -> None:
-    """At SIGTERM, wait at most CONNECTIONS_CLOSE_S for open HTTP requests before shutting down.
-
-    uvicorn waits for every open request to finish before the app's shutdown (which stops the turns
-    and writes the traces) may run, with no limit by default. A page on socket.io's long-polling
-    (a proxy that passes no websockets) always has a request open until the server's next ping, so
-    an idle one held a stop up for over 20 s. Chainlit makes uvicorn's Config itself; this sets the
-    limit on every Config made in this process (``chorus run`` only).
-    """
-    import uvicorn
-
-    if getattr(uvicorn.Config, "chorus_bounded", False):
-        return
-
-    class Config(uvicorn.Config):
-        chorus_bounded = True
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("timeout_graceful_shutdown", CONNECTIONS_CLOSE_S)
-            super().__init__(*args, **kwargs)  # configures uvicorn's loggers: the filter goes after
-            logging.getLogger("uvicorn.error").addFilter(_expected_at_stop)
-
-    uvicorn.Config = Config  # type: ignore[misc]
-
-
-def _expected_at_stop(record: logging.LogRecord) -> bool:
-    """uvicorn's ERROR for the requests cut at CONNECTIONS_CLOSE_S is what a stop means: say so as such."""
-    if str(record.msg).startswith("Cancel %s running task(s), timeout graceful shutdown"):
-        record.msg = f"stopping: %s request(s) still open after {CONNECTIONS_CLOSE_S} s were cut (long-polling pages)"
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-    return True
 
 
 def _private_data() -> None:

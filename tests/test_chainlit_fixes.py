@@ -1,4 +1,4 @@
-"""chorus.chainlit_fixes: Chainlit's messages and steps are made without blocking the event loop,
+"""chorus.web.chainlit_fixes: Chainlit's messages and steps are made without blocking the event loop,
 and still get strictly increasing timestamps (what Chainlit's blocking sleep was for)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chorus import chainlit_fixes
+from chorus.web import chainlit_fixes
 
 
 @pytest.mark.asyncio

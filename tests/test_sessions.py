@@ -129,7 +129,7 @@ def test_a_widget_session_lives_no_longer_than_its_token(srv: ChorusServer) -> N
 
 
 def test_a_widget_session_outlives_a_short_token_for_its_configured_time() -> None:
-    from chorus.sessions import widget_session_expiry
+    from chorus.web.logins import widget_session_expiry
 
     now = 1_000_000.0
     assert widget_session_expiry(int(now) + 300, 60, now=now) == now + 3600  # a 5-minute token: an hour's chat
@@ -154,7 +154,7 @@ async def _origin_answer(client: str, proxies: list[str], forwarded_host: str) -
     """(the status, the scheme the app saw) of a cross-origin request from ``client`` that claims
     through forwarded headers to come from the page itself over HTTPS."""
     from chorus.settings import Settings
-    from chorus.webguard import OriginGuard, TrustedProxies
+    from chorus.web.guard import OriginGuard, TrustedProxies
 
     seen: list[str] = []
 

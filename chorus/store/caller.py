@@ -5,7 +5,7 @@ element or feedback they write belongs to that session's user. Chorus checks own
 in :class:`~chorus.store.datalayer.ChorusDataLayer`, against the caller this module names:
 
 - for an HTTP request, the user of the request's login token (set by
-  :class:`chorus.webguard.CallerGuard`, which every request passes through);
+  :class:`chorus.web.guard.CallerGuard`, which every request passes through);
 - for a socket event, the user of the Chainlit session it belongs to;
 - both, when an HTTP route opens a socket session's context: they must agree.
 

@@ -114,7 +114,7 @@ accounts = sa.Table(
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     # Logins made before this moment (epoch seconds) no longer count: set when the account is made
-    # and when its password changes (chorus.sessions).
+    # and when its password changes (chorus.web.logins).
     sa.Column("sessions_after", sa.Float),
 )
 

@@ -17,7 +17,8 @@ Nothing here imports Chainlit.
 from __future__ import annotations
 
 from chorus.text import clean_text
-from chorus.turn.container import MEMORY_NOTICE, PROBLEMS_NOTICE, Chorus, ChorusError
+from chorus.turn.container import Chorus
+from chorus.turn.errors import MEMORY_NOTICE, PROBLEMS_NOTICE, ChorusError
 from chorus.turn.observers import TurnObserver
 from chorus.turn.runner import ask, run_turn
 from chorus.turn.session import ChatSession

@@ -20,22 +20,11 @@ from chorus.store.checkpoints import CheckpointStore
 from chorus.store.usage import UsageLedger
 from chorus.teams import TeamCatalog, TeamSpec, load_teams
 from chorus.tracing import Tracer
+from chorus.turn.errors import ChorusError
 
 if TYPE_CHECKING:
     from chorus.turn.observers import TurnObserver
     from chorus.turn.session import ChatSession
-
-
-class ChorusError(Exception):
-    """A problem the user (or operator) caused and can fix; the message says how."""
-
-
-PROBLEMS_NOTICE = (
-    "Some of this server's plugins or team files are broken and were skipped, so an agent or a team may be "
-    "missing. The operator can see which in the server's log or with `chorus plugins` and `chorus teams`."
-)
-"""What users see about broken plugins and team files: details (paths, errors) are for operators."""
-MEMORY_NOTICE = "Memory and the knowledge base are unavailable on this server for now (the server's log says why)."
 
 
 @dataclass

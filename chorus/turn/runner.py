@@ -27,7 +27,8 @@ from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, Stop
 from chorus.models import ModelError
 from chorus.store.checkpoints import Saved
 from chorus.text import clean_text
-from chorus.turn.container import Chorus, ChorusError
+from chorus.turn.container import Chorus
+from chorus.turn.errors import ChorusError
 from chorus.turn.observers import Observers
 from chorus.turn.session import ChatSession
 from chorus.turn.state import Turn, TurnBudget

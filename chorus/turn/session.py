@@ -21,9 +21,10 @@ from chorus.store import tool_state
 from chorus.store.checkpoints import CheckpointStore, Saved, TeamStates
 from chorus.store.usage import UsageLedger
 from chorus.teams import BuiltTeam, TeamSpec, build_team
-from chorus.turn.container import MEMORY_NOTICE, PROBLEMS_NOTICE, Chorus, ChorusError
+from chorus.turn.errors import MEMORY_NOTICE, PROBLEMS_NOTICE, ChorusError
 
 if TYPE_CHECKING:
+    from chorus.turn.container import Chorus
     from chorus.turn.state import Turn
 
 log = logging.getLogger(__name__)
