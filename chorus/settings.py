@@ -118,7 +118,9 @@ class Settings(BaseSettings):
         description="Seconds a stopping process waits for its last traces to reach MLflow; unset = 15.")
     mlflow_experiment: str = Field(default="chorus", description="MLflow experiment the traces go to.")
     mlflow_ui_url: str = Field(
-        default="http://127.0.0.1:5000", description="Where `chorus mlflow` serves the MLflow UI (for trace links)."
+        default="http://127.0.0.1:5000",
+        description="Where the page's trace links lead. Unset: the tracking server (an http tracking URI), else "
+                    "where a running `chorus mlflow` serves, else this default.",
     )
     memory: bool = Field(default=True, description="Per-user memory and the knowledge base (Chroma); false = off.")
     embedding: str = Field(
