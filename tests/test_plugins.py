@@ -237,7 +237,7 @@ def test_the_deployment_s_team_file_replaces_a_plugin_team_of_the_same_name(tmp_
 
 
 def test_routing_guidance_goes_into_the_selector_prompt_before_the_transcript() -> None:
-    from chorus.teams.build import SELECTOR_PROMPT, selector_prompt
+    from chorus.teams.selector import SELECTOR_PROMPT, selector_prompt
 
     spec = TeamSpec(name="shop", members=["greeter", "clerk"], routing="- clerk: {orders}")
     prompt = selector_prompt(spec)

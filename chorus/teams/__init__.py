@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING, Any
 from chorus.teams.spec import DEFAULT_TEAM, AgentOverride, Starter, TeamCatalog, TeamSpec, Termination, load_teams
 
 if TYPE_CHECKING:
-    from chorus.teams.build import (
-        SELECTOR_PROMPT,
-        BuiltTeam,
-        TeamBuildError,
-        build_agent,
-        build_team,
-        default_agent,
-    )
+    from chorus.teams.build import BuiltTeam, TeamBuildError, build_agent, build_team, default_agent
+    from chorus.teams.registry import register_team_type, team_type, team_type_names
+    from chorus.teams.selector import SELECTOR_PROMPT
 
-_BUILD = {"SELECTOR_PROMPT", "BuiltTeam", "TeamBuildError", "build_agent", "build_team", "default_agent"}
+# Loaded on first use: they import AutoGen.
+_LAZY = {
+    "BuiltTeam": "build", "TeamBuildError": "build", "build_agent": "build", "build_team": "build",
+    "default_agent": "build", "SELECTOR_PROMPT": "selector", "team_type": "registry",
+    "team_type_names": "registry", "register_team_type": "registry",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _BUILD:
-        from chorus.teams import build
+    if name in _LAZY:
+        import importlib
 
-        return getattr(build, name)
+        return getattr(importlib.import_module(f"chorus.teams.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'chorus.teams' has no attribute {name!r}")
 
 
@@ -46,4 +46,7 @@ __all__ = [
     "build_team",
     "default_agent",
     "load_teams",
+    "register_team_type",
+    "team_type",
+    "team_type_names",
 ]

@@ -9,43 +9,18 @@ from typing import Any
 
 from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
 from autogen_agentchat.conditions import ExternalTermination, MaxMessageTermination, TextMentionTermination
-from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
 from autogen_core.memory import Memory
 
 from chorus.models import CallRecord, ChorusModelClient, ModelHints
 from chorus.models.local import OtherTeam
-from chorus.models.offline import SELECTOR_INSTRUCTIONS
 from chorus.plugins._specs import AgentContext, AgentSpec, ToolContext
 from chorus.plugins.manager import Registry
 from chorus.settings import OFFLINE_MODEL, Settings
+from chorus.teams.kind import TeamParts
+from chorus.teams.registry import team_type
 from chorus.teams.spec import TeamSpec
 
 log = logging.getLogger(__name__)
-
-SELECTOR_PROMPT = """You choose which member of a team answers next in a chat with a user.
-
-Team members:
-{roles}
-
-Conversation so far:
-{history}
-
-""" + SELECTOR_INSTRUCTIONS + """ the one member best suited to answer the user's latest message.
-Reply with the member's name only, one of: {participants}"""
-
-
-def selector_prompt(spec: TeamSpec) -> str:
-    """Chorus's selector prompt, with the team's ``routing`` guidance when it has some.
-
-    The guidance goes before the transcript: the offline model reads the user's latest
-    message from the end of the transcript, up to the instructions that follow it.
-    """
-    if not spec.routing.strip():
-        return SELECTOR_PROMPT
-    guidance = spec.routing.strip().replace("{", "{{").replace("}", "}}")
-    head, rest = SELECTOR_PROMPT.split("\n\n", 1)
-    return f"{head}\n\nHow this team routes:\n{guidance}\n\n{rest}"
-
 
 class TeamBuildError(RuntimeError):
     """The team cannot be built at all (no member could be built)."""
@@ -110,9 +85,8 @@ def resolve_members(spec: TeamSpec, registry: Registry) -> tuple[list[AgentSpec]
 def termination_for(spec: TeamSpec, stop: ExternalTermination) -> TerminationCondition:
     """The team's termination, always combined with the stop button's external one."""
     max_messages = spec.termination.max_messages
-    if max_messages is None:
-        # One answer per user message by default; a round robin lets everyone speak once.
-        max_messages = len(spec.members) + 1 if spec.type == "round_robin" and "*" not in spec.members else 2
+    if max_messages is None:  # the type's own: one answer for a selector, everyone once in a round robin
+        max_messages = team_type(spec.type).default_max_messages(spec)
     condition: TerminationCondition = MaxMessageTermination(max_messages) | stop
     if spec.termination.text_mention:
         condition = condition | TextMentionTermination(spec.termination.text_mention)
@@ -137,6 +111,10 @@ def build_team(
     ``other_teams`` are the teams the user could switch to: the offline model points a question
     this team cannot answer to the one that can.
     """
+    try:
+        team_type(spec.type)
+    except KeyError as exc:
+        raise TeamBuildError(f"team {spec.name!r}: {exc.args[0]}") from None
     members, problems = resolve_members(spec, registry)
     hints_agents = {m.name: m for m in members}
     elsewhere = tuple(
@@ -192,21 +170,9 @@ def build_team(
         raise TeamBuildError(f"team {spec.name!r} has no agent that could be built: {detail}")
 
     stop = ExternalTermination()
-    termination = termination_for(spec, stop)
-    team: Team
-    if spec.type == "selector" and len(agents) > 1:
-        selector = client(spec.model or settings.model, "selector", role="selector")
-        clients["selector"] = selector
-        team = SelectorGroupChat(
-            agents,
-            model_client=selector,
-            termination_condition=termination,
-            selector_prompt=selector_prompt(spec),
-            allow_repeated_speaker=spec.allow_repeated_speaker,
-            emit_team_events=True,
-        )
-    else:
-        team = RoundRobinGroupChat(agents, termination_condition=termination, emit_team_events=True)
+    parts = TeamParts(spec=spec, agents=agents, termination=termination_for(spec, stop), settings=settings,
+                      make_client=lambda model, label, role: client(model, label, role), clients=clients)
+    team = team_type(spec.type).build(parts)
     for problem in problems:
         log.warning("%s", problem)
     return BuiltTeam(spec=spec, team=team, members=built, clients=clients, stop=stop, problems=problems)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,7 +53,8 @@ class TeamSpec(BaseModel):
     name: str
     display_name: str | None = None
     description: str = ""
-    type: Literal["selector", "round_robin"] = "selector"
+    type: str = Field(default="selector", pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    """How members take turns: a team type's name (:mod:`chorus.teams.registry`): ``selector`` or ``round_robin``."""
     members: list[str] = Field(default_factory=lambda: ["*"])
     model: str | None = None
     termination: Termination = Field(default_factory=Termination)
@@ -115,13 +115,23 @@ class TeamCatalog(BaseModel):
 
 
 def load_teams(
-    directory: Path, default_team: str | None = None, plugin_teams: Mapping[str, TeamSpec] | None = None
+    directory: Path,
+    default_team: str | None = None,
+    plugin_teams: Mapping[str, TeamSpec] | None = None,
+    team_types: Collection[str] | None = None,
 ) -> TeamCatalog:
     """Read every ``*.yaml``/``*.yml`` under ``directory``; bad files become errors.
 
     ``plugin_teams`` (from the ``chorus_register_teams`` hook) come after the files' teams; a
-    file's team of the same name replaces a plugin's.
+    file's team of the same name replaces a plugin's. With ``team_types`` (the known types'
+    names), a team of another type is refused, with its file.
     """
+
+    def check_type(spec: TeamSpec) -> None:
+        if team_types is not None and spec.type not in team_types:
+            raise ValueError(f"team {spec.name!r} has an unknown type {spec.type!r} "
+                             f"(known: {', '.join(sorted(team_types))})")
+
     teams: dict[str, TeamSpec] = {}
     errors: list[str] = []
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]) if directory.is_dir() else []
@@ -131,6 +141,7 @@ def load_teams(
             if not isinstance(data, dict):
                 raise ValueError("the file must hold a mapping with at least 'name'")
             spec = TeamSpec.model_validate({**data, "source": str(path)})
+            check_type(spec)
         except (OSError, yaml.YAMLError, ValueError, ValidationError) as exc:
             message = f"{path}: {exc}"
             log.error("skipping team file %s", message)
@@ -143,6 +154,11 @@ def load_teams(
     if not teams:
         teams[DEFAULT_TEAM.name] = DEFAULT_TEAM
     for name, spec in (plugin_teams or {}).items():
+        try:
+            check_type(spec)
+        except ValueError as exc:
+            errors.append(f"{spec.source}: {exc}")
+            continue
         if name in teams:
             if teams[name].source is None:  # the built-in default team, not an operator's choice
                 errors.append(f"{spec.source}: team {name!r} is the name of Chorus's built-in default team; "

@@ -1,0 +1,50 @@
+"""What a team type is: given a team's built members, it makes the AutoGen team that runs them.
+
+One module per type (:mod:`chorus.teams.selector`, :mod:`chorus.teams.round_robin`), listed in
+:mod:`chorus.teams.registry`: a new way for members to take turns is one new module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
+
+from chorus.models import ChorusModelClient
+from chorus.settings import Settings
+from chorus.teams.spec import TeamSpec
+
+ClientMaker = Callable[[str, str, str], ChorusModelClient]
+"""``make_client(model, label, role)``: a model client for one of the team's own roles (its
+selector, say), with the same settings, hints and callbacks as its members'."""
+
+
+@dataclass
+class TeamParts:
+    """What a team type is given to make the AutoGen team."""
+
+    spec: TeamSpec
+    agents: list[ChatAgent | Team]
+    """The members that were built, in the team's order (at least one)."""
+    termination: TerminationCondition
+    """When a turn ends (the team's own conditions, the stop button, the budget)."""
+    settings: Settings
+    make_client: ClientMaker
+    clients: dict[str, ChorusModelClient] = field(default_factory=dict)
+    """The members' model clients by name; a type adds the clients of its own roles."""
+
+
+class TeamType(Protocol):
+    """One way for a team's members to take turns (``type:`` in a team file)."""
+
+    name: str
+
+    def default_max_messages(self, spec: TeamSpec) -> int:
+        """Messages in a turn (the user's included) when the team file sets no ``max_messages``."""
+        ...
+
+    def build(self, parts: TeamParts) -> Team:
+        """The AutoGen team that runs ``parts.agents``."""
+        ...
