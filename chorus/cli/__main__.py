@@ -1,0 +1,5 @@
+"""``python -m chorus.cli``: the ``chorus`` command."""
+
+from chorus.cli import main
+
+main()
