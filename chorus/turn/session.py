@@ -18,7 +18,8 @@ from chorus.models import OFFLINE_NOTICE, validate_model
 from chorus.plugins._specs import ToolContext
 from chorus.settings import OFFLINE_MODEL
 from chorus.store import tool_state
-from chorus.store.checkpoints import CheckpointStore, Saved, TeamStates
+from chorus.store.checkpoints import CheckpointStore, Saved
+from chorus.store.team_states import TeamStates
 from chorus.store.usage import UsageLedger
 from chorus.teams import BuiltTeam, TeamSpec, build_team
 from chorus.turn.errors import MEMORY_NOTICE, PROBLEMS_NOTICE, ChorusError
