@@ -1,7 +1,7 @@
 """Retries, fallbacks and a circuit breaker for model calls.
 
 A model call tries the model, then each of ``CHORUS_MODEL_FALLBACKS`` in order
-(``ChorusModelClient._remote_deltas`` walks the list); each attempt on a model is retried
+(``chorus.models._sources`` walks the list); each attempt on a model is retried
 (``CHORUS_MODEL_RETRIES``, with a short backoff) when the failure may pass (a dropped connection,
 a 5xx, a rate limit). Every model has a process-wide :class:`Circuit`: one that failed more than
 ``CHORUS_MODEL_ALLOWED_FAILS`` times within a minute, or hung once, is skipped for
