@@ -24,7 +24,8 @@ from typing import Any
 
 from chorus.attachments import Attachment, split_attachments
 from chorus.models._convert import text_of
-from chorus.models._fit import agent_score, keyword_hits, lexicon_of, parsed_args, shared_words, tool_score
+from chorus.models._fit import agent_score, keyword_hits, lexicon_of, parsed_args, tool_score
+from chorus.models._selection import SELECTOR_INSTRUCTIONS, checked_selection, keyword_speaker
 from chorus.models._understand import read
 from chorus.models.local import ModelHints, ModelReply, ModelRequest, OtherTeam, ToolCall, register_local_model
 from chorus.plugins._specs import AgentSpec, ToolSpec
@@ -160,42 +161,6 @@ class OfflineModel:
         if _GREETING.search(text) or _HELP.search(text):
             return f"Hello! {_team_summary(hints)}\n\n{_offline_footer()}"
         return _cannot_answer(hints)
-
-
-def keyword_speaker(messages: list[dict[str, Any]], hints: ModelHints) -> str:
-    """The member whose keywords, tools and description best fit the user's latest message in a
-    selector prompt (ties go to the member listed first)."""
-    prompt = "\n".join(text_of(m) for m in messages)
-    candidates = _candidates(prompt, hints.agents)
-    lexicon = lexicon_of(hints)
-    reading = read(_last_user_turn(prompt, set(hints.agents)), lexicon)
-    shared = shared_words(hints.agents.values(), hints.tools)
-    return max(
-        candidates,
-        key=lambda name: (agent_score(reading, hints.agents[name], hints.tools, lexicon, shared=shared)
-                          if name in hints.agents else 0, -candidates.index(name)),
-    )
-
-
-def checked_selection(reply: str, messages: list[dict[str, Any]], hints: ModelHints) -> str:
-    """A real selector model's ``reply`` when it names exactly one candidate, else the keyword choice.
-
-    A model that answers with no name, several names or a name not in the team "cannot decide";
-    routing by keywords then beats AutoGen's fallback (the previous speaker) for the user.
-    """
-    prompt = "\n".join(text_of(m) for m in messages)
-    candidates = _candidates(prompt, hints.agents)
-    named = [c for c in candidates if _names(reply, c)]
-    if len(named) == 1:
-        return named[0] if not _names(reply, named[0], exact=True) else reply
-    return keyword_speaker(messages, hints)
-
-
-def _names(reply: str, member: str, *, exact: bool = False) -> bool:
-    """Whether ``reply`` names ``member`` the ways AutoGen's selector accepts (``web_search``,
-    ``web search``, ``web\\_search``); in any case unless ``exact``."""
-    forms = "|".join(re.escape(f) for f in (member, member.replace("_", " "), member.replace("_", r"\_")))
-    return re.search(rf"(?<=\W)({forms})(?=\W)", f" {reply} ", 0 if exact else re.I) is not None
 
 
 def answer_from_files(question: str, files: Iterable[Attachment], *, most: int = 6) -> str:
@@ -389,44 +354,6 @@ def _last_user_message(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-_CANDIDATES = re.compile(r"\[([^\[\]]*)\]")
-
-
-def _candidates(prompt: str, agents: Mapping[str, AgentSpec]) -> list[str]:
-    """The speakers the selector may choose, in team order (from the prompt's ``[...]`` list)."""
-    for match in reversed(_CANDIDATES.findall(prompt)):
-        names = [n.strip().strip("'\"") for n in match.split(",")]
-        found = [n for n in names if n in agents]
-        if found:
-            return found
-    return list(agents) or ["assistant"]
-
-
-SELECTOR_INSTRUCTIONS = "Read the conversation, then choose"
-"""Where the transcript ends in Chorus's selector prompt (``chorus.teams.SELECTOR_PROMPT`` uses it)."""
-
-
-def _last_user_turn(prompt: str, members: set[str]) -> str:
-    """The user's latest message in a selector prompt's transcript (``name: text`` blocks)."""
-    speaker = re.compile(r"^(\w+):\s?(.*)$")
-    current: str | None = None
-    blocks: list[tuple[str, list[str]]] = []
-    for line in prompt.splitlines():
-        if line.startswith(SELECTOR_INSTRUCTIONS):
-            current = None  # the instructions after the transcript (see teams.SELECTOR_PROMPT)
-            continue
-        m = speaker.match(line)
-        if m and (m.group(1) == "user" or m.group(1) in members):
-            current = m.group(1)
-            blocks.append((current, [m.group(2)]))
-        elif current is not None:
-            blocks[-1][1].append(line)
-    for who, lines in reversed(blocks):
-        if who == "user":
-            return "\n".join(lines).strip()
-    return prompt
-
-
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
 
 
@@ -462,3 +389,9 @@ def _offline_delay() -> float:
     from chorus.settings import get_settings
 
     return get_settings().offline_token_delay
+
+
+__all__ = [
+    "CONFIGURE_HINT", "OFFLINE_NOTICE", "SELECTOR_INSTRUCTIONS", "OfflineModel", "answer_from_files",
+    "checked_selection", "intro_of", "keyword_speaker", "team_for", "words",
+]
