@@ -21,12 +21,19 @@ os.environ["CHORUS_HOME"] = tempfile.mkdtemp(prefix="chorus-test-home-")
 # Tracing is on by default for users; tests that are about it (test_tracing.py, the tracing
 # browser test) turn it on, the rest do not pay for an MLflow store in the background.
 os.environ["CHORUS_TRACING"] = "false"
+# Installed plugin packages (the first-party ones in plugins/, or whatever a developer has in the
+# environment) stay out of the core tests: only the built-ins load unless a test asks for more
+# with WITH_INSTALLED_PLUGINS (or its own CHORUS_PLUGINS).
+os.environ["CHORUS_PLUGINS"] = "chorus"
 
 from workers import free_port, stop_process  # free_port: other test modules import it from here too
 
 import chorus  # noqa: F401  (applies the offline switches before litellm is imported)
 
 ROOT = Path(__file__).resolve().parents[1]
+# For a test about the first-party plugin packages: the settings that load them with the built-ins.
+FIRST_PARTY_PLUGINS = "chorus,chorus-mathematician,chorus-music-store"
+WITH_INSTALLED_PLUGINS = {"CHORUS_PLUGINS": FIRST_PARTY_PLUGINS}
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -97,7 +104,11 @@ def require_chromium() -> str:
 
 
 class ChorusServer:
-    """``chorus run`` in a subprocess, in its own working directory and data directory."""
+    """``chorus run`` in a subprocess, in its own working directory and data directory.
+
+    It serves this repository's deployment (the teams in ``agents/``, which name the first-party
+    plugins' agents), so it loads those plugins unless ``env`` sets ``CHORUS_PLUGINS`` itself.
+    """
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -110,6 +121,7 @@ class ChorusServer:
             "CHORUS_AGENTS_DIR": str(ROOT / "agents"),
             "CHORUS_KNOWLEDGE_DIR": str(ROOT / "knowledge"),
             "CHORUS_FORBID_REAL_MODELS": "1",
+            **WITH_INSTALLED_PLUGINS,
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FIRST_PARTY_PLUGINS, WITH_INSTALLED_PLUGINS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def chorus(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "CHORUS_OFFLINE_TOKEN_DELAY": "0", "CHORUS_AGENTS_DIR": str(ROOT / "agents")}
+    """The command on this repository's deployment: its teams in agents/ and the first-party plugins they name."""
+    full_env = {**os.environ, "CHORUS_OFFLINE_TOKEN_DELAY": "0", "CHORUS_AGENTS_DIR": str(ROOT / "agents"),
+                **WITH_INSTALLED_PLUGINS}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "chorus.cli", *args],
@@ -178,7 +181,7 @@ def test_plugins_json_lists_builtins_and_the_example_plugin() -> None:
 
 
 def test_broken_installed_plugin_is_listed_with_its_error_and_ask_still_works(broken_plugin_path: str) -> None:
-    env = {"PYTHONPATH": broken_plugin_path}
+    env = {"PYTHONPATH": broken_plugin_path, "CHORUS_PLUGINS": f"{FIRST_PARTY_PLUGINS},chorus-broken-demo"}
     listed = chorus("plugins", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     broken = next(p for p in json.loads(listed.stdout) if p["name"] == "broken")

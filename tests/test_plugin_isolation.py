@@ -71,6 +71,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _settings(**kw: object) -> Settings:
+    # These tests are about installed plugins: every one loads unless a test passes plugins=.
+    kw.setdefault("plugins", None)
     return Settings(model="offline", offline_token_delay=0, memory=False, tracing=False, **kw)  # type: ignore[arg-type]
 
 
@@ -244,7 +246,8 @@ def test_the_memory_notice_keeps_the_store_s_location_to_the_log(tmp_path: Path)
 
 
 def _chorus(site: Path, home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(site), "CHORUS_HOME": str(home), "CHORUS_OFFLINE_TOKEN_DELAY": "0",
+    # Every installed plugin loads, as for a user, unless the test sets CHORUS_PLUGINS.
+    full_env = {**{k: v for k, v in os.environ.items() if k != "CHORUS_PLUGINS"}, "PYTHONPATH": str(site), "CHORUS_HOME": str(home), "CHORUS_OFFLINE_TOKEN_DELAY": "0",
                 "CHORUS_AGENTS_DIR": str(ROOT / "agents"), "CHORUS_MEMORY": "false", "CHORUS_TRACING": "false", **env}
     return subprocess.run([sys.executable, "-m", "chorus.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=120, cwd=ROOT)

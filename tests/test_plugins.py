@@ -57,6 +57,8 @@ class BadFactory:
 
 
 def _settings(**kw: object) -> Settings:
+    # These tests are about installed plugins: every one loads unless a test passes plugins=.
+    kw.setdefault("plugins", None)
     return Settings(model="offline", offline_token_delay=0, **kw)  # type: ignore[arg-type]
 
 

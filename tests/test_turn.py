@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import FIRST_PARTY_PLUGINS
 
 from chorus import AgentSpec, ToolSpec, hookimpl
 from chorus.events import DoneEvent, ErrorEvent, MessageEvent, TokenEvent, ToolCallEvent, ToolResultEvent, TurnEvent
@@ -254,7 +255,8 @@ async def test_offline_model_routes_and_calls_tools_in_the_default_team() -> Non
 async def test_offline_selector_routes_to_the_agent_whose_tool_can_answer(
     question: str, agent: str, needle: str
 ) -> None:
-    chorus = Chorus.load(Settings(model="offline", offline_token_delay=0))
+    # The default team of the built-ins and the first-party mathematician, as this repository installs them.
+    chorus = Chorus.load(Settings(model="offline", offline_token_delay=0, plugins=FIRST_PARTY_PLUGINS))
     events = await collect(chorus.open_session(), question)
     speaker, content = messages(events)[-1]
     assert speaker == agent and needle in content

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ChorusServer
+from conftest import FIRST_PARTY_PLUGINS, ChorusServer
 from test_browser_chat import _pick_profile, _reply_of
 from test_browser_history import _add_user, _login
 from test_browser_history import _send as _send_on_page
@@ -68,6 +68,7 @@ def avatar_server(tmp_path_factory: pytest.TempPathFactory, host: _Site) -> Iter
                     "chorus_e2e_band/drummer.png": _png(*DRUMMER_SIZE, (255, 140, 0))})
     srv = ChorusServer(workdir, env={
         "PYTHONPATH": str(site),
+        "CHORUS_PLUGINS": f"{FIRST_PARTY_PLUGINS},chorus-e2e-band",
         "CHORUS_ALLOWED_ORIGINS": f"http://127.0.0.1:{host.port}",
         "CHORUS_WIDGET_SECRET": SECRET,
         "CHORUS_MEMORY": "false",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ChorusServer, free_port
+from conftest import FIRST_PARTY_PLUGINS, ChorusServer, free_port
 from test_browser_chat import _pick_profile
 from test_browser_history import _add_user, _login
 from test_browser_widget import SECRET, _host_page, _open_widget, _Site
@@ -54,6 +54,7 @@ def broken_server(tmp_path_factory: pytest.TempPathFactory, host: _Site) -> Iter
                    {f"{BROKEN}.py": "raise RuntimeError(f'cannot read {__file__}')\n"})
     srv = ChorusServer(workdir, env={
         "PYTHONPATH": str(site),
+        "CHORUS_PLUGINS": f"{FIRST_PARTY_PLUGINS},chorus-e2e-broken",
         "CHORUS_ALLOWED_ORIGINS": f"http://127.0.0.1:{host.port}",
         "CHORUS_WIDGET_SECRET": SECRET,
         "CHORUS_CHROMA_URL": f"http://127.0.0.1:{free_port()}",  # a Chroma server that is down
