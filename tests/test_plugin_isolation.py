@@ -247,7 +247,8 @@ def test_the_memory_notice_keeps_the_store_s_location_to_the_log(tmp_path: Path)
 
 def _chorus(site: Path, home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     # Every installed plugin loads, as for a user, unless the test sets CHORUS_PLUGINS.
-    full_env = {**{k: v for k, v in os.environ.items() if k != "CHORUS_PLUGINS"}, "PYTHONPATH": str(site), "CHORUS_HOME": str(home), "CHORUS_OFFLINE_TOKEN_DELAY": "0",
+    inherited = {k: v for k, v in os.environ.items() if k != "CHORUS_PLUGINS"}
+    full_env = {**inherited, "PYTHONPATH": str(site), "CHORUS_HOME": str(home), "CHORUS_OFFLINE_TOKEN_DELAY": "0",
                 "CHORUS_AGENTS_DIR": str(ROOT / "agents"), "CHORUS_MEMORY": "false", "CHORUS_TRACING": "false", **env}
     return subprocess.run([sys.executable, "-m", "chorus.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=120, cwd=ROOT)
