@@ -457,12 +457,18 @@ class Recorder(TurnObserver):
     async def end(self, turn: Turn, done: DoneEvent) -> None:
         self.ends.append((done.stop_reason, len(turn.calls), turn.id))
 
+    def closed(self, turn: Turn) -> None:
+        self.seen.append("closed")
+
 
 class Broken(TurnObserver):
     def begin(self, turn: Turn) -> None:
         raise RuntimeError("observer bug")
 
     async def end(self, turn: Turn, done: DoneEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    def closed(self, turn: Turn) -> None:
         raise RuntimeError("observer bug")
 
 
@@ -474,7 +480,8 @@ async def test_observers_see_every_turn_once_and_a_broken_one_changes_nothing() 
     scripted_model.queue("hello there")
     events = await collect(session, "hi")
     assert messages(events) == [("alice", "hello there")]
-    assert recorder.seen[0] == "begin hi" and recorder.seen[1:] == [e.type for e in events]
+    # Every event in order, then (the turn wound down, after the reader had done) closed.
+    assert recorder.seen[0] == "begin hi" and recorder.seen[1:] == [*(e.type for e in events), "closed"]
     done = events[-1]
     assert isinstance(done, DoneEvent)
     assert recorder.ends == [(done.stop_reason, 1, done.turn_id)]
@@ -492,4 +499,5 @@ async def test_observers_see_every_turn_once_and_a_broken_one_changes_nothing() 
             break
     await asyncio.wait_for(cut.aclose(), 5)  # type: ignore[attr-defined]
     assert [e[0] for e in recorder.ends] == [done.stop_reason, "stopped"]
+    assert recorder.seen.count("closed") == 2
     assert session.turn is None  # the session no longer points at a turn

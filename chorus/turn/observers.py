@@ -7,7 +7,10 @@ the HTTP APIs) through one small interface, :class:`TurnObserver`.
 - :meth:`~TurnObserver.event` with every event it yields, in order, ``done`` included;
 - :meth:`~TurnObserver.end` once, when the turn is over and before its ``done`` is handed to the
   reader; a turn cut off (the reader went away, the page's stop cancelled its task) ends with a
-  ``done`` of ``stop_reason="stopped"`` that no reader sees.
+  ``done`` of ``stop_reason="stopped"`` that no reader sees;
+- :meth:`~TurnObserver.closed` once, after the reader has had ``done`` and the turn's run is wound
+  down: work that must not compete with the turn itself, such as starting the trace's export
+  (which, started before ``done``, made the ledger's write and the reader wait on the GIL).
 
 An observer that raises is logged and skipped: it never breaks the turn or the other observers.
 """
@@ -39,6 +42,9 @@ class TurnObserver:
     async def end(self, turn: Turn, done: DoneEvent) -> None:
         """The turn is over: ``turn.calls`` holds every model call it made."""
 
+    def closed(self, turn: Turn) -> None:
+        """The reader has had ``done`` and the turn is wound down (after :meth:`end`; not awaited)."""
+
 
 class TracingObserver(TurnObserver):
     """One MLflow trace per turn (:mod:`chorus.tracing`), written in the background."""
@@ -58,10 +64,14 @@ class TracingObserver(TurnObserver):
             record.note(event)
 
     async def end(self, turn: Turn, done: DoneEvent) -> None:
-        record = self._records.pop(turn.id, None)
+        record = self._records.get(turn.id)
         if record is not None:
             record.finish(done, turn.calls)
-            self.tracer.submit(record)
+
+    def closed(self, turn: Turn) -> None:
+        record = self._records.pop(turn.id, None)
+        if record is not None and record.done is not None:
+            self.tracer.submit(record)  # exported in the background, after the turn's own work
 
 
 class LedgerObserver(TurnObserver):
@@ -109,3 +119,10 @@ class Observers:
                 await observer.end(turn, done)
             except Exception:
                 log.exception("turn observer %r failed at the end of turn %s", observer, turn.id)
+
+    def closed(self, turn: Turn) -> None:
+        for observer in self.observers:
+            try:
+                observer.closed(turn)
+            except Exception:
+                log.exception("turn observer %r failed after turn %s", observer, turn.id)

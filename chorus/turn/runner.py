@@ -112,6 +112,7 @@ async def run_turn(
                 await observers.end(turn, DoneEvent(stop_reason="stopped", detail="the reader went away",
                                                     turn_id=turn.id))
             session.turn = None
+            observers.closed(turn)
 
 
 def _refusal(session: ChatSession, text: str, attachments: Sequence[Attachment]) -> tuple[str, str] | None:
