@@ -40,16 +40,19 @@ class ModelHints:
     """What Chorus tells a local model about where it is used.
 
     ``role`` is ``"selector"`` when the client picks the next speaker of a
-    team, else ``"agent"``; ``agent`` is the agent the client belongs to.
+    team, ``"reviewer"`` for a reviewer of an iterative team, else ``"agent"``;
+    ``agent`` is the agent the client belongs to.
     ``agents`` and ``tools`` are the specs of the team's members and tools, so
     the offline model can route and call tools without understanding prose.
     """
 
-    role: Literal["agent", "selector"] = "agent"
+    role: Literal["agent", "selector", "reviewer"] = "agent"
     agent: str | None = None
     team: str | None = None
     agents: Mapping[str, AgentSpec] = field(default_factory=dict)
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
+    approval: str = "APPROVED"
+    """A reviewer's approval phrase (``role="reviewer"``: an iterative team's ``approval``)."""
     elsewhere: tuple[OtherTeam, ...] = ()
     """The other teams the user can switch to, so a question for one of them is pointed there."""
 

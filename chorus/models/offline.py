@@ -25,6 +25,7 @@ from typing import Any
 from chorus.attachments import Attachment, split_attachments
 from chorus.models._convert import text_of
 from chorus.models._fit import agent_score, keyword_hits, lexicon_of, parsed_args, tool_score
+from chorus.models._review import review
 from chorus.models._selection import SELECTOR_INSTRUCTIONS, checked_selection, keyword_speaker
 from chorus.models._understand import read
 from chorus.models.local import ModelHints, ModelReply, ModelRequest, OtherTeam, ToolCall, register_local_model
@@ -90,6 +91,8 @@ class OfflineModel:
     async def reply(self, request: ModelRequest) -> ModelReply:
         if request.hints.role == "selector":
             return ModelReply(text=self.select_speaker(request))
+        if request.hints.role == "reviewer":
+            return ModelReply(text=review(request.messages, request.hints))
         return self.answer(request)
 
     # -- selector ---------------------------------------------------------------------------

@@ -90,6 +90,9 @@ def termination_for(spec: TeamSpec, stop: ExternalTermination) -> TerminationCon
     condition: TerminationCondition = MaxMessageTermination(max_messages) | stop
     if spec.termination.text_mention:
         condition = condition | TextMentionTermination(spec.termination.text_mention)
+    own = team_type(spec.type).termination(spec)  # an iterative team's approval, say
+    if own is not None:
+        condition = condition | own
     return condition
 
 
@@ -127,7 +130,7 @@ def build_team(
             model,
             label=label,
             hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=registry.tools,
-                             elsewhere=elsewhere),
+                             elsewhere=elsewhere, approval=spec.approval),
             api_base=settings.model_api_base,
             api_key=settings.model_api_key,
             timeout=settings.model_timeout,
@@ -149,9 +152,10 @@ def build_team(
     agents: list[ChatAgent | Team] = []
     built: list[AgentSpec] = []
     clients: dict[str, ChorusModelClient] = {}
+    kind = team_type(spec.type)
     for member in members:
         model = member.model or spec.model or settings.model
-        model_client = client(model, member.name)
+        model_client = client(model, member.name, kind.member_role(spec, member.name))
         try:
             agent = build_agent(member, model_client, registry, settings, stream=stream,
                                 tool_context=tool_context, memories=memories)
@@ -172,7 +176,7 @@ def build_team(
     stop = ExternalTermination()
     parts = TeamParts(spec=spec, agents=agents, termination=termination_for(spec, stop), settings=settings,
                       make_client=lambda model, label, role: client(model, label, role), clients=clients)
-    team = team_type(spec.type).build(parts)
+    team = kind.build(parts)
     for problem in problems:
         log.warning("%s", problem)
     return BuiltTeam(spec=spec, team=team, members=built, clients=clients, stop=stop, problems=problems)

@@ -1,6 +1,7 @@
 """What a team type is: given a team's built members, it makes the AutoGen team that runs them.
 
-One module per type (:mod:`chorus.teams.selector`, :mod:`chorus.teams.round_robin`), listed in
+One module per type (:mod:`chorus.teams.selector`, :mod:`chorus.teams.round_robin`,
+:mod:`chorus.teams.sequential`, :mod:`chorus.teams.iterative`), listed in
 :mod:`chorus.teams.registry`: a new way for members to take turns is one new module.
 """
 
@@ -45,6 +46,44 @@ class TeamType(Protocol):
         """Messages in a turn (the user's included) when the team file sets no ``max_messages``."""
         ...
 
+    def check(self, spec: TeamSpec) -> None:
+        """Refuse a team file this type cannot run: raise :class:`~chorus.teams.spec.TeamFieldError`
+        naming the field, so that the message points at its line. Called when teams are loaded."""
+        ...
+
+    def member_role(self, spec: TeamSpec, member: str) -> str:
+        """The role a member's model client is told (``"agent"``; ``"reviewer"`` in an iterative team)."""
+        ...
+
+    def termination(self, spec: TeamSpec) -> TerminationCondition | None:
+        """A condition of the type's own that ends a turn too (an approval), or None."""
+        ...
+
+    def stop_notice(self, spec: TeamSpec, stop_reason: str) -> str | None:
+        """What the user is told when a turn ended this way (``"max_messages"``...), or None."""
+        ...
+
     def build(self, parts: TeamParts) -> Team:
         """The AutoGen team that runs ``parts.agents``."""
         ...
+
+
+class BaseTeamType:
+    """Defaults for every method of :class:`TeamType` but ``name`` and ``build``."""
+
+    name = ""
+
+    def default_max_messages(self, spec: TeamSpec) -> int:
+        return 2
+
+    def check(self, spec: TeamSpec) -> None:
+        return None
+
+    def member_role(self, spec: TeamSpec, member: str) -> str:
+        return "agent"
+
+    def termination(self, spec: TeamSpec) -> TerminationCondition | None:
+        return None
+
+    def stop_notice(self, spec: TeamSpec, stop_reason: str) -> str | None:
+        return None

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from chorus.teams.kind import TeamType
+from types import MethodType
+
+from chorus.teams.iterative import Iterative
+from chorus.teams.kind import BaseTeamType, TeamType
 from chorus.teams.round_robin import RoundRobin
 from chorus.teams.selector import Selector
+from chorus.teams.sequential import Sequential
+from chorus.teams.spec import TeamSpec
 
-_TYPES: dict[str, TeamType] = {kind.name: kind for kind in (Selector(), RoundRobin())}
+_BUILT_IN: tuple[TeamType, ...] = (Selector(), RoundRobin(), Sequential(), Iterative())
+_TYPES: dict[str, TeamType] = {kind.name: kind for kind in _BUILT_IN}
 
 
 def team_type(name: str) -> TeamType:
@@ -21,14 +27,28 @@ def team_type_names() -> list[str]:
     return sorted(_TYPES)
 
 
+def check_team(spec: TeamSpec) -> None:
+    """The team type's own check of a team file (:meth:`TeamType.check`); unknown types pass here."""
+    kind = _TYPES.get(spec.type)
+    if kind is not None:
+        kind.check(spec)
+
+
 def register_team_type(kind: TeamType) -> None:
-    """Add a team type (a plugin hook will call this); a taken name is refused."""
+    """Add a team type (a plugin hook will call this); a taken name is refused.
+
+    A type needs ``name``, ``default_max_messages`` and ``build``; the methods it leaves out
+    (``check``, ``member_role``, ``termination``, ``stop_notice``) get :class:`BaseTeamType`'s.
+    """
     if kind.name in _TYPES:
         raise ValueError(f"team type {kind.name!r} is already registered")
+    for method in ("check", "member_role", "termination", "stop_notice"):
+        if not hasattr(kind, method):
+            setattr(kind, method, MethodType(getattr(BaseTeamType, method), kind))
     _TYPES[kind.name] = kind
 
 
 def unregister_team_type(name: str) -> None:
     """Forget a type added with :func:`register_team_type` (the built-in ones stay)."""
-    if name not in ("selector", "round_robin"):
+    if name not in {kind.name for kind in _BUILT_IN}:
         _TYPES.pop(name, None)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from autogen_agentchat.base import Team
 from autogen_agentchat.teams import RoundRobinGroupChat
 
-from chorus.teams.kind import TeamParts
+from chorus.teams.kind import BaseTeamType, TeamParts
 from chorus.teams.spec import TeamSpec
 
 
-class RoundRobin:
+class RoundRobin(BaseTeamType):
     name = "round_robin"
 
     def default_max_messages(self, spec: TeamSpec) -> int:

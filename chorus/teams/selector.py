@@ -11,7 +11,7 @@ from autogen_agentchat.base import Team
 from autogen_agentchat.teams import SelectorGroupChat
 
 from chorus.models.offline import SELECTOR_INSTRUCTIONS
-from chorus.teams.kind import TeamParts
+from chorus.teams.kind import BaseTeamType, TeamParts
 from chorus.teams.round_robin import RoundRobin
 from chorus.teams.spec import TeamSpec
 
@@ -40,7 +40,7 @@ def selector_prompt(spec: TeamSpec) -> str:
     return f"{head}\n\nHow this team routes:\n{guidance}\n\n{rest}"
 
 
-class Selector:
+class Selector(BaseTeamType):
     name = "selector"
 
     def default_max_messages(self, spec: TeamSpec) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import yaml
@@ -46,6 +46,38 @@ class Termination(BaseModel):
     text_mention: str | None = None
 
 
+class TeamFieldError(ValueError):
+    """A team file's field that its team type cannot run; the message names the field's line."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The line (1-based) of top-level ``key`` in a YAML document, if it is there."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if isinstance(node, yaml.MappingNode):
+        for name, _value in node.value:
+            if getattr(name, "value", None) == key:
+                return int(name.start_mark.line) + 1
+    return None
+
+
+def _where(path: Path, text: str, exc: Exception) -> str:
+    """``path:line`` of the field ``exc`` is about (a type's check, or pydantic's first error), else ``path``."""
+    key: str | None = None
+    if isinstance(exc, TeamFieldError):
+        key = exc.field
+    elif isinstance(exc, ValidationError) and exc.errors() and exc.errors()[0]["loc"]:
+        key = str(exc.errors()[0]["loc"][0])
+    line = _line_of(text, key) if key else None
+    return f"{path}:{line}" if line else str(path)
+
+
 class TeamSpec(BaseModel):
     """A team: who is in it, how the next speaker is chosen, and when a turn ends."""
 
@@ -54,13 +86,18 @@ class TeamSpec(BaseModel):
     display_name: str | None = None
     description: str = ""
     type: str = Field(default="selector", pattern=r"^[a-z][a-z0-9_]{0,63}$")
-    """How members take turns: a team type's name (:mod:`chorus.teams.registry`): ``selector`` or ``round_robin``."""
+    """How members take turns: a team type's name (:mod:`chorus.teams.registry`): ``selector``,
+    ``round_robin``, ``sequential`` or ``iterative``."""
     members: list[str] = Field(default_factory=lambda: ["*"])
     model: str | None = None
     termination: Termination = Field(default_factory=Termination)
     allow_repeated_speaker: bool = True
     routing: str = ""
     """Guidance for the selector (the team's supervisor), added to its prompt: who handles what."""
+    max_iterations: int = Field(default=3, ge=1, le=20)
+    """``iterative``: rounds of draft and review before the last draft stands unapproved."""
+    approval: str = Field(default="APPROVED", min_length=1, max_length=40)
+    """``iterative``: a reviewer approves the draft by starting its reply with this phrase."""
     agents: dict[str, AgentOverride] = Field(default_factory=dict)
     starters: list[Starter] = Field(default_factory=list)
     default: bool = False
@@ -119,31 +156,37 @@ def load_teams(
     default_team: str | None = None,
     plugin_teams: Mapping[str, TeamSpec] | None = None,
     team_types: Collection[str] | None = None,
+    check: Callable[[TeamSpec], None] | None = None,
 ) -> TeamCatalog:
     """Read every ``*.yaml``/``*.yml`` under ``directory``; bad files become errors.
 
     ``plugin_teams`` (from the ``chorus_register_teams`` hook) come after the files' teams; a
     file's team of the same name replaces a plugin's. With ``team_types`` (the known types'
-    names), a team of another type is refused, with its file.
+    names), a team of another type is refused, with its file and line; ``check`` (the team
+    type's own, :func:`chorus.teams.registry.check_team`) may refuse a team too.
     """
 
     def check_type(spec: TeamSpec) -> None:
         if team_types is not None and spec.type not in team_types:
-            raise ValueError(f"team {spec.name!r} has an unknown type {spec.type!r} "
-                             f"(known: {', '.join(sorted(team_types))})")
+            raise TeamFieldError("type", f"team {spec.name!r} has an unknown type {spec.type!r} "
+                                         f"(known: {', '.join(sorted(team_types))})")
+        if check is not None:
+            check(spec)
 
     teams: dict[str, TeamSpec] = {}
     errors: list[str] = []
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]) if directory.is_dir() else []
     for path in files:
+        text = ""
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            data = yaml.safe_load(text)
             if not isinstance(data, dict):
                 raise ValueError("the file must hold a mapping with at least 'name'")
             spec = TeamSpec.model_validate({**data, "source": str(path)})
             check_type(spec)
         except (OSError, yaml.YAMLError, ValueError, ValidationError) as exc:
-            message = f"{path}: {exc}"
+            message = f"{_where(path, text, exc)}: {exc}"
             log.error("skipping team file %s", message)
             errors.append(message)
             continue

@@ -47,9 +47,9 @@ class Chorus:
         """Load plugins and teams; broken plugins and team files are reported, never fatal."""
         settings = settings or get_settings()
         registry = load_plugins(settings, extra=extra_plugins)
-        from chorus.teams.registry import team_type_names
+        from chorus.teams.registry import check_team, team_type_names
 
-        catalog = load_teams(settings.agents_dir, settings.default_team, registry.teams, team_type_names())
+        catalog = load_teams(settings.agents_dir, settings.default_team, registry.teams, team_type_names(), check_team)
         memory = MemoryService(settings, registry.embedders) if settings.memory else None
         tracer = Tracer(settings, __version__) if settings.tracing else None
         return cls(settings=settings, registry=registry, catalog=catalog, memory=memory, tracer=tracer)

@@ -26,6 +26,8 @@ from chorus.attachments import Attachment, with_attachments
 from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, StopReason, TurnEvent
 from chorus.models import ModelError
 from chorus.store.checkpoints import Saved
+from chorus.teams.iterative import APPROVED_BY
+from chorus.teams.registry import team_type
 from chorus.text import clean_text
 from chorus.turn.container import Chorus
 from chorus.turn.errors import ChorusError
@@ -219,6 +221,9 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         yield NoticeEvent(text=turn.budget.reason, level="warning", code="budget")
     if turn.stopped and stop_reason != "stopped":
         stop_reason, detail = "stopped", "stopped by the user"
+    said = team_type(session.spec.type).stop_notice(session.spec, stop_reason)  # an iterative team's, say
+    if said:
+        yield NoticeEvent(text=said, level="warning", code=f"team_{stop_reason}")
     if stop_reason not in ("stopped", "error") and turn.messages == 0:
         # Never end silently: a team that ended without a reply is a failure the user must see.
         log.error("team %s ended a turn without any reply (thread=%s): %s", session.team_name, session.thread_id,
@@ -279,6 +284,8 @@ def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
         return "text_mention", f"An agent said the team's closing word{word}: the answer is complete."
     if "external" in low:
         return "stopped", "stopped by the user"
+    if said.startswith(APPROVED_BY):
+        return "completed", f"{said}: the answer is complete."
     return "completed", "The team finished its answer."
 
 

@@ -1,0 +1,252 @@
+"""Workflow team types: ``sequential`` (a pipeline) and ``iterative`` (draft and review until approved).
+
+Each is tried as users meet it: the order members speak in and what each sees, the offline model,
+the stop button, an edited earlier message, a conversation resumed by a new process (the server
+restarted) from the SQLite store, the MLflow trace and the cost ledger, and team files the type
+cannot run (refused with their file and line while the other teams serve).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from chorus import AgentSpec, hookimpl
+from chorus.settings import Settings
+from chorus.store import make_engine, upgrade
+from chorus.store.checkpoints import CheckpointStore
+from chorus.store.db import database_url
+from chorus.store.usage import UsageLedger
+from chorus.teams.registry import check_team, team_type_names
+from chorus.teams.spec import load_teams
+from chorus.testing import (
+    ChorusFactory,
+    NoticeEvent,
+    ScriptedModel,
+    TokenEvent,
+    done,
+    events_of,
+    replies,
+    run,
+)
+from chorus.turn import run_turn
+
+
+class Pipeline:
+    """Three agents of a pipeline and two of a review loop."""
+
+    @hookimpl
+    def chorus_register_agents(self) -> list[AgentSpec]:
+        return [AgentSpec(name=name, description=f"The {name}.") for name in
+                ("researcher", "planner", "coder", "writer", "editor")]
+
+
+PIPELINE = {"name": "build", "type": "sequential", "members": ["researcher", "planner", "coder"], "default": True}
+REVIEW = {"name": "review", "type": "iterative", "members": ["writer", "editor"], "max_iterations": 3}
+
+
+def said(events: list[Any]) -> list[tuple[str, str]]:
+    return [(m.agent, m.content) for m in replies(events)]
+
+
+# -- sequential --------------------------------------------------------------------------------------
+
+
+async def test_a_pipeline_runs_each_member_once_in_order_and_each_sees_the_steps_before(
+        make_chorus: ChorusFactory) -> None:
+    model = ScriptedModel("Notes: users want a CLI.", "Plan: argparse, one command.", "print('hello')")
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[PIPELINE])
+    events = await run(chorus, "Build me a greeting tool")
+    assert said(events) == [("researcher", "Notes: users want a CLI."), ("planner", "Plan: argparse, one command."),
+                            ("coder", "print('hello')")]
+    assert done(events).stop_reason == "completed" and done(events).messages == 3
+    coder_saw = [m.get("content") for m in model.requests[-1].messages]
+    assert "Build me a greeting tool" in coder_saw
+    assert "Notes: users want a CLI." in coder_saw and "Plan: argparse, one command." in coder_saw
+
+    # The next message starts the pipeline again from its first step, with the earlier turn in view.
+    model.queue("More notes.", "Plan B.", "print('bye')")
+    events = await run(chorus, "Now a farewell tool")
+    assert [agent for agent, _ in said(events)] == ["researcher", "planner", "coder"]
+
+
+async def test_a_pipeline_answers_offline(make_chorus: ChorusFactory) -> None:
+    chorus = make_chorus(installed="chorus", teams=[
+        {"name": "steps", "type": "sequential", "members": ["assistant", "guide"], "default": True}])
+    events = await run(chorus, "What time is it in Tokyo?")
+    assert [m.agent for m in replies(events)] == ["assistant", "guide"]
+    assert "Asia/Tokyo" in replies(events)[0].content
+    assert done(events).stop_reason == "completed"
+
+
+async def test_a_pipeline_capped_by_max_messages_carries_on_with_the_next_message(
+        make_chorus: ChorusFactory) -> None:
+    model = ScriptedModel("Notes.", "Plan.", "Code.")
+    capped = {**PIPELINE, "termination": {"max_messages": 3}}  # the user's message and two steps
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[capped])
+    session = chorus.open_session()
+    first = await run(session, "Build it")
+    assert [m.agent for m in replies(first)] == ["researcher", "planner"]
+    assert done(first).stop_reason == "max_messages"
+    second = await run(session, "go on")
+    assert [m.agent for m in replies(second)] == ["coder"]  # the last step, not the first again
+
+
+# -- iterative ---------------------------------------------------------------------------------------
+
+
+async def test_a_review_loop_repeats_until_the_reviewer_approves(make_chorus: ChorusFactory) -> None:
+    model = ScriptedModel("Draft one.", "Too short: add an example.", "Draft two, with an example.",
+                          "**APPROVED** - clear and complete.")
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[REVIEW])
+    events = await run(chorus, "Write a haiku about tea")
+    assert [agent for agent, _ in said(events)] == ["writer", "editor", "writer", "editor"]
+    finished = done(events)
+    assert finished.stop_reason == "completed" and "Approved by editor" in finished.detail
+    assert not events_of(events, NoticeEvent)  # approved: nothing to warn about
+    writer_saw = [m.get("content") for m in model.requests[2].messages]
+    assert "Too short: add an example." in writer_saw  # the review reached the producer
+
+    # "Not approved" is no approval: only a reply that starts with the phrase counts.
+    model.queue("Draft.", "Not APPROVED yet.", "Draft again.", "APPROVED.")
+    events = await run(chorus, "Another one")
+    assert len(replies(events)) == 4
+
+
+async def test_a_reviewer_that_never_approves_stops_at_max_iterations_with_a_notice(
+        make_chorus: ChorusFactory) -> None:
+    model = ScriptedModel(default="No.")
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[{**REVIEW, "max_iterations": 2}])
+    session = chorus.open_session()
+    events = await run(session, "Write a limerick")
+    assert [m.agent for m in replies(events)] == ["writer", "editor", "writer", "editor"]
+    notices = [n for n in events_of(events, NoticeEvent) if n.code == "team_max_messages"]
+    assert notices and "within 2 rounds" in notices[0].text
+    assert done(events).stop_reason == "max_messages"
+    # The conversation is still usable, and starts again with the producer.
+    model.queue("A new draft.", "APPROVED")
+    again = await run(session, "Try a shorter one")
+    assert [m.agent for m in replies(again)] == ["writer", "editor"] and done(again).stop_reason == "completed"
+
+
+async def test_an_offline_reviewer_approves_an_answer_and_sends_back_a_non_answer(
+        make_chorus: ChorusFactory) -> None:
+    reviewer = {"description": "Reviews the assistant's draft.", "system_message": "Review the draft."}
+    chorus = make_chorus(installed="chorus", teams=[
+        {"name": "checked", "type": "iterative", "members": ["assistant", "checker"], "max_iterations": 2,
+         "agents": {"checker": reviewer}, "default": True}])
+    events = await run(chorus, "What time is it in Tokyo?")
+    assert [m.agent for m in replies(events)] == ["assistant", "checker"]
+    assert replies(events)[-1].content.startswith("APPROVED") and done(events).stop_reason == "completed"
+
+    events = await run(chorus, "What is the capital of France?")  # the offline model cannot answer it
+    verdicts = [m.content for m in replies(events) if m.agent == "checker"]
+    assert len(verdicts) == 2 and all(v.startswith("Not approved") for v in verdicts)
+    assert any(n.code == "team_max_messages" for n in events_of(events, NoticeEvent))
+
+
+# -- the same stop, rewind, resume, trace and ledger as every team ------------------------------------
+
+
+async def _stop_after_first_token(session: Any, text: str) -> list[Any]:
+    events: list[Any] = []
+    stream = run_turn(session, text)
+    async for event in stream:
+        events.append(event)
+        if isinstance(event, TokenEvent):
+            session.stop()
+    return events
+
+
+async def test_stop_rewind_and_resume_after_a_restart_work_for_both_types(
+        make_chorus: ChorusFactory, tmp_path: Path) -> None:
+    url = database_url(Settings(home=tmp_path / "db"))
+    upgrade(url)
+    engine = make_engine(url)
+    store, ledger = CheckpointStore(engine), UsageLedger(engine)
+    try:
+        for team, first_round in ((PIPELINE, ["Notes.", "Plan.", "Code."]),
+                                  (REVIEW, ["Draft.", "APPROVED"])):
+            model = ScriptedModel()
+            chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[team])
+            thread = f"t-{team['name']}"
+            session = chorus.open_session(user_id="ann", thread_id=thread, checkpoints=store, ledger=ledger)
+            model.queue(*first_round)
+            events = await run(session, "First request", message_id="m1")
+            assert len(replies(events)) == len(first_round), team["name"]
+
+            # Stop: the turn ends as stopped, and the team forgets it.
+            model.token_delay = 0.02
+            model.queue("word " * 200)
+            stopped = await _stop_after_first_token(session, "A long one")
+            assert done(stopped).stop_reason == "stopped", team["name"]
+            model.token_delay = 0.0
+
+            # Edit the first message: rewound, answered anew; the model no longer sees the old text.
+            model.queue(*first_round)
+            events = await run(session, "First request, edited", message_id="m1")
+            assert any(n.code == "rewound" for n in events_of(events, NoticeEvent)), team["name"]
+            seen = [m.get("content") for m in model.requests[-1].messages]
+            assert "First request, edited" in seen and "First request" not in seen and "A long one" not in seen
+
+            # A new process (a fresh Chorus on the same store) resumes the thread where it was.
+            restarted = make_chorus(plugins=[Pipeline()], model=model, teams=[team])
+            again = restarted.open_session(user_id="ann", thread_id=thread, checkpoints=store, ledger=ledger)
+            assert await again.resume(), team["name"]
+            model.queue(*first_round)
+            events = await run(again, "Second request", message_id="m2")
+            assert len(replies(events)) == len(first_round), team["name"]
+            assert "First request, edited" in [m.get("content") for m in model.requests[-1].messages]
+            # Another user holding the thread id gets nothing of it.
+            intruder = restarted.open_session(user_id="mallory", thread_id=thread, checkpoints=store)
+            assert not await intruder.resume()
+
+        # Every member's model calls went to the cost ledger.
+        calls = {total.key: total.calls for total in await ledger.report("agent", user="ann")}
+        assert set(calls) == {"researcher", "planner", "coder", "writer", "editor"}
+        assert all(count >= 2 for count in calls.values())
+    finally:
+        await engine.dispose()
+
+
+async def test_each_type_writes_one_trace_per_turn_with_its_agents(make_chorus: ChorusFactory) -> None:
+    from mlflow import MlflowClient
+
+    for team, script in ((PIPELINE, ["Notes.", "Plan.", "Code."]), (REVIEW, ["Draft.", "APPROVED"])):
+        chorus = make_chorus(plugins=[Pipeline()], model=ScriptedModel(*script), teams=[team], tracing=True,
+                             home=Path(make_chorus.home) / f"trace-{team['name']}")
+        events = await run(chorus, "Trace me")
+        assert chorus.tracer is not None and chorus.tracer.flush(60)
+        trace_id = await asyncio.to_thread(chorus.tracer.trace_id_of, done(events).turn_id)
+        assert trace_id is not None, team["name"]
+        trace = MlflowClient(chorus.tracer.uri).get_trace(trace_id)
+        names = [span.name for span in trace.data.spans]
+        for member in team["members"]:
+            assert any(member in name for name in names), (team["name"], member, names)
+
+
+# -- team files the type cannot run -----------------------------------------------------------------
+
+
+def test_team_files_a_type_cannot_run_are_refused_with_file_and_line(make_chorus: ChorusFactory) -> None:
+    home = Path(make_chorus.home) / "refused"
+    agents = home / "agents"
+    agents.mkdir(parents=True)
+    (agents / "a-good.yaml").write_text("name: good\ntype: sequential\nmembers: [researcher, planner]\n"
+                                        "default: true\n", encoding="utf-8")
+    (agents / "lonely.yaml").write_text("name: lonely\ndescription: One member cannot review itself.\n"
+                                        "type: iterative\nmembers: [writer]\n", encoding="utf-8")
+    (agents / "twice.yaml").write_text("name: twice\ntype: sequential\n\nmembers: [coder, coder]\n",
+                                       encoding="utf-8")
+    (agents / "unknown.yaml").write_text("name: odd\n# a comment\ntype: pipeline\nmembers: [coder]\n",
+                                         encoding="utf-8")
+    (agents / "bad-rounds.yaml").write_text("name: many\ntype: iterative\nmembers: [writer, editor]\n"
+                                            "max_iterations: 0\n", encoding="utf-8")
+    catalog = load_teams(agents, None, None, team_type_names(), check_team)
+    errors = "\n".join(catalog.errors)
+    assert f"{agents / 'lonely.yaml'}:4:" in errors and "producer" in errors
+    assert f"{agents / 'twice.yaml'}:4:" in errors and "each member once" in errors
+    assert f"{agents / 'unknown.yaml'}:3:" in errors and "unknown type 'pipeline'" in errors
+    assert f"{agents / 'bad-rounds.yaml'}:4:" in errors and "max_iterations" in errors
+    assert list(catalog.teams) == ["good"]  # the others are skipped; this one serves
