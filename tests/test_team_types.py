@@ -80,5 +80,6 @@ def test_an_unknown_type_is_refused_with_its_file_and_the_rest_serve(make_chorus
     ])
     assert list(chorus.catalog.teams) == ["good"]
     [error] = chorus.catalog.errors
-    assert "bad" in error and "unknown type 'pipeline'" in error and "known: iterative, round_robin, selector, sequential" in error
+    assert "bad" in error and "unknown type 'pipeline'" in error
+    assert "known: graph, iterative, round_robin, selector, sequential" in error
     assert ".yaml" in error  # names the file

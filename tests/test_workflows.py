@@ -22,6 +22,7 @@ from chorus.teams.registry import check_team, team_type_names
 from chorus.teams.spec import load_teams
 from chorus.testing import (
     ChorusFactory,
+    ErrorEvent,
     NoticeEvent,
     ScriptedModel,
     TokenEvent,
@@ -44,6 +45,9 @@ class Pipeline:
 
 PIPELINE = {"name": "build", "type": "sequential", "members": ["researcher", "planner", "coder"], "default": True}
 REVIEW = {"name": "review", "type": "iterative", "members": ["writer", "editor"], "max_iterations": 3}
+FAN = {"name": "fan", "type": "graph", "members": ["researcher", "planner", "coder", "writer"],
+       "edges": [{"from": "researcher", "to": ["planner", "coder"]},  # a fan-out...
+                 {"from": "planner", "to": "writer"}, {"from": "coder", "to": "writer"}]}  # ...and a join
 
 
 def said(events: list[Any]) -> list[tuple[str, str]]:
@@ -146,6 +150,89 @@ async def test_an_offline_reviewer_approves_an_answer_and_sends_back_a_non_answe
     assert any(n.code == "team_max_messages" for n in events_of(events, NoticeEvent))
 
 
+# -- graph --------------------------------------------------------------------------------------------
+
+
+async def test_a_graph_fans_out_to_two_members_and_joins_before_the_last(make_chorus: ChorusFactory) -> None:
+    chorus = make_chorus(plugins=[Pipeline()], model=ScriptedModel(default="Step done."), teams=[FAN])
+    events = await run(chorus, "Plan a small web API")
+    order = [m.agent for m in replies(events)]
+    assert order[0] == "researcher" and set(order[1:3]) == {"planner", "coder"} and order[3:] == ["writer"]
+    assert done(events).stop_reason == "completed"
+    # The next message runs the graph again from its start.
+    events = await run(chorus, "And a second one")
+    assert replies(events)[0].agent == "researcher" and len(replies(events)) == 4
+
+
+async def test_a_graph_loops_while_a_condition_holds_and_ends_when_it_does_not(make_chorus: ChorusFactory) -> None:
+    loop = {"name": "loop", "type": "graph", "members": ["writer", "editor", "coder"],
+            "edges": [{"from": "writer", "to": "editor"},
+                      {"from": "editor", "to": "writer", "when": "REVISE"},
+                      {"from": "editor", "to": "coder", "when": "APPROVED"}]}
+    model = ScriptedModel("Draft.", "REVISE: shorter.", "Shorter draft.", "APPROVED as it is.", "Published.")
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[loop])
+    events = await run(chorus, "Write a slogan")
+    assert said(events) == [("writer", "Draft."), ("editor", "REVISE: shorter."), ("writer", "Shorter draft."),
+                            ("editor", "APPROVED as it is."), ("coder", "Published.")]
+    assert done(events).stop_reason == "completed"
+    # A message that takes no edge ends the graph there.
+    model.queue("Draft.", "Hmm.")
+    events = await run(chorus, "Write one more")
+    assert [m.agent for m in replies(events)] == ["writer", "editor"] and done(events).stop_reason == "completed"
+
+    # A judge that always says REVISE stops at the team's cap (max_iterations passes), not forever.
+    chorus = make_chorus(plugins=[Pipeline()], model=ScriptedModel(default="REVISE again."),
+                         teams=[{**loop, "max_iterations": 2}])
+    events = await run(chorus, "Write another")
+    assert len(replies(events)) == 6 and done(events).stop_reason == "max_messages"  # 1 + 3 members x 2
+
+
+async def test_a_graph_answers_offline(make_chorus: ChorusFactory) -> None:
+    chorus = make_chorus(installed="chorus", teams=[
+        {"name": "relay", "type": "graph", "members": ["assistant", "guide"],
+         "edges": [{"from": "assistant", "to": "guide"}], "default": True}])
+    events = await run(chorus, "What time is it in Tokyo?")
+    assert [m.agent for m in replies(events)] == ["assistant", "guide"]
+    assert "Asia/Tokyo" in replies(events)[0].content
+
+
+# -- a member that fails ------------------------------------------------------------------------------
+
+
+def _fails(error: Exception) -> Any:
+    def reply(request: Any) -> str:
+        raise error
+    return reply
+
+
+async def test_a_member_that_fails_ends_the_turn_naming_it_without_a_traceback(make_chorus: ChorusFactory) -> None:
+    from chorus.models import ModelError
+
+    chain = {**PIPELINE, "members": ["researcher", "planner", "coder"]}
+    graph = {"name": "line", "type": "graph", "members": ["researcher", "planner", "coder"],
+             "edges": [{"from": "researcher", "to": "planner"}, {"from": "planner", "to": "coder"}]}
+    for team in (chain, graph):
+        model = ScriptedModel("Notes.", _fails(RuntimeError("the planning database is down")))
+        chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[team])
+        session = chorus.open_session()
+        events = await run(session, "Build it")
+        [error] = events_of(events, ErrorEvent)
+        assert error.code == "turn_failed" and "while planner was answering" in error.message, team["name"]
+        assert "RuntimeError: the planning database is down" in error.message
+        assert "Traceback" not in error.message and 'File "' not in error.message
+        assert done(events).stop_reason == "error"
+        # The conversation is usable: the next message runs the whole pipeline.
+        model.queue("Notes.", "Plan.", "Code.")
+        again = await run(session, "Try again")
+        assert [m.agent for m in replies(again)] == ["researcher", "planner", "coder"], team["name"]
+
+    # A model error (the provider's) is shown as it was raised, with the member's name.
+    model = ScriptedModel("Notes.", _fails(ModelError("The model provider is overloaded (HTTP 529).")))
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[chain])
+    [error] = events_of(await run(chorus, "Build it"), ErrorEvent)
+    assert (error.code, error.message) == ("model_error", "planner: The model provider is overloaded (HTTP 529).")
+
+
 # -- the same stop, rewind, resume, trace and ledger as every team ------------------------------------
 
 
@@ -167,7 +254,8 @@ async def test_stop_rewind_and_resume_after_a_restart_work_for_both_types(
     store, ledger = CheckpointStore(engine), UsageLedger(engine)
     try:
         for team, first_round in ((PIPELINE, ["Notes.", "Plan.", "Code."]),
-                                  (REVIEW, ["Draft.", "APPROVED"])):
+                                  (REVIEW, ["Draft.", "APPROVED"]),
+                                  (FAN, ["Notes.", "Step.", "Step.", "Summary."])):
             model = ScriptedModel()
             chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[team])
             thread = f"t-{team['name']}"
@@ -213,7 +301,8 @@ async def test_stop_rewind_and_resume_after_a_restart_work_for_both_types(
 async def test_each_type_writes_one_trace_per_turn_with_its_agents(make_chorus: ChorusFactory) -> None:
     from mlflow import MlflowClient
 
-    for team, script in ((PIPELINE, ["Notes.", "Plan.", "Code."]), (REVIEW, ["Draft.", "APPROVED"])):
+    for team, script in ((PIPELINE, ["Notes.", "Plan.", "Code."]), (REVIEW, ["Draft.", "APPROVED"]),
+                         (FAN, ["Notes.", "Step.", "Step.", "Summary."])):
         chorus = make_chorus(plugins=[Pipeline()], model=ScriptedModel(*script), teams=[team], tracing=True,
                              home=Path(make_chorus.home) / f"trace-{team['name']}")
         events = await run(chorus, "Trace me")
@@ -241,6 +330,14 @@ def test_team_files_a_type_cannot_run_are_refused_with_file_and_line(make_chorus
                                        encoding="utf-8")
     (agents / "unknown.yaml").write_text("name: odd\n# a comment\ntype: pipeline\nmembers: [coder]\n",
                                          encoding="utf-8")
+    (agents / "endless.yaml").write_text("name: endless\ntype: graph\nmembers: [writer, editor, coder]\nedges:\n"
+                                         "  - {from: writer, to: editor}\n  - {from: editor, to: [writer, coder]}\n",
+                                         encoding="utf-8")
+    (agents / "no-end.yaml").write_text("name: no-end\ntype: graph\nmembers: [writer, editor]\nedges:\n"
+                                        "  - {from: writer, to: editor}\n"
+                                        "  - {from: editor, to: writer, when: REVISE}\n", encoding="utf-8")
+    (agents / "outside.yaml").write_text("name: outside\ntype: graph\nmembers: [writer]\n\nedges:\n"
+                                         "  - {from: writer, to: stranger}\n", encoding="utf-8")
     (agents / "bad-rounds.yaml").write_text("name: many\ntype: iterative\nmembers: [writer, editor]\n"
                                             "max_iterations: 0\n", encoding="utf-8")
     catalog = load_teams(agents, None, None, team_type_names(), check_team)
@@ -249,4 +346,7 @@ def test_team_files_a_type_cannot_run_are_refused_with_file_and_line(make_chorus
     assert f"{agents / 'twice.yaml'}:4:" in errors and "each member once" in errors
     assert f"{agents / 'unknown.yaml'}:3:" in errors and "unknown type 'pipeline'" in errors
     assert f"{agents / 'bad-rounds.yaml'}:4:" in errors and "max_iterations" in errors
+    assert f"{agents / 'endless.yaml'}:4:" in errors and "without exit condition" in errors
+    assert f"{agents / 'no-end.yaml'}:4:" in errors and "leaf node" in errors
+    assert f"{agents / 'outside.yaml'}:5:" in errors and "'stranger', not members of the team" in errors
     assert list(catalog.teams) == ["good"]  # the others are skipped; this one serves

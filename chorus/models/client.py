@@ -107,6 +107,7 @@ class ChorusModelClient(DeltaSources, ChatCompletionClient):
         degrade_to_offline: bool = False,
         on_notice: Callable[[str], None] | None = None,
         fast_path: bool = True,
+        on_failure: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.model = model
         self.label = label
@@ -132,6 +133,7 @@ class ChorusModelClient(DeltaSources, ChatCompletionClient):
         self.cooldown_s = cooldown_s
         self.degrade_to_offline = degrade_to_offline
         self.on_notice = on_notice
+        self.on_failure = on_failure  # (label, exception) of a call that failed: AutoGen keeps only its text
         self.fast_path = fast_path  # OpenAI-compatible servers through the ``openai`` client (providers.py)
         self._degraded = False
         self._answered_by: str | None = None  # which of model and fallbacks answered the current call
@@ -212,6 +214,10 @@ class ChorusModelClient(DeltaSources, ChatCompletionClient):
                 if delta.usage:
                     usage = delta.usage
             finished = True
+        except Exception as exc:
+            if self.on_failure is not None:
+                self.on_failure(self.label, exc)
+            raise
         finally:
             await deltas.aclose()
             await raw.aclose()

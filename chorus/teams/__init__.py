@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from chorus.teams.spec import (
     DEFAULT_TEAM,
     AgentOverride,
+    GraphEdge,
     Starter,
     TeamCatalog,
     TeamFieldError,
@@ -49,6 +50,7 @@ __all__ = [
     "AgentOverride",
     "BaseTeamType",
     "BuiltTeam",
+    "GraphEdge",
     "Starter",
     "TeamBuildError",
     "TeamCatalog",

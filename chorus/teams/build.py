@@ -107,6 +107,7 @@ def build_team(
     memories: list[Memory] | None = None,
     on_notice: Callable[[str], None] | None = None,
     other_teams: Sequence[TeamSpec] = (),
+    on_failure: Callable[[str, BaseException], None] | None = None,
 ) -> BuiltTeam:
     """Build the AutoGen team for ``spec``; members that fail are left out and reported.
 
@@ -147,6 +148,7 @@ def build_team(
             degrade_to_offline=settings.degrade_to_offline,
             on_notice=on_notice,
             fast_path=settings.model_fast_path,
+            on_failure=on_failure,
         )
 
     agents: list[ChatAgent | Team] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import MethodType
 
+from chorus.teams.graph import Graph
 from chorus.teams.iterative import Iterative
 from chorus.teams.kind import BaseTeamType, TeamType
 from chorus.teams.round_robin import RoundRobin
@@ -11,7 +12,7 @@ from chorus.teams.selector import Selector
 from chorus.teams.sequential import Sequential
 from chorus.teams.spec import TeamSpec
 
-_BUILT_IN: tuple[TeamType, ...] = (Selector(), RoundRobin(), Sequential(), Iterative())
+_BUILT_IN: tuple[TeamType, ...] = (Selector(), RoundRobin(), Sequential(), Iterative(), Graph())
 _TYPES: dict[str, TeamType] = {kind.name: kind for kind in _BUILT_IN}
 
 

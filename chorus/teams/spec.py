@@ -10,6 +10,7 @@ import logging
 import re
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -44,6 +45,23 @@ class Termination(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_messages: int | None = Field(default=None, ge=2, le=100)
     text_mention: str | None = None
+
+
+class GraphEdge(BaseModel):
+    """``type: graph``: an edge from one member to others; ``when`` makes it conditional."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    source: str = Field(alias="from")
+    to: list[str]
+    when: str | None = None
+    """Taken only when the source's message contains this text (case-sensitive)."""
+    activation: Literal["all", "any"] = "all"
+    """How a target with several incoming edges waits: for ``all`` of them (a join) or ``any``."""
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
 
 class TeamFieldError(ValueError):
@@ -87,7 +105,7 @@ class TeamSpec(BaseModel):
     description: str = ""
     type: str = Field(default="selector", pattern=r"^[a-z][a-z0-9_]{0,63}$")
     """How members take turns: a team type's name (:mod:`chorus.teams.registry`): ``selector``,
-    ``round_robin``, ``sequential`` or ``iterative``."""
+    ``round_robin``, ``sequential``, ``iterative`` or ``graph``."""
     members: list[str] = Field(default_factory=lambda: ["*"])
     model: str | None = None
     termination: Termination = Field(default_factory=Termination)
@@ -98,6 +116,10 @@ class TeamSpec(BaseModel):
     """``iterative``: rounds of draft and review before the last draft stands unapproved."""
     approval: str = Field(default="APPROVED", min_length=1, max_length=40)
     """``iterative``: a reviewer approves the draft by starting its reply with this phrase."""
+    edges: list[GraphEdge] = Field(default_factory=list)
+    """``graph``: who speaks after whom (fan-out: several ``to``; a join: several edges into one)."""
+    start: str | None = None
+    """``graph``: the member that speaks first when every member has an incoming edge (a loop)."""
     agents: dict[str, AgentOverride] = Field(default_factory=dict)
     starters: list[Starter] = Field(default_factory=list)
     default: bool = False

@@ -255,16 +255,29 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
 
 
 def _failure(session: ChatSession, exc: Exception) -> ErrorEvent:
-    """What the user is told of a failed turn; the log gets the rest."""
-    message = str(exc) if isinstance(exc, (ModelError, ChorusError)) else (
-        f"The team failed to answer ({type(exc).__name__}: {exc}). Your message was kept; try again."
-    )
+    """What the user is told of a failed turn (which agent failed, never a traceback); the log gets the rest.
+
+    AutoGen hands a member's exception back as a ``RuntimeError`` of its text with the traceback
+    appended; the model client tells the turn which agent's call failed and with what
+    (``Turn.failure``), so the user reads the original error and the agent's name.
+    """
     where = f"team={session.team_name} user={session.user_id} thread={session.thread_id}"
-    if isinstance(exc, ModelError):  # the provider's fault or the configuration's: no traceback
-        log.warning("model call failed (%s): %s", where, exc)
-    else:
-        log.exception("turn failed (%s)", where)
-    return ErrorEvent(code="model_error" if isinstance(exc, ModelError) else "turn_failed", message=message)
+    turn = session.turn
+    failed = turn.failure if turn is not None else None
+    agent, original = failed if failed is not None else (None, exc)
+    if isinstance(original, (ModelError, ChorusError)):
+        log.warning("model call failed (%s, agent=%s): %s", where, agent, original)
+        message = f"{agent}: {original}" if agent and len(session.spec.members) != 1 else str(original)
+        return ErrorEvent(code="model_error" if isinstance(original, ModelError) else "turn_failed",
+                          message=message)
+    log.exception("turn failed (%s)", where, exc_info=exc)
+    text = str(original).split("\nTraceback:", 1)[0].strip()  # AutoGen's wrapped text ends with the traceback
+    kind = type(original).__name__
+    if kind == "RuntimeError" and re.match(r"^\w+(Error|Exception|Exhausted|Stalled|Passed|Refused): ", text):
+        kind, text = text.split(": ", 1)  # "ValueError: ..." wrapped by AutoGen: show the original type
+    who = f" while {agent} was answering" if agent else ""
+    return ErrorEvent(code="turn_failed", message=f"The team failed to answer{who} ({kind}: {text[:500]}). "
+                                                  "Your message was kept; try again.")
 
 
 def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:

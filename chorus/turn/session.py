@@ -76,6 +76,7 @@ class ChatSession:
         self.built = build_team(
             self.spec, self.chorus.registry, settings, on_call=self._on_call, stream=self.stream,
             tool_context=self.tool_context, memories=memories, on_notice=self._on_notice,
+            on_failure=self._on_failure,
             other_teams=list(self.chorus.catalog.teams.values()),
         )
         for model in sorted(self.built.models):
@@ -114,6 +115,11 @@ class ChatSession:
         turn = self.turn
         if turn is not None and turn.on_call(record) and self.built is not None:
             self.built.stop.set()  # graceful: the team stops at the end of the current reply
+
+    def _on_failure(self, agent: str, exc: BaseException) -> None:
+        """A model call that failed: the running turn keeps the first, to name the agent to the user."""
+        if self.turn is not None and self.turn.failure is None:
+            self.turn.failure = (agent, exc)
 
     def _on_notice(self, text: str) -> None:
         """A model client's notice (a degraded answer), for the running turn to show."""

@@ -71,6 +71,8 @@ class Turn:
     cost: float | None = 0.0
     _pending: list[CallRecord] = field(default_factory=list)
     _notices: list[str] = field(default_factory=list)
+    failure: tuple[str, BaseException] | None = None
+    """The first model call of the turn that failed: (agent, exception)."""
     _notices_seen: set[str] = field(default_factory=set)
 
     # -- what the model clients report while the team runs -----------------------------------
