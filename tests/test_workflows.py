@@ -84,17 +84,17 @@ async def test_a_pipeline_answers_offline(make_chorus: ChorusFactory) -> None:
     assert done(events).stop_reason == "completed"
 
 
-async def test_a_pipeline_capped_by_max_messages_carries_on_with_the_next_message(
+async def test_a_pipeline_cut_short_by_max_messages_starts_over_with_the_next_message(
         make_chorus: ChorusFactory) -> None:
-    model = ScriptedModel("Notes.", "Plan.", "Code.")
+    model = ScriptedModel("Notes.", "Plan.", "Notes again.", "Plan again.")
     capped = {**PIPELINE, "termination": {"max_messages": 3}}  # the user's message and two steps
     chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[capped])
     session = chorus.open_session()
     first = await run(session, "Build it")
     assert [m.agent for m in replies(first)] == ["researcher", "planner"]
     assert done(first).stop_reason == "max_messages"
-    second = await run(session, "go on")
-    assert [m.agent for m in replies(second)] == ["coder"]  # the last step, not the first again
+    second = await run(session, "Build something else")
+    assert [m.agent for m in replies(second)] == ["researcher", "planner"]  # a new request: from the start
 
 
 # -- iterative ---------------------------------------------------------------------------------------
@@ -116,6 +116,30 @@ async def test_a_review_loop_repeats_until_the_reviewer_approves(make_chorus: Ch
     model.queue("Draft.", "Not APPROVED yet.", "Draft again.", "APPROVED.")
     events = await run(chorus, "Another one")
     assert len(replies(events)) == 4
+
+
+async def test_an_approval_in_the_last_round_counts_and_the_next_message_starts_with_the_producer(
+        make_chorus: ChorusFactory) -> None:
+    board = {"name": "board", "type": "iterative", "members": ["writer", "editor", "planner"], "max_iterations": 2}
+    model = ScriptedModel("Draft.", "Shorter.", "Fine by me.", "Short draft.", "Still long.", "APPROVED")
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[board])
+    session = chorus.open_session()
+    events = await run(session, "Write a motto")
+    # The last reviewer approves with the last message the cap allows (7 = 1 + 2 rounds x 3): approved.
+    assert [m.agent for m in replies(events)] == ["writer", "editor", "planner"] * 2
+    assert done(events).stop_reason == "completed" and "Approved by planner" in done(events).detail
+    assert not events_of(events, NoticeEvent)
+    # The first reviewer approves mid-round: the second does not speak...
+    model.queue("New draft.", "APPROVED")
+    again = await run(session, "Another motto")
+    assert [m.agent for m in replies(again)] == ["writer", "editor"]
+    # ...and the next message still starts with the producer, not with the reviewer who was next.
+    model.queue("Third draft.", "APPROVED")
+    third = await run(session, "A third motto")
+    assert [m.agent for m in replies(third)] == ["writer", "editor"]
+    # Reviewers are told how to approve, with the team's phrase (a real model needs it).
+    system = model.requests[-1].messages[0]
+    assert system.get("role") == "system" and "start your reply with APPROVED" in str(system.get("content"))
 
 
 async def test_a_reviewer_that_never_approves_stops_at_max_iterations_with_a_notice(

@@ -155,7 +155,10 @@ def build_team(
     built: list[AgentSpec] = []
     clients: dict[str, ChorusModelClient] = {}
     kind = team_type(spec.type)
-    for member in members:
+    for index, member in enumerate(members):
+        extra = kind.member_instructions(spec, member.name)  # a reviewer's way to approve, say
+        if extra:
+            member = members[index] = replace(member, system_message=f"{member.system_message}\n\n{extra}".strip())
         model = member.model or spec.model or settings.model
         model_client = client(model, member.name, kind.member_role(spec, member.name))
         try:

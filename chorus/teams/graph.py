@@ -6,15 +6,17 @@ is taken only when the source's message contains that text, which is how a graph
 sends the work back while it says ``REVISE``) and ends (a message without it stops there). A
 member with a conditional edge must have only conditional edges, and every loop needs one: a
 graph that could loop forever is refused at load, as is an edge to a member not in the team.
-The turn ends when no member is left to speak, or at ``max_messages``.
+The turn ends when no member is left to speak, or at ``max_messages``; every message starts the
+graph from its start.
 """
 
 from __future__ import annotations
 
 from autogen_agentchat.base import ChatAgent, Team
-from autogen_agentchat.teams import DiGraph, GraphFlow
+from autogen_agentchat.teams import DiGraph
 from autogen_agentchat.teams._group_chat._graph._digraph_group_chat import DiGraphEdge, DiGraphNode
 
+from chorus.teams._from_the_start import GraphFlowFromTheStart
 from chorus.teams.kind import BaseTeamType, TeamParts
 from chorus.teams.spec import TeamFieldError, TeamSpec
 
@@ -33,7 +35,8 @@ def graph_of(spec: TeamSpec, members: list[str] | None = None) -> DiGraph:
     nodes = {name: DiGraphNode(name=name, edges=edges[name]) for name in names}
     graph = DiGraph(nodes=nodes)
     if not graph.get_start_nodes():  # every member has a way in: a loop; start where the file says
-        graph = DiGraph(nodes=nodes, default_start_node=spec.start or names[0])
+        start = spec.start if spec.start in names else names[0]  # (a member that failed to build is left out)
+        graph = DiGraph(nodes=nodes, default_start_node=start)
     graph.graph_validate()
     graph.has_cycles_with_exit()  # raises for a loop without a condition
     return graph
@@ -71,4 +74,4 @@ class Graph(BaseTeamType):
         if len(agents) != len(parts.agents):
             raise TypeError("a graph team's members must be agents, not teams")
         graph = graph_of(parts.spec, [a.name for a in agents])  # members that failed to build are left out
-        return GraphFlow(agents, graph=graph, termination_condition=parts.termination)
+        return GraphFlowFromTheStart(agents, graph=graph, termination_condition=parts.termination)

@@ -1,11 +1,13 @@
 """``type: iterative``: a producer drafts, reviewers review, until one approves.
 
 The first member is the producer, the others (one or more) the reviewers; they speak in that order,
-round after round, and the user sees every draft and every review. A reviewer approves by starting
+round after round, and the user sees every draft and every review; every message starts with
+the producer. A reviewer approves by starting
 its reply with the team's ``approval`` phrase (``APPROVED`` unless the team file says otherwise);
 the turn then ends. After ``max_iterations`` rounds without an approval the turn ends too, the last
 draft stands and the user is told so. Each reviewer's model client is told its role
-(``"reviewer"``), so the offline model reviews instead of answering.
+(``"reviewer"``), so the offline model reviews instead of answering, and each reviewer's system
+message ends with how to approve (with the team's phrase), so a real model knows it too.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from collections.abc import Sequence
 
 from autogen_agentchat.base import Team, TerminationCondition
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, StopMessage
-from autogen_agentchat.teams import RoundRobinGroupChat
 
+from chorus.teams._from_the_start import RoundRobinFromTheStart
 from chorus.teams.kind import BaseTeamType, TeamParts
 from chorus.teams.spec import TeamFieldError, TeamSpec
 
@@ -71,6 +73,13 @@ class Iterative(BaseTeamType):
     def member_role(self, spec: TeamSpec, member: str) -> str:
         return "reviewer" if member in spec.members[1:] else "agent"
 
+    def member_instructions(self, spec: TeamSpec, member: str) -> str:
+        if member not in spec.members[1:]:
+            return ""
+        return (f"You review the latest draft by {spec.members[0]}. If it is good enough to give the user, start "
+                f"your reply with {spec.approval} and say why in a sentence. Otherwise do not write "
+                f"{spec.approval}: say exactly what to change.")
+
     def termination(self, spec: TeamSpec) -> TerminationCondition | None:
         return Approval(spec.members[1:], spec.approval)
 
@@ -82,4 +91,5 @@ class Iterative(BaseTeamType):
                 "(the team's max_iterations): the last draft stands.")
 
     def build(self, parts: TeamParts) -> Team:
-        return RoundRobinGroupChat(parts.agents, termination_condition=parts.termination, emit_team_events=True)
+        # Every message starts with the producer (AutoGen's round robin would go on from whoever is next).
+        return RoundRobinFromTheStart(parts.agents, termination_condition=parts.termination, emit_team_events=True)

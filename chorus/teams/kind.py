@@ -55,6 +55,10 @@ class TeamType(Protocol):
         """The role a member's model client is told (``"agent"``; ``"reviewer"`` in an iterative team)."""
         ...
 
+    def member_instructions(self, spec: TeamSpec, member: str) -> str:
+        """What the type adds to a member's system message (a reviewer: how to approve), or ``""``."""
+        ...
+
     def termination(self, spec: TeamSpec) -> TerminationCondition | None:
         """A condition of the type's own that ends a turn too (an approval), or None."""
         ...
@@ -81,6 +85,9 @@ class BaseTeamType:
 
     def member_role(self, spec: TeamSpec, member: str) -> str:
         return "agent"
+
+    def member_instructions(self, spec: TeamSpec, member: str) -> str:
+        return ""
 
     def termination(self, spec: TeamSpec) -> TerminationCondition | None:
         return None

@@ -39,11 +39,12 @@ def register_team_type(kind: TeamType) -> None:
     """Add a team type (a plugin hook will call this); a taken name is refused.
 
     A type needs ``name``, ``default_max_messages`` and ``build``; the methods it leaves out
-    (``check``, ``member_role``, ``termination``, ``stop_notice``) get :class:`BaseTeamType`'s.
+    (``check``, ``member_role``, ``member_instructions``, ``termination``, ``stop_notice``) get
+    :class:`BaseTeamType`'s.
     """
     if kind.name in _TYPES:
         raise ValueError(f"team type {kind.name!r} is already registered")
-    for method in ("check", "member_role", "termination", "stop_notice"):
+    for method in ("check", "member_role", "member_instructions", "termination", "stop_notice"):
         if not hasattr(kind, method):
             setattr(kind, method, MethodType(getattr(BaseTeamType, method), kind))
     _TYPES[kind.name] = kind

@@ -2,9 +2,8 @@
 
 Each member sees what the ones before it said (the user's message, then every earlier step), so a
 researcher's notes reach the planner, the plan reaches the coder, and so on. It runs on AutoGen's
-GraphFlow with one edge from each member to the next. A turn stopped part-way (the stop button, a
-budget) is rewound like any other; a team file's ``max_messages`` lower than the pipeline's length
-ends the turn there, and the next message carries the pipeline on from the next step.
+GraphFlow with one edge from each member to the next. Every message starts the pipeline at its
+first step; a turn that ends part-way (``max_messages``, a budget, the stop button) ends there.
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ from __future__ import annotations
 import itertools
 
 from autogen_agentchat.base import ChatAgent, Team
-from autogen_agentchat.teams import DiGraph, DiGraphBuilder, GraphFlow
+from autogen_agentchat.teams import DiGraph, DiGraphBuilder
 
+from chorus.teams._from_the_start import GraphFlowFromTheStart
 from chorus.teams.kind import BaseTeamType, TeamParts
 from chorus.teams.spec import TeamFieldError, TeamSpec
 
@@ -44,4 +44,4 @@ class Sequential(BaseTeamType):
         agents = [a for a in parts.agents if isinstance(a, ChatAgent)]
         if len(agents) != len(parts.agents):
             raise TypeError("a sequential team's members must be agents, not teams")
-        return GraphFlow(agents, graph=chain(agents), termination_condition=parts.termination)
+        return GraphFlowFromTheStart(agents, graph=chain(agents), termination_condition=parts.termination)

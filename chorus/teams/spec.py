@@ -193,7 +193,12 @@ def load_teams(
             raise TeamFieldError("type", f"team {spec.name!r} has an unknown type {spec.type!r} "
                                          f"(known: {', '.join(sorted(team_types))})")
         if check is not None:
-            check(spec)
+            try:
+                check(spec)
+            except ValueError:
+                raise
+            except Exception as exc:  # a plugin's team type with a broken check: refuse the team, not the load
+                raise ValueError(f"team {spec.name!r}: its type's check failed ({type(exc).__name__}: {exc})") from exc
 
     teams: dict[str, TeamSpec] = {}
     errors: list[str] = []

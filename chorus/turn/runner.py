@@ -108,13 +108,15 @@ async def run_turn(
                     await observers.end(turn, event)
                 yield event
         finally:
-            await steps.aclose()  # a consumer that stops reading must end the team's run too
-            if not observers.ended:  # cut off: the reader went away, or the page's stop cancelled it
-                turn.drain()  # the calls it made still cost money
-                await observers.end(turn, DoneEvent(stop_reason="stopped", detail="the reader went away",
-                                                    turn_id=turn.id))
-            session.turn = None
-            observers.closed(turn)
+            try:
+                await steps.aclose()  # a consumer that stops reading must end the team's run too
+                if not observers.ended:  # cut off: the reader went away, or the page's stop cancelled it
+                    turn.drain()  # the calls it made still cost money
+                    await observers.end(turn, DoneEvent(stop_reason="stopped", detail="the reader went away",
+                                                        turn_id=turn.id))
+            finally:  # (even when that was interrupted: observers let go of the turn)
+                session.turn = None
+                observers.closed(turn)
 
 
 def _refusal(session: ChatSession, text: str, attachments: Sequence[Attachment]) -> tuple[str, str] | None:
@@ -214,7 +216,8 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         if turn.stopped:
             stop_reason, detail = "stopped", "stopped by the user"
         else:
-            stop_reason, detail = "error", f"{type(exc).__name__}: {exc}"
+            # (the first line: AutoGen's wrapped error text goes on with the traceback)
+            stop_reason, detail = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             yield _failure(session, exc)
     if turn.budget.reason and not turn.stopped:
         stop_reason, detail = "budget", turn.budget.reason
@@ -264,10 +267,14 @@ def _failure(session: ChatSession, exc: Exception) -> ErrorEvent:
     where = f"team={session.team_name} user={session.user_id} thread={session.thread_id}"
     turn = session.turn
     failed = turn.failure if turn is not None else None
-    agent, original = failed if failed is not None else (None, exc)
+    agent: str | None = None
+    original: BaseException = exc
+    if failed is not None and (failed[1] is exc or str(exc).startswith(f"{type(failed[1]).__name__}: {failed[1]}")):
+        agent, original = failed  # the model call whose error AutoGen wrapped (not another member's)
     if isinstance(original, (ModelError, ChorusError)):
         log.warning("model call failed (%s, agent=%s): %s", where, agent, original)
-        message = f"{agent}: {original}" if agent and len(session.spec.members) != 1 else str(original)
+        several = session.built is not None and len(session.built.members) > 1
+        message = f"{agent}: {original}" if agent and several else str(original)
         return ErrorEvent(code="model_error" if isinstance(original, ModelError) else "turn_failed",
                           message=message)
     log.exception("turn failed (%s)", where, exc_info=exc)
@@ -286,6 +293,9 @@ def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
     said = result.stop_reason or ""
     if stopped:
         return "stopped", "stopped by the user"
+    if APPROVED_BY in said:  # (approved in the last round: AutoGen joins it with the message cap's text)
+        approver = said[said.index(APPROVED_BY):].split(",")[0].strip()
+        return "completed", f"{approver}: the answer is complete."
     low = said.lower()
     if "maximum number of messages" in low:
         limit = re.search(r"maximum number of messages (\d+)", low)
@@ -297,8 +307,6 @@ def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
         return "text_mention", f"An agent said the team's closing word{word}: the answer is complete."
     if "external" in low:
         return "stopped", "stopped by the user"
-    if said.startswith(APPROVED_BY):
-        return "completed", f"{said}: the answer is complete."
     return "completed", "The team finished its answer."
 
 
