@@ -42,6 +42,14 @@ def graph_of(spec: TeamSpec, members: list[str] | None = None) -> DiGraph:
     return graph
 
 
+def agents_of(parts: TeamParts, kind: str) -> list[ChatAgent]:
+    """The built members, which GraphFlow needs to be agents (not nested teams)."""
+    agents = [a for a in parts.agents if isinstance(a, ChatAgent)]
+    if len(agents) != len(parts.agents):
+        raise TypeError(f"a {kind} team's members must be agents, not teams")
+    return agents
+
+
 class Graph(BaseTeamType):
     name = "graph"
 
@@ -70,8 +78,6 @@ class Graph(BaseTeamType):
             raise TeamFieldError("edges", f"team {spec.name!r}: {exc}") from None
 
     def build(self, parts: TeamParts) -> Team:
-        agents = [a for a in parts.agents if isinstance(a, ChatAgent)]
-        if len(agents) != len(parts.agents):
-            raise TypeError("a graph team's members must be agents, not teams")
+        agents = agents_of(parts, "graph")
         graph = graph_of(parts.spec, [a.name for a in agents])  # members that failed to build are left out
         return GraphFlowFromTheStart(agents, graph=graph, termination_condition=parts.termination)

@@ -1,8 +1,8 @@
 """``type: sequential``: a pipeline: each member once, in the team file's order.
 
 Each member sees what the ones before it said (the user's message, then every earlier step), so a
-researcher's notes reach the planner, the plan reaches the coder, and so on. It runs on AutoGen's
-GraphFlow with one edge from each member to the next. Every message starts the pipeline at its
+researcher's notes reach the planner, the plan reaches the coder, and so on. It is a graph
+(:mod:`chorus.teams.graph`) with one edge from each member to the next. Every message starts the pipeline at its
 first step; a turn that ends part-way (``max_messages``, a budget, the stop button) ends there.
 """
 
@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import itertools
 
-from autogen_agentchat.base import ChatAgent, Team
-from autogen_agentchat.teams import DiGraph, DiGraphBuilder
+from autogen_agentchat.base import Team
 
 from chorus.teams._from_the_start import GraphFlowFromTheStart
+from chorus.teams.graph import agents_of, graph_of
 from chorus.teams.kind import BaseTeamType, TeamParts
-from chorus.teams.spec import TeamFieldError, TeamSpec
-
-
-def chain(agents: list[ChatAgent]) -> DiGraph:
-    """The graph in which each agent speaks once, after the one before it."""
-    builder = DiGraphBuilder()
-    for agent in agents:
-        builder.add_node(agent)
-    for earlier, later in itertools.pairwise(agents):
-        builder.add_edge(earlier, later)
-    builder.set_entry_point(agents[0])
-    return builder.build()
+from chorus.teams.spec import GraphEdge, TeamFieldError, TeamSpec
 
 
 class Sequential(BaseTeamType):
@@ -41,7 +30,9 @@ class Sequential(BaseTeamType):
                                             "(a step that runs twice is an iterative or graph team)")
 
     def build(self, parts: TeamParts) -> Team:
-        agents = [a for a in parts.agents if isinstance(a, ChatAgent)]
-        if len(agents) != len(parts.agents):
-            raise TypeError("a sequential team's members must be agents, not teams")
-        return GraphFlowFromTheStart(agents, graph=chain(agents), termination_condition=parts.termination)
+        agents = agents_of(parts, "sequential")
+        names = [agent.name for agent in agents]
+        # A graph with one edge from each member to the next.
+        edges = [GraphEdge(source=earlier, to=[later]) for earlier, later in itertools.pairwise(names)]
+        chain = parts.spec.model_copy(update={"edges": edges})
+        return GraphFlowFromTheStart(agents, graph=graph_of(chain, names), termination_condition=parts.termination)

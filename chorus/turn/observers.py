@@ -18,6 +18,7 @@ An observer that raises is logged and skipped: it never breaks the turn or the o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chorus.events import DoneEvent, TurnEvent
@@ -96,19 +97,18 @@ class Observers:
         self.observers = observers
         self.ended = False
 
-    def begin(self, turn: Turn) -> None:
+    def _each(self, turn: Turn, when: str, call: Callable[[TurnObserver], None]) -> None:
         for observer in self.observers:
             try:
-                observer.begin(turn)
+                call(observer)
             except Exception:
-                log.exception("turn observer %r failed at the start of turn %s", observer, turn.id)
+                log.exception("turn observer %r failed %s turn %s", observer, when, turn.id)
+
+    def begin(self, turn: Turn) -> None:
+        self._each(turn, "at the start of", lambda observer: observer.begin(turn))
 
     def event(self, turn: Turn, event: TurnEvent) -> None:
-        for observer in self.observers:
-            try:
-                observer.event(turn, event)
-            except Exception:
-                log.exception("turn observer %r failed on a %s event of turn %s", observer, event.type, turn.id)
+        self._each(turn, f"on a {event.type} event of", lambda observer: observer.event(turn, event))
 
     async def end(self, turn: Turn, done: DoneEvent) -> None:
         if self.ended:
@@ -121,8 +121,4 @@ class Observers:
                 log.exception("turn observer %r failed at the end of turn %s", observer, turn.id)
 
     def closed(self, turn: Turn) -> None:
-        for observer in self.observers:
-            try:
-                observer.closed(turn)
-            except Exception:
-                log.exception("turn observer %r failed after turn %s", observer, turn.id)
+        self._each(turn, "after", lambda observer: observer.closed(turn))
