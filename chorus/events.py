@@ -126,6 +126,21 @@ class HandoffEvent(TurnEvent):
 
 
 @dataclass(frozen=True)
+class ProgressEvent(TurnEvent):
+    """A pipeline or graph moved on to its next step (``step`` counts from 1; ``total`` is a pass)."""
+
+    type: ClassVar[str] = "progress"
+    agent: str
+    step: int
+    total: int
+
+    @property
+    def text(self) -> str:
+        """``step 3 of 5: coder`` (``step 6: writer`` once a loop has gone past one pass)."""
+        return f"step {self.step}{f' of {self.total}' if self.step <= self.total else ''}: {self.agent}"
+
+
+@dataclass(frozen=True)
 class UsageEvent(TurnEvent):
     """One model call finished: tokens, cost (None when litellm has no price) and latency."""
 

@@ -153,6 +153,64 @@ class Settings(BaseSettings):
         default="lax",
         description="SameSite of the login cookie: 'none' (with HTTPS) for a widget on another site.",
     )
+    api_rate_limit: str = Field(
+        default="120/minute",
+        description="Requests one API key may make to the OpenAI-compatible API, e.g. '60/minute' or "
+                    "'1000/hour;20/second' (several limits with ';'); empty = no limit.",
+    )
+    run_concurrency: int = Field(
+        default=2, ge=0,
+        description="Background runs one process executes at once (chorus run, chorus worker); 0 = this process "
+                    "only accepts runs and leaves them to `chorus worker` processes.",
+    )
+    run_global_concurrency: int = Field(
+        default=0, ge=0, description="Background runs executing at once across every process; 0 = no global limit.",
+    )
+    run_webhook_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts (hooks.example.com, *.example.com) a run's webhook may call; empty = "
+                    "webhooks are refused.",
+    )
+    worker_dead_after: float = Field(
+        default=15.0, gt=0,
+        description="Seconds without a heartbeat after which a process executing runs counts as dead, and "
+                    "another takes its runs over (one on the same machine whose process is gone at once).",
+    )
+    rate_limits: str = Field(
+        default="",
+        description="Messages each user (or visitor, by address) may send, in the limits notation: '10/minute' or "
+                    "'100/hour;10/minute'; empty = no limit. Page, widget, API and background runs count together.",
+    )
+    upload_rate_limits: str = Field(
+        default="",
+        description="Uploads each user (or visitor, by address) may make, e.g. '30/hour'; empty = no limit.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis (redis://host:6379/0) where rate-limit counts are shared by every worker; unset = each "
+                    "process counts its own.",
+    )
+    pseudonymous_ids: bool = Field(
+        default=False,
+        description="Replace user ids in traces and trace feedback with a keyed hash (u-...), so that "
+                    "observability data can be shared without names.",
+    )
+    pseudonym_key: str | None = Field(
+        default=None,
+        description="The key of that hash; unset = one made once in CHORUS_HOME/pseudonym_key. The same key gives "
+                    "the same pseudonym everywhere.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token that GET /metrics requires; unset = /metrics answers this machine (loopback) only.",
+    )
+    api_max_body_kb: float = Field(default=1024.0, gt=0, description="Largest API request body, in KB.")
+    api_agent_names: Literal["field", "prefix"] = Field(
+        default="field",
+        description="How API replies name the speaking agent: 'field' (each chunk's 'agent' field only) or "
+                    "'prefix' (also '**agent:** ' in the text, for clients that show only the text); a request's "
+                    "'agent_names' overrides it.",
+    )
     forbid_real_models: bool = Field(
         default=False,
         description="Refuse every model request that would leave this machine (set by the tests).",
@@ -173,6 +231,10 @@ class Settings(BaseSettings):
     def allowed_origin_list(self) -> list[str]:
         """``allowed_origins`` as normalised origins; ValueError names a malformed one."""
         return parse_origins(self.allowed_origins)
+
+    @property
+    def run_webhook_host_list(self) -> list[str]:
+        return [h.strip() for h in self.run_webhook_hosts.split(",") if h.strip()]
 
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """``trusted_proxies`` as networks; ValueError names a malformed entry."""

@@ -146,3 +146,34 @@ def test_signed_urls_open_only_their_file_and_expire(tmp_path: Path) -> None:
         assert not (tmp_path / "files" / "user-3").exists() and (tmp_path / "files").exists()
 
     asyncio.run(scenario())
+
+
+def test_only_a_drawing_chorus_signed_is_served_as_a_picture(tmp_path: Path) -> None:
+    from chorus.tracing.picture import Arrow, TurnPicture
+
+    store = LocalFileStore(tmp_path / "files", secret="s3cret")
+    drawing = TurnPicture(participants=["user", "guide"],
+                          arrows=[Arrow("ask", "user", "guide", 'How do I set onclick = "x" in javascript:?')])
+    signed = store.sign_drawing(drawing.svg().encode())
+    assert store.signed_drawing(signed)  # a turn map, whatever its words, is shown inline
+    assert not store.signed_drawing(drawing.svg().encode())  # unsigned: a download
+    assert not store.signed_drawing(signed.replace(b"guide", b"evil!"))  # changed since: a download
+    assert not LocalFileStore(tmp_path / "other", secret="another").signed_drawing(signed)
+    forged = b"<!--chorus-drawing " + b"0" * 64 + b' -->\n<svg><script>alert(1)</script></svg>'
+    assert not store.signed_drawing(forged)
+
+
+def test_files_in_a_reply_are_read_whole_and_saved_without_stopping_at_a_bad_one(tmp_path: Path) -> None:
+    from chorus import files_in
+    from chorus.produced import save_files
+
+    reply = ("### File: `README.md`\n````markdown\n# Use\n```bash\npython app.py\n```\nDone.\n````\n\n"
+             "### File: `src`\n```\nnot a folder\n```\n\n### File: `src/app.py`\n```python\nprint(1)\n```\n"
+             "### File: `../escape.py`\n```python\nprint('out')\n```\n")
+    files = {f.name: f.content for f in files_in(reply)}
+    assert files["README.md"] == "# Use\n```bash\npython app.py\n```\nDone.\n"  # an inner block is kept
+    assert "../escape.py" not in files and "escape.py" not in files
+    written, problems = save_files(files_in(reply), tmp_path / "out")
+    assert sorted(p.name for p in written) == ["README.md", "src"]
+    assert len(problems) == 1 and problems[0].startswith("src/app.py")  # a file is in the way: said, not raised
+    assert not (tmp_path / "escape.py").exists()

@@ -53,7 +53,8 @@ class World:
         """Alice's conversation is as she left it: her steps in her thread, her file, her feedback."""
         steps = self.rows('SELECT "id", "threadId" FROM steps WHERE "id" IN (:q, :r)', q=self.question, r=self.reply)
         assert {s["id"]: s["threadId"] for s in steps} == {self.question: self.thread, self.reply: self.thread}
-        elements = self.rows('SELECT "id", "threadId", "type" FROM elements WHERE "threadId" = :t', t=self.thread)
+        elements = self.rows('SELECT "id", "threadId", "type" FROM elements WHERE "threadId" = :t AND "type" = :k',
+                             t=self.thread, k="file")  # (the turn map is an image of the turn's own)
         assert [(e["id"], e["type"]) for e in elements] == [(self.element, "file")]
         assert self.file.read_bytes() == REFUND_POLICY
         feedback = self.rows('SELECT "forId", "value" FROM feedbacks WHERE "id" = :id', id=self.feedback)
@@ -262,6 +263,23 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/chorus/files/{key:path}"): "read: an HMAC-signed, expiring link to one file",
     ("GET", "/docs"): "public (API docs)", ("GET", "/openapi.json"): "public (API docs)",
     ("GET", "/docs/oauth2-redirect"): "public", ("GET", "/redoc"): "public",
+    ("GET", "/metrics"): "operator: loopback or CHORUS_METRICS_TOKEN only; counts, no user data (tests/test_ops.py)",
+    ("GET", "/healthz"): "public (no data)", ("GET", "/readyz"): "public (states of services, no user data)",
+    ("GET", "/v1/models"): "key: the teams the caller's own key may use (tests/test_api.py::"
+                           "test_models_are_the_teams_a_key_may_use)",
+    ("POST", "/api/runs"): "key: a run of the key's user; another user's thread id gets 404 (tests/test_runs.py::"
+                           "test_a_second_user_with_the_first_users_run_gets_nothing)",
+    ("GET", "/api/runs"): "key: the key's user's runs only (tests/test_runs.py::"
+                          "test_a_second_user_with_the_first_users_run_gets_nothing)",
+    ("GET", "/api/runs/{run_id}"): "key: 404 for another user's run (tests/test_runs.py::"
+                                   "test_a_second_user_with_the_first_users_run_gets_nothing)",
+    ("GET", "/api/runs/{run_id}/events"): "key: 404 for another user's run (tests/test_runs.py::"
+                                          "test_a_second_user_with_the_first_users_run_gets_nothing)",
+    ("POST", "/api/runs/{run_id}/cancel"): "key: 404 for another user's run, which goes on (tests/test_runs.py::"
+                                           "test_a_second_user_with_the_first_users_run_gets_nothing)",
+    ("POST", "/v1/chat/completions"): "key: acts as the key's user; another user's thread id gets 404 and nothing "
+                                      "is written (tests/test_api.py::"
+                                      "test_a_second_user_with_the_first_users_thread_gets_nothing)",
 }
 SOCKET_EVENTS: dict[str, str] = {
     "connect": "Chainlit refuses another user's thread id and session id",

@@ -19,7 +19,8 @@ def test_ruff_is_clean() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    result = _run("mypy", "chorus", "plugins/chorus-mathematician/src", "plugins/chorus-music-store/src")
+    result = _run("mypy", "chorus", "plugins/chorus-mathematician/src", "plugins/chorus-music-store/src",
+                   "plugins/chorus-builder/src")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chorus.store import make_engine, upgrade
 from chorus.store.accounts import add_account
 from chorus.store.db import run_with_engine
-from chorus.store.quota import MB, QuotaLimits, QuotaRefusal, QuotaStore, decide
+from chorus.store.files import LocalFileStore
+from chorus.store.quota import MB, QuotaLimits, QuotaRefusal, QuotaStore, decide, folder_bytes
 
 KB = 1024
 
@@ -45,6 +46,22 @@ def test_each_refusal_names_its_limit_and_when_it_frees_up() -> None:
     assert total is not None and total.limit == "mb_total" and total.retry_at is None
     assert "99.0 MB of your 100 MB" in total.message and "Delete conversations" in total.message
     assert decide(QuotaLimits(), 10**12, recent * 100, stored=10**12, now=now) is None  # 0 = no cap
+
+
+def test_the_total_counts_the_users_files_not_the_turn_maps_chorus_drew(tmp_path: Path) -> None:
+    files = LocalFileStore(tmp_path / "files", "s" * 40)
+    folder = tmp_path / "files" / "user-1" / "el-1"
+    folder.mkdir(parents=True)
+    (folder / "upload.txt").write_bytes(b"u" * 3000)
+    (folder / "map.svg").write_bytes(files.sign_drawing(b"<svg>" + b"x" * 2000 + b"</svg>"))
+    assert folder_bytes(tmp_path / "files", files.signed_drawing) == 3000
+    # A file that only looks like a drawing (forged or altered signature) is the user's and counts.
+    forged = files.sign_drawing(b"<svg></svg>").replace(b"</svg>", b"<!-- more --></svg>")
+    (folder / "forged.svg").write_bytes(forged)
+    assert folder_bytes(tmp_path / "files", files.signed_drawing) == 3000 + len(forged)
+    other = LocalFileStore(tmp_path / "files", "t" * 40)  # another installation's secret
+    assert folder_bytes(tmp_path / "files", other.signed_drawing) == sum(
+        p.stat().st_size for p in folder.iterdir())
 
 
 # --- the store, as several workers share it -------------------------------------------------
@@ -169,6 +186,13 @@ async def test_the_total_counts_stored_files_and_frees_up_when_they_are_deleted(
         assert stored.status_code == 200, stored.text
         await carol.send("what does the file say?", files=[stored.json()["id"]])
         await carol.wait_for(lambda m: m.get("type") == "assistant_message")
+        drawn = quota_server.workdir / "data" / "files"
+        for _ in range(100):  # the turn's map is stored too: it is Chorus's drawing and does not count
+            if any(p.read_bytes().startswith(b"<!--chorus-drawing") for p in drawn.rglob("*.svg")):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the turn map was never stored")
         refused: httpx.Response | None = None
         for _ in range(50):  # the file is stored with the message
             refused = await carol.upload("more.txt", b"m" * 20 * KB, "text/plain")

@@ -81,5 +81,57 @@ def test_an_unknown_type_is_refused_with_its_file_and_the_rest_serve(make_chorus
     assert list(chorus.catalog.teams) == ["good"]
     [error] = chorus.catalog.errors
     assert "bad" in error and "unknown type 'pipeline'" in error
-    assert "known: graph, iterative, round_robin, selector, sequential" in error
+    assert "known: graph, iterative, round_robin, selector, sequential, swarm" in error
     assert ".yaml" in error  # names the file
+
+
+class LastFirstPlugin:
+    """A plugin that brings the type with the hook, as the plugin guide shows."""
+
+    @hookimpl
+    def chorus_register_team_types(self) -> list[object]:
+        return [LastFirst()]
+
+
+class Clashing:
+    @hookimpl
+    def chorus_register_team_types(self) -> list[object]:
+        class Mine(LastFirst):
+            name = "swarm"  # Chorus's own
+        return [Mine()]
+
+
+class Broken:
+    @hookimpl
+    def chorus_register_team_types(self) -> list[object]:
+        class NoBuild:
+            name = "no_build"
+
+            def default_max_messages(self, spec: TeamSpec) -> int:
+                return 2
+        return [NoBuild()]
+
+
+async def test_a_plugin_brings_a_team_type_that_team_files_use(make_chorus: ChorusFactory) -> None:
+    model = ScriptedModel("Second, first.", "First, last.")
+    chorus = make_chorus(plugins=[Duo(), LastFirstPlugin()], model=model,
+                         teams=[{"name": "pair", "type": "last_first", "members": ["first", "second"]}])
+    assert "last_first" in team_type_names(chorus.registry) and "last_first" not in team_type_names()
+    said = [m.agent for m in replies(await run(chorus, "Hello"))]
+    assert said == ["second", "first"]
+    # Without the plugin the same file is refused, naming the known types, and the rest serve.
+    other = make_chorus(plugins=[Duo()], teams=[{"name": "good", "members": ["first"], "default": True},
+                                                {"name": "pair", "type": "last_first", "members": ["first"]}])
+    assert list(other.catalog.teams) == ["good"] and "unknown type 'last_first'" in other.catalog.errors[0]
+
+
+def test_a_team_type_plugin_that_clashes_or_cannot_build_is_reported_and_the_app_serves(
+        make_chorus: ChorusFactory) -> None:
+    chorus = make_chorus(plugins=[Duo(), Clashing(), Broken()], teams=[
+        {"name": "good", "members": ["first"], "default": True},
+        {"name": "odd", "type": "no_build", "members": ["first"]}])
+    problems = {r.name: r.error or "" for r in chorus.registry.reports if r.status == "error"}
+    assert any("team type 'swarm' is already registered" in e for e in problems.values()), problems
+    assert any("team type 'no_build' has no build method" in e for e in problems.values()), problems
+    assert list(chorus.catalog.teams) == ["good"]
+    assert "unknown type 'no_build'" in chorus.catalog.errors[0]

@@ -191,3 +191,32 @@ def test_mlflow_http_settings_are_whole_numbers_even_when_an_operator_sets_a_fra
     http_request_settings()
     assert MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get() == 1 and MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 30  # theirs kept
     assert [r.getMessage().split("=")[0] for r in caplog.records] == ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]
+
+
+async def test_pseudonymous_ids_keep_names_out_of_traces_and_feedback(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    chorus = traced_chorus(tmp_path, pseudonymous_ids=True)
+    assert chorus.tracer is not None
+    scripted_model.queue("bob", "Hello.")
+    done = (await collect(chorus, "hi"))[-1]
+    assert isinstance(done, DoneEvent)
+    scripted_model.queue("bob", "Hello again.")
+    again = (await collect(chorus, "hi again"))[-1]
+    assert isinstance(again, DoneEvent)
+    assert chorus.tracer.flush(60)
+    assert chorus.tracer.log_feedback(done.turn_id, "alice@example.com", True)
+    client = MlflowClient(chorus.tracer.uri)
+    first = client.get_trace(chorus.tracer.trace_id_of(done.turn_id))
+    second = client.get_trace(chorus.tracer.trace_id_of(again.turn_id))
+    user = first.info.trace_metadata["mlflow.trace.user"]
+    assert user.startswith("u-") and user == second.info.trace_metadata["mlflow.trace.user"]  # one user, one name
+    feedback = [a for a in first.info.assessments if a.name == "user_feedback"]
+    assert feedback and feedback[0].source.source_id == user
+    # The name is nowhere in the tracking store; with another key the pseudonym differs.
+    stored = (tmp_path / "mlflow.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "mlartifacts" in p.parts)
+    assert user.encode() in stored and b"alice@example.com" not in stored
+    other = Tracer(Settings(model="scripted", home=tmp_path / "other", pseudonymous_ids=True), "test")
+    assert other.pseudonym("alice@example.com") != user
+    assert Tracer(Settings(model="scripted", home=tmp_path, pseudonymous_ids=False), "t").pseudonym("x") == "x"

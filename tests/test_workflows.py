@@ -1,4 +1,5 @@
-"""Workflow team types: ``sequential`` (a pipeline) and ``iterative`` (draft and review until approved).
+"""Workflow team types: ``sequential`` (a pipeline), ``iterative`` (draft and review until approved),
+``swarm`` (members hand the conversation to each other) and ``graph`` (edges with conditions).
 
 Each is tried as users meet it: the order members speak in and what each sees, the offline model,
 the stop button, an edited earlier message, a conversation resumed by a new process (the server
@@ -23,13 +24,17 @@ from chorus.teams.spec import load_teams
 from chorus.testing import (
     ChorusFactory,
     ErrorEvent,
+    HandoffEvent,
+    MessageEvent,
     NoticeEvent,
+    ProgressEvent,
     ScriptedModel,
     TokenEvent,
     done,
     events_of,
     replies,
     run,
+    tool_call,
 )
 from chorus.turn import run_turn
 
@@ -48,6 +53,7 @@ REVIEW = {"name": "review", "type": "iterative", "members": ["writer", "editor"]
 FAN = {"name": "fan", "type": "graph", "members": ["researcher", "planner", "coder", "writer"],
        "edges": [{"from": "researcher", "to": ["planner", "coder"]},  # a fan-out...
                  {"from": "planner", "to": "writer"}, {"from": "coder", "to": "writer"}]}  # ...and a join
+DESK = {"name": "desk", "type": "swarm", "members": ["researcher", "planner", "coder"]}
 
 
 def said(events: list[Any]) -> list[tuple[str, str]]:
@@ -65,6 +71,12 @@ async def test_a_pipeline_runs_each_member_once_in_order_and_each_sees_the_steps
     assert said(events) == [("researcher", "Notes: users want a CLI."), ("planner", "Plan: argparse, one command."),
                             ("coder", "print('hello')")]
     assert done(events).stop_reason == "completed" and done(events).messages == 3
+    # Where it is, as it goes: each step announced before its member speaks.
+    progress = [e for e in events if isinstance(e, (ProgressEvent, MessageEvent))]
+    assert [(type(e).__name__, getattr(e, "text", e.agent)) for e in progress] == [
+        ("ProgressEvent", "step 1 of 3: researcher"), ("MessageEvent", "researcher"),
+        ("ProgressEvent", "step 2 of 3: planner"), ("MessageEvent", "planner"),
+        ("ProgressEvent", "step 3 of 3: coder"), ("MessageEvent", "coder")]
     coder_saw = [m.get("content") for m in model.requests[-1].messages]
     assert "Build me a greeting tool" in coder_saw
     assert "Notes: users want a CLI." in coder_saw and "Plan: argparse, one command." in coder_saw
@@ -199,6 +211,9 @@ async def test_a_graph_loops_while_a_condition_holds_and_ends_when_it_does_not(m
     assert said(events) == [("writer", "Draft."), ("editor", "REVISE: shorter."), ("writer", "Shorter draft."),
                             ("editor", "APPROVED as it is."), ("coder", "Published.")]
     assert done(events).stop_reason == "completed"
+    # A loop goes past one pass of the graph: the steps go on counting, without "of".
+    assert [e.text for e in events_of(events, ProgressEvent)] == [
+        "step 1 of 3: writer", "step 2 of 3: editor", "step 3 of 3: writer", "step 4: editor", "step 5: coder"]
     # A message that takes no edge ends the graph there.
     model.queue("Draft.", "Hmm.")
     events = await run(chorus, "Write one more")
@@ -257,6 +272,68 @@ async def test_a_member_that_fails_ends_the_turn_naming_it_without_a_traceback(m
     assert (error.code, error.message) == ("model_error", "planner: The model provider is overloaded (HTTP 529).")
 
 
+# -- swarm -------------------------------------------------------------------------------------------
+
+
+async def test_a_swarm_hands_the_conversation_on_and_the_next_message_goes_to_whoever_has_it(
+        make_chorus: ChorusFactory) -> None:
+    model = ScriptedModel(tool_call("transfer_to_planner", reason="needs a plan"), "Plan: three steps.")
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[DESK])
+    session = chorus.open_session()
+    events = await run(session, "Plan my week")
+    [handoff] = events_of(events, HandoffEvent)
+    assert (handoff.agent, handoff.target, handoff.content) == ("researcher", "planner", "needs a plan")
+    assert said(events) == [("planner", "Plan: three steps.")]  # the handoff is a step, not a reply
+    assert not [e for e in events if getattr(e, "name", "").startswith("transfer_to_")]  # nor a tool call
+    assert done(events).stop_reason == "completed"
+    planner_saw = [m.get("content") for m in model.requests[-1].messages]
+    assert "Plan my week" in planner_saw and "needs a plan" in planner_saw
+    # Only the members given as targets are offered: everyone else in the team, never oneself.
+    offered = sorted(t["function"]["name"] for t in model.requests[0].tools)
+    assert offered == ["transfer_to_coder", "transfer_to_planner"]
+
+    model.queue("Moved Tuesday's tasks.")
+    events = await run(session, "Move Tuesday")
+    assert said(events) == [("planner", "Moved Tuesday's tasks.")] and not events_of(events, HandoffEvent)
+
+
+async def test_a_swarm_that_only_hands_back_and_forth_stops_at_the_message_cap(make_chorus: ChorusFactory) -> None:
+    def pass_it_on(request: Any) -> Any:
+        other = "planner" if request.hints.agent == "researcher" else "researcher"
+        return tool_call(f"transfer_to_{other}", reason="not mine")
+
+    team = {**DESK, "members": ["researcher", "planner"]}
+    model = ScriptedModel(default=pass_it_on)
+    chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[team])
+    session = chorus.open_session()
+    events = await run(session, "Whose is this?")
+    assert len(events_of(events, HandoffEvent)) == 4  # 1 + 2 x 2 members = 5 messages, the user's first
+    assert done(events).stop_reason == "max_messages" and not replies(events)
+    [notice] = [n for n in events_of(events, NoticeEvent) if "handing the conversation" in n.text]
+    assert "max_messages" in notice.text
+    # The conversation is still usable.
+    model.default = None
+    model.queue("Mine after all.")
+    assert said(await run(session, "Anyone?")) == [("researcher", "Mine after all.")]
+
+
+async def test_an_offline_swarm_hands_each_question_to_the_member_that_fits_it(make_chorus: ChorusFactory) -> None:
+    chorus = make_chorus(installed="chorus", teams=[
+        {"name": "desk", "type": "swarm", "members": ["guide", "assistant", "librarian"], "default": True}])
+    session = chorus.open_session()
+    events = await run(session, "What time is it in Tokyo?")
+    [handoff] = events_of(events, HandoffEvent)
+    assert (handoff.agent, handoff.target) == ("guide", "assistant") and "assistant" in handoff.content
+    assert [m.agent for m in replies(events)] == ["assistant"] and "Asia/Tokyo" in replies(events)[0].content
+    # The assistant has the conversation now; a question for the knowledge base goes on to the librarian.
+    events = await run(session, "How long do refunds take?")
+    assert [(h.agent, h.target) for h in events_of(events, HandoffEvent)] == [("assistant", "librarian")]
+    assert [m.agent for m in replies(events)] == ["librarian"] and "knowledge base" in replies(events)[0].content
+    # A greeting stays with whoever has the conversation.
+    events = await run(session, "Hello!")
+    assert not events_of(events, HandoffEvent) and [m.agent for m in replies(events)] == ["librarian"]
+
+
 # -- the same stop, rewind, resume, trace and ledger as every team ------------------------------------
 
 
@@ -270,23 +347,26 @@ async def _stop_after_first_token(session: Any, text: str) -> list[Any]:
     return events
 
 
-async def test_stop_rewind_and_resume_after_a_restart_work_for_both_types(
+async def test_stop_rewind_and_resume_after_a_restart_work_for_every_type(
         make_chorus: ChorusFactory, tmp_path: Path) -> None:
     url = database_url(Settings(home=tmp_path / "db"))
     upgrade(url)
     engine = make_engine(url)
     store, ledger = CheckpointStore(engine), UsageLedger(engine)
     try:
-        for team, first_round in ((PIPELINE, ["Notes.", "Plan.", "Code."]),
-                                  (REVIEW, ["Draft.", "APPROVED"]),
-                                  (FAN, ["Notes.", "Step.", "Step.", "Summary."])):
+        hand_on = tool_call("transfer_to_planner", reason="needs a plan")
+        for team, first_round, answers, next_round in (
+                (PIPELINE, ["Notes.", "Plan.", "Code."], 3, ["Notes.", "Plan.", "Code."]),
+                (REVIEW, ["Draft.", "APPROVED"], 2, ["Draft.", "APPROVED"]),
+                (FAN, ["Notes.", "Step.", "Step.", "Summary."], 4, ["Notes.", "Step.", "Step.", "Summary."]),
+                (DESK, [hand_on, "Plan."], 1, ["Plan, resumed."])):  # the planner has it after the first
             model = ScriptedModel()
             chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[team])
             thread = f"t-{team['name']}"
             session = chorus.open_session(user_id="ann", thread_id=thread, checkpoints=store, ledger=ledger)
             model.queue(*first_round)
             events = await run(session, "First request", message_id="m1")
-            assert len(replies(events)) == len(first_round), team["name"]
+            assert len(replies(events)) == answers, team["name"]
 
             # Stop: the turn ends as stopped, and the team forgets it.
             model.token_delay = 0.02
@@ -306,9 +386,9 @@ async def test_stop_rewind_and_resume_after_a_restart_work_for_both_types(
             restarted = make_chorus(plugins=[Pipeline()], model=model, teams=[team])
             again = restarted.open_session(user_id="ann", thread_id=thread, checkpoints=store, ledger=ledger)
             assert await again.resume(), team["name"]
-            model.queue(*first_round)
+            model.queue(*next_round)
             events = await run(again, "Second request", message_id="m2")
-            assert len(replies(events)) == len(first_round), team["name"]
+            assert len(replies(events)) == answers, team["name"]
             assert "First request, edited" in [m.get("content") for m in model.requests[-1].messages]
             # Another user holding the thread id gets nothing of it.
             intruder = restarted.open_session(user_id="mallory", thread_id=thread, checkpoints=store)
@@ -326,7 +406,9 @@ async def test_each_type_writes_one_trace_per_turn_with_its_agents(make_chorus: 
     from mlflow import MlflowClient
 
     for team, script in ((PIPELINE, ["Notes.", "Plan.", "Code."]), (REVIEW, ["Draft.", "APPROVED"]),
-                         (FAN, ["Notes.", "Step.", "Step.", "Summary."])):
+                         (FAN, ["Notes.", "Step.", "Step.", "Summary."]),
+                         ({**DESK, "members": ["researcher", "planner"]},
+                          [tool_call("transfer_to_planner", reason="a plan"), "Plan."])):
         chorus = make_chorus(plugins=[Pipeline()], model=ScriptedModel(*script), teams=[team], tracing=True,
                              home=Path(make_chorus.home) / f"trace-{team['name']}")
         events = await run(chorus, "Trace me")
@@ -364,6 +446,8 @@ def test_team_files_a_type_cannot_run_are_refused_with_file_and_line(make_chorus
                                          "  - {from: writer, to: stranger}\n", encoding="utf-8")
     (agents / "bad-rounds.yaml").write_text("name: many\ntype: iterative\nmembers: [writer, editor]\n"
                                             "max_iterations: 0\n", encoding="utf-8")
+    (agents / "stranger.yaml").write_text("name: stranger\ntype: swarm\nmembers: [writer, editor]\nhandoffs:\n"
+                                          "  writer: [editor, stranger]\n", encoding="utf-8")
     catalog = load_teams(agents, None, None, team_type_names(), check_team)
     errors = "\n".join(catalog.errors)
     assert f"{agents / 'lonely.yaml'}:4:" in errors and "producer" in errors
@@ -373,4 +457,66 @@ def test_team_files_a_type_cannot_run_are_refused_with_file_and_line(make_chorus
     assert f"{agents / 'endless.yaml'}:4:" in errors and "without exit condition" in errors
     assert f"{agents / 'no-end.yaml'}:4:" in errors and "leaf node" in errors
     assert f"{agents / 'outside.yaml'}:5:" in errors and "'stranger', not members of the team" in errors
+    assert f"{agents / 'stranger.yaml'}:4:" in errors and "hands over to 'stranger', not members" in errors
     assert list(catalog.teams) == ["good"]  # the others are skipped; this one serves
+
+
+async def test_a_swarm_member_that_fails_to_build_is_never_handed_the_conversation(
+        make_chorus: ChorusFactory) -> None:
+    class Broken:
+        @hookimpl
+        def chorus_register_agents(self) -> list[AgentSpec]:
+            def explode(context: Any) -> Any:
+                raise RuntimeError("no such model")
+            return [AgentSpec(name="broken", description="Never builds.", factory=explode)]
+
+    model = ScriptedModel("I will answer myself.")
+    team = {"name": "desk", "type": "swarm", "members": ["researcher", "planner", "broken"], "default": True}
+    chorus = make_chorus(plugins=[Pipeline(), Broken()], model=model, teams=[team])
+    events = await run(chorus, "Anyone?")
+    assert said(events) == [("researcher", "I will answer myself.")]
+    offered = sorted(t["function"]["name"] for t in model.requests[0].tools)
+    assert offered == ["transfer_to_planner"]  # the member that failed is no target
+
+
+async def test_a_pipeline_the_user_stops_is_not_offered_again_but_one_the_server_stops_is(
+        make_chorus: ChorusFactory, tmp_path: Path) -> None:
+    from chorus.testing import checkpoint_store
+
+    async with checkpoint_store(tmp_path / "db") as store:
+        for by_server in (False, True):
+            thread = f"t-{by_server}"
+            model = ScriptedModel("Notes.", "word " * 200, token_delay=0.01)
+            chorus = make_chorus(plugins=[Pipeline()], model=model, teams=[PIPELINE])
+            session = chorus.open_session(user_id="ann", thread_id=thread, checkpoints=store)
+            events: list[Any] = []
+            async for event in run_turn(session, "Build it"):
+                events.append(event)
+                if isinstance(event, TokenEvent) and event.agent == "planner":
+                    session.stop(keep_progress=by_server)  # the stop button, or a SIGTERM's drain
+            assert done(events).stop_reason == "stopped"
+            again = make_chorus(plugins=[Pipeline()], model=model, teams=[PIPELINE]).open_session(
+                user_id="ann", thread_id=thread, checkpoints=store)
+            assert await again.resume()
+            if by_server:
+                assert again.interrupted is not None and again.interrupted.done == [("researcher", "Notes.")]
+            else:
+                assert again.interrupted is None
+
+
+async def test_the_second_opinion_graph_fans_out_joins_and_counts_each_step_once_offline(
+        make_chorus: ChorusFactory) -> None:
+    import yaml
+
+    from chorus.testing import ProgressEvent as Progress
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "agents" / "second-opinion.yaml").read_text(encoding="utf-8"))
+    chorus = make_chorus(installed="chorus", teams=[{**spec, "default": True}])
+    events = await run(chorus, "How long do refunds take?")
+    steps = [e.text for e in events_of(events, Progress)]
+    assert sorted(steps[:2]) == ["step 1 of 3: assistant", "step 2 of 3: librarian"] or sorted(steps[:2]) == [
+        "step 1 of 3: librarian", "step 2 of 3: assistant"]
+    assert steps[2] == "step 3 of 3: guide" and len(steps) == 3  # interleaved streams count once each
+    said = {m.agent: m.content for m in replies(events)}
+    assert set(said) == {"assistant", "librarian", "guide"} and list(said)[-1] == "guide"
+    assert "answered that above" in said["guide"] and "librarian" in said["guide"]  # not a pointer elsewhere

@@ -4,6 +4,8 @@ the memory service, a known team."""
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -35,10 +37,32 @@ def _migrated_url() -> str:
 
 
 def _db(url: str, action: Any) -> Any:
-    """``chorus.store.db.run_with_engine``, imported when a command needs it (keeps --help fast)."""
+    """``chorus.store.db.run_with_engine``, imported when a command needs it (keeps --help fast).
+    What it changes is recorded in the audit log as done by ``cli:<system user>``."""
+    from chorus.store import audit
     from chorus.store.db import run_with_engine
 
-    return run_with_engine(url, action)
+    with audit.acting(_cli_actor()):
+        return run_with_engine(url, action)
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name known (a container without one)
+        return f"cli:uid-{os.getuid()}"
+
+
+def _audit(action: str, target: str = "", detail: dict[str, Any] | None = None) -> None:
+    """Record an audit-log entry for what a command did outside the database (an export, memories)."""
+    from chorus.store import audit
+
+    try:
+        _db(_migrated_url(), lambda engine: audit.record(engine, action, target, detail))
+    except Exception as exc:
+        logging.getLogger("chorus").error("could not write the audit log (%s %s): %s", action, target, exc)
 
 
 def _memory_service() -> Any:
@@ -74,3 +98,22 @@ def _hide_password(uri: str) -> str:
     import re
 
     return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", uri)
+
+
+def _metrics_directory() -> None:
+    """Metrics in multiprocess mode (chorus.metrics): every process of this machine writes its
+    values under ``CHORUS_HOME/metrics`` (or ``PROMETHEUS_MULTIPROC_DIR``), and ``/metrics`` on any
+    of them adds them up. Before anything imports ``prometheus_client``."""
+    from chorus.settings import get_settings
+
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or get_settings().home.expanduser() / "metrics")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logging.getLogger("chorus").warning("metrics stay in this process: cannot create %s (%s)", folder, exc)
+        return
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    from chorus.metrics import forget_dead_processes
+
+    forget_dead_processes()
+

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from chorus.cli._common import _db, _fail, _migrated_url, _quiet_logging
+from chorus.cli._common import _audit, _db, _fail, _migrated_url, _quiet_logging
 from chorus.cli._root import app
 
 
@@ -23,6 +23,8 @@ def ask(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log plugin loading and model calls.")] = False,
     files: Annotated[list[Path] | None, typer.Option(
         "--file", "-f", help="Attach a text or PDF file (repeatable), as with the page's paperclip.")] = None,
+    save_files: Annotated[Path | None, typer.Option(
+        "--save-files", help="Write the files the team's replies carry (a coder's code) under this folder.")] = None,
 ) -> None:
     """Ask the team one question in the terminal (one turn, no page)."""
     _quiet_logging(verbose)
@@ -56,14 +58,15 @@ def ask(
     except ChorusError as exc:
         raise _fail(str(exc)) from None
     try:
-        code = asyncio.run(_ledgered_turn(session, text, as_json, attachments))
+        code = asyncio.run(_ledgered_turn(session, text, as_json, attachments, save_files))
     except BrokenPipeError:  # `chorus ask ... | head`: the reader left, which is fine
         sys.stderr.close()
         code = 0
     raise typer.Exit(code)
 
 
-async def _ledgered_turn(session: Any, text: str, as_json: bool, attachments: Sequence[Any]) -> int:
+async def _ledgered_turn(session: Any, text: str, as_json: bool, attachments: Sequence[Any],
+                         save_files: Path | None = None) -> int:
     """The turn, with its model calls recorded in the cost ledger (and budgets applied) like the page's."""
     from chorus.store import make_engine
     from chorus.store.usage import UsageLedger
@@ -71,7 +74,7 @@ async def _ledgered_turn(session: Any, text: str, as_json: bool, attachments: Se
     engine = make_engine(_migrated_url())
     session.ledger = UsageLedger(engine)
     try:
-        return await _print_turn(session, text, as_json, attachments)
+        return await _print_turn(session, text, as_json, attachments, save_files)
     finally:
         await engine.dispose()
         tracer = session.chorus.tracer
@@ -79,8 +82,20 @@ async def _ledgered_turn(session: Any, text: str, as_json: bool, attachments: Se
             await asyncio.to_thread(tracer.flush, 20.0)
 
 
-async def _print_turn(session: object, text: str, as_json: bool, attachments: Sequence[Any] = ()) -> int:
-    from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, TokenEvent, ToolCallEvent
+async def _print_turn(session: object, text: str, as_json: bool, attachments: Sequence[Any] = (),
+                      save_files: Path | None = None) -> int:
+    from chorus.events import (
+        DoneEvent,
+        ErrorEvent,
+        HandoffEvent,
+        MessageEvent,
+        NoticeEvent,
+        ProgressEvent,
+        TokenEvent,
+        ToolCallEvent,
+    )
+    from chorus.produced import files_in
+    from chorus.produced import save_files as save_produced
     from chorus.turn import ChatSession, run_turn
 
     assert isinstance(session, ChatSession)
@@ -112,10 +127,22 @@ async def _print_turn(session: object, text: str, as_json: bool, attachments: Se
         elif isinstance(event, ToolCallEvent):
             typer.secho(f"\n  ↳ {event.agent} calls {event.name}({event.arguments})", dim=True, err=True)
             speaking = None
+        elif isinstance(event, ProgressEvent):
+            typer.secho(f"\n({event.text})", dim=True, err=True)
+            speaking = None
+        elif isinstance(event, HandoffEvent):
+            typer.secho(f"\n  ↪ {event.agent} → {event.target}: {event.content}", dim=True, err=True)
+            speaking = None
         elif isinstance(event, ErrorEvent):
             typer.secho(f"\nerror: {event.message}", fg=typer.colors.RED, err=True)
         elif isinstance(event, NoticeEvent):
             typer.secho(f"\n{event.text}", fg=typer.colors.YELLOW, err=True)
+        if isinstance(event, MessageEvent) and save_files is not None:
+            written, problems = save_produced(files_in(event.content), save_files)
+            for path in written:
+                typer.secho(f"  saved {path}", fg=typer.colors.GREEN, err=True)
+            for problem in problems:
+                typer.secho(f"  not saved: {problem}", fg=typer.colors.RED, err=True)
         if isinstance(event, DoneEvent):
             if not as_json and speaking is not None:
                 print()
@@ -142,6 +169,7 @@ def export(
     except ThreadNotFound as exc:
         raise _fail(str(exc)) from None
     text = render(thread, "md" if fmt == "md" else "json")
+    _audit("conversation_exported", thread_id, {"format": fmt, "owner": getattr(thread, "owner", None)})
     if output is None:
         sys.stdout.write(text)
         return

@@ -46,6 +46,8 @@ def plugins(
             typer.echo(f"    tools:  {', '.join(r.tools)}")
         if r.teams:
             typer.echo(f"    teams:  {', '.join(r.teams)}")
+        if r.team_types:
+            typer.echo(f"    team types:  {', '.join(r.team_types)}")
         if r.error:
             typer.secho(f"    error:  {r.error}", fg=typer.colors.RED)
         if r.where:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from chorus.cli._common import _fail, _memory_service, _quiet_logging
+from chorus.cli._common import _audit, _fail, _memory_service, _quiet_logging
 from chorus.cli._root import app
 
 
@@ -86,9 +86,12 @@ def memory_delete(
     if memory is None:
         raise _fail(f"{user!r} is not a user whose memories are kept")
     if everything:
-        typer.echo(f"Deleted {memory.forget_all_sync()} memories of {user!r}.")
+        count = memory.forget_all_sync()
+        _audit("memory_forgotten", user, {"count": count, "all": True})
+        typer.echo(f"Deleted {count} memories of {user!r}.")
     else:
         unknown = [i for i in ids or [] if not memory.forget_sync(i)]
+        _audit("memory_forgotten", user, {"ids": [i for i in ids or [] if i not in unknown]})
         typer.echo(f"Deleted {len(ids or []) - len(unknown)} memories of {user!r}.")
         if unknown:
             service.close()

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from chorus.cli._common import _fail, _migrated_url, _quiet_logging
+from chorus.cli._common import _fail, _metrics_directory, _migrated_url, _quiet_logging
 from chorus.cli._root import app
 
 APP_FILE = Path(__file__).resolve().parents[1] / "app.py"  # chorus/app.py
@@ -25,6 +25,7 @@ def run(
     """Serve the chat page (http://localhost:8000 by default)."""
     _quiet_logging()
     _private_data()  # before anything is created: the database, MLflow's, Chroma's, uploads
+    _metrics_directory()  # before prometheus_client is imported (chorus.metrics)
     _migrated_url()  # a database that cannot be reached or migrated stops here, with a clear message
     _check_widget_settings()
     os.environ["CHAINLIT_HOST"] = host

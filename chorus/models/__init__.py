@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chorus.models._handoff import HANDOFF_PREFIX
 from chorus.models.client import (
     CallRecord,
     ChorusModelClient,
@@ -25,6 +26,7 @@ from chorus.models.offline import OFFLINE_NOTICE, OfflineModel
 from chorus.models.scripted import ScriptedModel, ScriptExhausted, scripted_model, tool_call
 
 __all__ = [
+    "HANDOFF_PREFIX",
     "OFFLINE_NOTICE",
     "CallRecord",
     "ChorusModelClient",

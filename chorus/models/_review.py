@@ -32,3 +32,23 @@ def review(messages: list[dict[str, Any]], hints: ModelHints) -> str:
         return (f"Not approved yet: {author}'s draft does not answer “{question[:120]}”. {author}, please "
                 "try again with what your tools and the knowledge base can do.")
     return f"{hints.approval}: {author}'s draft answers the question ({len(text.split())} words)."
+
+
+CANNOT = "Sorry, I can't"
+"""How the offline model's answer starts when no tool of the team covers the message."""
+
+
+def answered_by(messages: list[dict[str, Any]], me: str | None) -> list[str]:
+    """The teammates who answered the user's latest message before ``me`` (in a pipeline or a
+    graph), leaving out those that could not."""
+    names: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") == "user" and message.get("name", "user") == "user":
+            break
+        name = message.get("name")
+        if message.get("role") == "assistant" and name in (None, me):
+            return []  # I spoke already in this turn (a review loop's next draft): say it again
+        if (message.get("role") in ("user", "assistant") and name not in (None, me, "user") and name not in names
+                and not text_of(message).strip().startswith(CANNOT)):
+            names.insert(0, str(name))
+    return names

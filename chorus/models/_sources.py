@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chorus import metrics
 from chorus.llm import ModelError, ModelRequestRefused, refuse_real_request
 from chorus.models._convert import dumps_args, tool_choice_arg
 from chorus.models.local import LocalModel, ModelHints, ModelRequest, local_model, split_tokens
@@ -104,6 +105,7 @@ class DeltaSources:
             failure = exc
         log.warning("every model failed for %s (%s); answering with the offline model", self.label, failure)
         self._degraded = True
+        metrics.OFFLINE_ANSWERS.labels(self.model).inc()
         if self.on_notice is not None:
             self.on_notice(f"The model provider is not answering ({failure}). This answer comes from Chorus's "
                            "offline model; it will try the real model again with your next message.")
@@ -180,6 +182,7 @@ class DeltaSources:
                     if begin_by is not None and loop.time() + pause >= begin_by:
                         break
                     await asyncio.sleep(pause)
+                    metrics.MODEL_RETRIES.labels(key.model).inc()
                 try:
                     stream, first = await self._begin(route, {**kwargs, "model": key.model}, timeout, begin_by)
                 except DeadlinePassed:
@@ -191,18 +194,23 @@ class DeltaSources:
                     failure = f"model {self._tried()} failed: " + (
                         f"no answer within {self._first_byte():g} s" if hang else _short(exc))
                     log.info("%s: %s failed (attempt %d): %s", self.label, key.model, attempt + 1, _short(exc))
+                    metrics.MODEL_ERRORS.labels(key.model).inc()
                     opened = False
                     if circuit is not None and not is_ours(exc):
                         # A hang opens the circuit at once: each one already cost a user the first-byte
                         # timeout, and hangs a turn apart never add up to "allowed fails per minute".
                         opened = circuit.failed(failure, allowed_fails=self.allowed_fails,
                                                 cooldown_s=self.cooldown_s, at_once=hang)
+                        if opened:
+                            metrics.CIRCUITS_OPENED.labels(key.model).inc()
                     if hang or opened or not may_pass(exc):
                         break  # on to the next model
                     continue
                 if circuit is not None:
                     circuit.succeeded()
                 self._answered_by = key.model
+                if key.model != self.model:
+                    metrics.MODEL_FALLBACKS.labels(self.model, key.model).inc()
                 async for delta in self._rest_of(stream, first):
                     yield delta
                 return

@@ -34,6 +34,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from chorus.events import CallRecord
+from chorus.journal import current_journal
 from chorus.llm import ModelError, ModelRequestRefused, litellm, refuse_real_request
 from chorus.models._convert import (
     function_calls,
@@ -44,6 +45,7 @@ from chorus.models._convert import (
 from chorus.models._sources import DeltaSources, ModelStalled
 from chorus.models._streams import cancellable, coalesced, finish_reason_of
 from chorus.models.local import LocalModel, ModelHints, local_model, split_tokens
+from chorus.models.providers import Delta
 from chorus.settings import OFFLINE_MODEL
 
 log = logging.getLogger(__name__)
@@ -190,11 +192,22 @@ class ChorusModelClient(DeltaSources, ChatCompletionClient):
 
         self._degraded = False  # set when every model failed and the offline model answers this call
         self._answered_by = None
-        if self._local is not None:
-            raw = self._local_deltas(oa_messages, oa_tools, tool_choice)
+        # In a background run, a call an earlier attempt finished is replayed from the run's
+        # journal (chorus.journal), delta for delta, instead of being made again.
+        journal = current_journal.get()
+        journal_key = journal.key("model", self.label or self.model) if journal is not None else ""
+        replay = journal.recorded(journal_key) if journal is not None else None
+        kept: list[list[Any]] | None = [] if journal is not None and replay is None else None
+        if replay is not None:
+            self._degraded = bool(replay.get("degraded"))
+            self._answered_by = replay.get("answered_by")
+            raw = deltas = _replayed(replay)
         else:
-            raw = self._resilient_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
-        deltas = coalesced(raw)
+            if self._local is not None:
+                raw = self._local_deltas(oa_messages, oa_tools, tool_choice)
+            else:
+                raw = self._resilient_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
+            deltas = coalesced(raw)
 
         finished = False
         try:
@@ -213,6 +226,9 @@ class ChorusModelClient(DeltaSources, ChatCompletionClient):
                     finish_reason = delta.finish_reason
                 if delta.usage:
                     usage = delta.usage
+                if kept is not None:
+                    kept.append([delta.text, delta.tool_calls, delta.finish_reason,
+                                 list(delta.usage) if delta.usage else None])
             finished = True
         except Exception as exc:
             if self.on_failure is not None:
@@ -266,6 +282,9 @@ class ChorusModelClient(DeltaSources, ChatCompletionClient):
             started_ns=started_ns,
         )
         self._report(record)
+        if journal is not None and kept is not None:  # kept before AutoGen sees the reply
+            await journal.record(journal_key, {"deltas": kept, "answered_by": self._answered_by,
+                                               "degraded": self._degraded})
         yield CreateResult(
             finish_reason=reason,  # type: ignore[arg-type]
             content=content,
@@ -372,3 +391,11 @@ __all__ = [
     "CallRecord", "ChorusModelClient", "ModelError", "ModelRequestRefused", "ModelStalled", "refuse_real_request",
     "validate_model",
 ]
+
+
+async def _replayed(recorded: Mapping[str, Any]) -> AsyncGenerator[Delta, None]:
+    """A journaled call's deltas, as they came the first time."""
+    for text, tool_calls, finish_reason, usage in recorded.get("deltas", []):
+        yield Delta(text=text, tool_calls=list(tool_calls or []), finish_reason=finish_reason,
+                    usage=(int(usage[0]), int(usage[1])) if usage else None)
+

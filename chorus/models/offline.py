@@ -25,7 +25,8 @@ from typing import Any
 from chorus.attachments import Attachment, split_attachments
 from chorus.models._convert import text_of
 from chorus.models._fit import agent_score, keyword_hits, lexicon_of, parsed_args, tool_score
-from chorus.models._review import review
+from chorus.models._handoff import handoff_call
+from chorus.models._review import CANNOT, answered_by, review
 from chorus.models._selection import SELECTOR_INSTRUCTIONS, checked_selection, keyword_speaker
 from chorus.models._understand import read
 from chorus.models.local import ModelHints, ModelReply, ModelRequest, OtherTeam, ToolCall, register_local_model
@@ -110,7 +111,7 @@ class OfflineModel:
         question, files = split_attachments(user_text)
         if files:
             return ModelReply(text=answer_from_files(question, files))
-        call = self._tool_call(user_text, request)
+        call = handoff_call(user_text, request) or self._tool_call(user_text, request)
         if call is not None:
             return ModelReply(tool_calls=(call,))
         summarised = _team_summary_given(messages)
@@ -121,7 +122,10 @@ class OfflineModel:
             return ModelReply(text=_about_you(remembered))
         if not remembered and _ASKS_MEMORY.search(user_text):
             return ModelReply(text=NOTHING_REMEMBERED)
-        return ModelReply(text=self._text_answer(user_text, request.hints, summarised=summarised))
+        text = self._text_answer(user_text, request.hints, summarised=summarised)
+        if text.startswith(CANNOT) and (others := answered_by(messages, request.hints.agent)):
+            text = f"{' and '.join(others)} answered that above; I have nothing to add (offline model)."
+        return ModelReply(text=text)
 
     def _tool_call(self, text: str, request: ModelRequest) -> ToolCall | None:
         """The offered tool the message asks for, with its arguments, if any.
@@ -275,6 +279,7 @@ def team_for(text: str, hints: ModelHints) -> tuple[OtherTeam, AgentSpec] | None
     if _GREETING.search(text) or _HELP.search(text) or _MODEL_SETUP.search(text):
         return None
     best: tuple[int, OtherTeam, AgentSpec] | None = None
+    own_tools = {name for agent in hints.agents.values() for name in agent.tools}  # (what this team can do too)
     for team in hints.elsewhere:
         agents = {a.name: a for a in team.agents if a.name not in hints.agents}
         if not agents:
@@ -282,7 +287,7 @@ def team_for(text: str, hints: ModelHints) -> tuple[OtherTeam, AgentSpec] | None
         lexicon = lexicon_of(ModelHints(agents=agents, tools=hints.tools))
         reading = read(text, lexicon)
         for agent in agents.values():
-            tools = [t for name in agent.tools if (t := hints.tools.get(name)) is not None]
+            tools = [t for name in agent.tools if name not in own_tools and (t := hints.tools.get(name)) is not None]
             hits = keyword_hits(reading, (*agent.keywords, *(k for t in tools for k in t.keywords)))
             parsed = any(parsed_args(reading, t, lexicon) is not None for t in tools if t.offline_args is not None)
             if not hits and not parsed:
@@ -313,7 +318,7 @@ def _cannot_answer(hints: ModelHints) -> str:
     offer = ("Here is what you can ask this team:\n" + "\n".join(asks)) if asks else (
         "This team has no tools to answer with.")
     return (
-        "Sorry, I can't answer that one: Chorus is running its offline model, which only does what "
+        f"{CANNOT} answer that one: Chorus is running its offline model, which only does what "
         f"this team's tools do.\n\n{offer}\n\n"
         "_Free-form answers need a real model: set `CHORUS_MODEL` to one._"
     )

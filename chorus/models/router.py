@@ -86,6 +86,16 @@ def circuit_for(key: CircuitKey) -> Circuit:
         return circuit
 
 
+def open_circuits() -> dict[str, int]:
+    """How many circuits are open now in this process, by model."""
+    found: dict[str, int] = {}
+    with _lock:
+        for key, circuit in _circuits.items():
+            if circuit.is_open():
+                found[key.model] = found.get(key.model, 0) + 1
+    return found
+
+
 def note_failure(chain: tuple[CircuitKey, ...], text: str) -> None:
     """Remember how a call over ``chain`` (a model and its fallbacks) last failed."""
     with _lock:

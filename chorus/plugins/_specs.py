@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chorus.settings import OFFLINE_MODEL
+
 if TYPE_CHECKING:
     from os import PathLike
 
@@ -169,6 +171,17 @@ if TYPE_CHECKING:
     from autogen_core.tools import FunctionTool as _SchemaOnceTool
 
 
+def _digest(args: Any) -> str:
+    """A short, stable name for a tool call's arguments (the same call with the same arguments
+    twice in a run is told apart by its journal key's count)."""
+    import hashlib
+    import json
+
+    dumped = args.model_dump(mode="json") if hasattr(args, "model_dump") else args
+    text = json.dumps(dumped, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 @functools.cache
 def _schema_once_tool() -> type[_SchemaOnceTool]:
     """AutoGen's FunctionTool, with its JSON schema computed once (made on first use, so that
@@ -187,11 +200,25 @@ def _schema_once_tool() -> type[_SchemaOnceTool]:
         async def run(self, args: Any, cancellation_token: Any) -> Any:
             """A plugin's tool that raises SystemExit or KeyboardInterrupt fails as a tool, with an
             error the agent is told about; it does not stop the server."""
+            from chorus.journal import current_journal
+
+            # In a background run, a call an earlier attempt finished is not made again: its
+            # result comes from the run's journal (chorus.journal).
+            journal = current_journal.get()
+            key = ""
+            if journal is not None:
+                key = journal.key("tool", f"{self.name}:{_digest(args)}")
+                recorded = journal.recorded(key)
+                if recorded is not None:
+                    return recorded["result"]
             try:
-                return await super().run(args, cancellation_token)
+                result = await super().run(args, cancellation_token)
             except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
                 raise RuntimeError(f"the tool {self.name!r} tried to stop the process "
                                    f"({type(exc).__name__}); it was stopped instead") from None
+            if journal is not None:
+                await journal.record(key, {"result": self.return_value_as_string(result)})
+            return result
 
     return SchemaOnceTool
 
@@ -212,6 +239,15 @@ class AgentContext:
     """AutoGen memories to give the agent (``memory=``): the user's recalled memories, when on."""
     tool_context: ToolContext | None = None
     """Who the conversation is with (see :class:`ToolContext`), for factories that need it."""
+    handoffs: list[Any] = field(default_factory=list)
+    """AutoGen handoffs (``handoffs=``) in a ``swarm`` team: the members this agent may hand over to.
+    A factory passes them to its ``AssistantAgent``; an agent without them never hands over."""
+
+    @property
+    def offline(self) -> bool:
+        """Whether this agent's model is Chorus's offline model (``CHORUS_MODEL=offline``): a factory
+        may then build a deterministic agent of its own instead of one that needs a real model."""
+        return getattr(self.model_client, "model", None) == OFFLINE_MODEL
 
 
 AgentFactory = Callable[[AgentContext], "ChatAgent"]

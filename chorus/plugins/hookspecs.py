@@ -71,6 +71,22 @@ def chorus_register_embedders(settings: Settings) -> Mapping[str, Callable[[], A
 
 
 @hookspec
+def chorus_register_team_types(settings: Settings) -> Sequence[Any]:
+    """Offer team types: new ways for a team's members to take turns (``type:`` in a team file).
+
+    Called: once per plugin load, after embedders and before teams.
+    Receives: ``settings`` (optional argument).
+    Returns: a sequence of team type objects (:class:`chorus.teams.TeamType`): each has a
+    ``name``, ``default_max_messages(spec)`` and ``build(parts)``, which returns the AutoGen team;
+    ``check``, ``member_role``, ``member_instructions``, ``handoffs``, ``steps``, ``termination``
+    and ``stop_notice`` are optional (subclass :class:`chorus.BaseTeamType` for the defaults).
+    A name Chorus or another plugin already uses is reported and skipped. Team files and plugin
+    teams may then use the type; a type's ``check`` that raises refuses that team, not the load.
+    """
+    raise NotImplementedError
+
+
+@hookspec
 def chorus_register_teams(settings: Settings) -> Sequence[TeamSpec | Mapping[str, Any]]:
     """Offer teams: each becomes a chat profile in the page (with its starters) and a
     ``--team`` for ``chorus ask``.

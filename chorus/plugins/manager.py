@@ -15,6 +15,7 @@ rest load.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class PluginReport:
     agents: list[str] = field(default_factory=list)
     tools: list[str] = field(default_factory=list)
     teams: list[str] = field(default_factory=list)
+    team_types: list[str] = field(default_factory=list)
     builtin: bool = False
     where: str | None = None
     """``file:line`` where the latest failure was raised (operators only: a server path)."""
@@ -103,6 +105,7 @@ class PluginReport:
             "agents": list(self.agents),
             "tools": list(self.tools),
             "teams": list(self.teams),
+            "team_types": list(self.team_types),
         }
 
 
@@ -114,6 +117,8 @@ class Registry:
     tools: dict[str, ToolSpec] = field(default_factory=dict)
     embedders: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """Embedding-function factories by name (``CHORUS_EMBEDDING`` picks one)."""
+    team_types: dict[str, Any] = field(default_factory=dict)
+    """Team types plugins offer, by name (:mod:`chorus.teams.registry` looks them up after its own)."""
     teams: dict[str, Any] = field(default_factory=dict)
     """Teams plugins offer (:class:`chorus.TeamSpec` by name); ``agents/`` files of the same name win."""
     reports: list[PluginReport] = field(default_factory=list)
@@ -210,6 +215,9 @@ class PluginLoader:
             self._collect(report, plugin, "chorus_register_embedders",
                           lambda r, v: self._add_embedders(registry, r, v), watch)
         for report, plugin in loaded:
+            self._collect(report, plugin, "chorus_register_team_types",
+                          lambda r, v: self._add_team_types(registry, r, v), watch)
+        for report, plugin in loaded:
             self._collect(report, plugin, "chorus_register_teams", lambda r, v: self._add_teams(registry, r, v), watch)
 
     @staticmethod
@@ -252,6 +260,10 @@ class PluginLoader:
     def _add_tools(self, registry: Registry, report: PluginReport, value: Any) -> None:
         specs = [as_tool_spec(item) for item in _as_list(value, "tools")]
         for spec in specs:
+            if spec.name.startswith("transfer_to_"):  # a swarm's handoff tools are named so
+                report.fail("tools", ValueError(f"tool {spec.name!r}: names starting with 'transfer_to_' are "
+                                                "reserved for a swarm's handoffs"))
+                continue
             if spec.name in registry.tools:
                 report.fail("tools", ValueError(f"tool {spec.name!r} is already registered"))
                 continue
@@ -268,6 +280,22 @@ class PluginLoader:
                 report.fail("embedders", ValueError(f"embedder {name!r} is already registered"))
                 continue
             registry.embedders[str(name)] = contained(factory, f"embedder factory {name!r} of plugin {report.name!r}")
+
+    def _add_team_types(self, registry: Registry, report: PluginReport, value: Any) -> None:
+        from chorus.teams.spec import BUILT_IN_TEAM_TYPES
+
+        for kind in _as_list(value, "team types"):
+            name = getattr(kind, "name", None)
+            if not isinstance(name, str) or not _TYPE_NAME.match(name):
+                raise TypeError(f"a team type needs a name of lower-case letters, digits and '_', got {name!r}")
+            missing = [m for m in ("default_max_messages", "build") if not callable(getattr(kind, m, None))]
+            if missing:
+                raise TypeError(f"team type {name!r} has no {' and no '.join(missing)} method")
+            if name in BUILT_IN_TEAM_TYPES or name in registry.team_types:
+                report.fail("team_types", ValueError(f"team type {name!r} is already registered"))
+                continue
+            registry.team_types[name] = kind
+            report.team_types.append(name)
 
     def _add_teams(self, registry: Registry, report: PluginReport, value: Any) -> None:
         from chorus.teams.spec import TeamSpec
@@ -298,6 +326,9 @@ class PluginLoader:
                 continue
             registry.agents[spec.name] = _with_plugin(spec, report.name)
             report.agents.append(spec.name)
+
+
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 def _with_plugin(spec: AgentSpec, plugin: str) -> AgentSpec:

@@ -17,7 +17,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chorus.store import audit
 from chorus.store.files import delete_owner_files
+from chorus.store.keys import delete_user_keys
+from chorus.store.runs import delete_user_runs
 from chorus.store.schema import (
     accounts,
     checkpoint_log,
@@ -88,6 +91,7 @@ async def add_account(engine: AsyncEngine, identifier: str, password: str) -> No
         # sessions_after: a login token left over from an earlier account of this name opens nothing.
         await conn.execute(sa.insert(accounts).values(identifier=identifier, password_hash=hash_password(password),
                                                       sessions_after=time.time()))
+        await audit.record(conn, "account_added", identifier)
 
 
 async def change_password(engine: AsyncEngine, identifier: str, password: str) -> None:
@@ -100,11 +104,12 @@ async def change_password(engine: AsyncEngine, identifier: str, password: str) -
             password_hash=hash_password(password), sessions_after=time.time()))
         if result.rowcount == 0:
             raise AccountError(f"no user {identifier!r}")
+        await audit.record(conn, "password_changed", identifier)
 
 
 async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path | None = None) -> None:
-    """Remove the account and everything it owns (conversations, checkpoints, and its files under
-    ``files_root``): a later account with the same name must not inherit them."""
+    """Remove the account and everything it owns (conversations, checkpoints, API keys, background
+    runs, and its files under ``files_root``): a later account with the same name must not inherit them."""
     identifier = identifier.strip()
     async with engine.begin() as conn:
         owner_ids = list(await conn.scalars(sa.select(users.c.id).where(users.c.identifier == identifier)))
@@ -118,6 +123,9 @@ async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path 
         for saved in (checkpoint_log, checkpoints, turn_states):
             await conn.execute(sa.delete(saved).where(saved.c.user_identifier == identifier))
         await conn.execute(sa.delete(users).where(users.c.identifier == identifier))
+        await delete_user_keys(conn, identifier)
+        await delete_user_runs(conn, identifier)
+        await audit.record(conn, "account_removed", identifier)
     if files_root is not None:
         for owner_id in owner_ids:
             await asyncio.to_thread(delete_owner_files, files_root, owner_id)

@@ -49,6 +49,18 @@ def begin_request(identifier: str | None) -> RequestCaller:
 
 
 @contextlib.contextmanager
+def request_by(identifier: str) -> Iterator[RequestCaller]:
+    """In this block the caller is ``identifier`` (an API key's user), as if its request were
+    logged in as them."""
+    caller = RequestCaller(identifier)
+    token = _request.set(caller)
+    try:
+        yield caller
+    finally:
+        _request.reset(token)
+
+
+@contextlib.contextmanager
 def trusted_writes() -> Iterator[None]:
     """Writes in this block are Chorus's own (maintenance, tests), not a user's."""
     token = _trusted.set(True)
@@ -100,4 +112,5 @@ def refuse(request: RequestCaller | None, reason: str) -> None:
     raise NotYours(reason)
 
 
-__all__ = ["TRUSTED", "NotYours", "RequestCaller", "begin_request", "current_caller", "refuse", "trusted_writes"]
+__all__ = ["TRUSTED", "NotYours", "RequestCaller", "begin_request", "current_caller", "refuse", "request_by",
+           "trusted_writes"]

@@ -39,6 +39,7 @@ from chorus.store.schema import checkpoint_log, checkpoints, turn_states
 log = logging.getLogger(__name__)
 
 KEEP_TURN_STATES = 50
+LOAD_ATTEMPTS = 3  # reads of the latest state, when a concurrent save pruned what was read
 KEYFRAME_AFTER_BYTES = 1 << 20
 """A save writes a whole state again once the changes since the last one pass this many bytes
 and twice that state's size."""
@@ -264,7 +265,8 @@ class CheckpointStore:
             chunk = garbage[start:start + 500]
             await conn.execute(sa.delete(checkpoint_log).where(*key, checkpoint_log.c.seq.in_(chunk)))
 
-    async def _read(self, conn: AsyncConnection, thread_id: str, user: str, team: str, seq: int) -> Saved | None:
+    async def _read(self, conn: AsyncConnection, thread_id: str, user: str, team: str, seq: int,
+                    quiet: bool = False) -> Saved | None:
         """The state in log row ``seq``: its keyframe with every change after it applied."""
         key = (checkpoint_log.c.thread_id == thread_id, checkpoint_log.c.user_identifier == user)
         parents = {s: p for s, p in await conn.execute(sa.select(checkpoint_log.c.seq, checkpoint_log.c.parent)
@@ -273,7 +275,8 @@ class CheckpointStore:
         at: int | None = seq
         while at is not None:
             if at not in parents or len(chain) > len(parents):
-                log.error("the saved state %s of thread %s is missing a row (%s)", seq, thread_id, at)
+                if not quiet:
+                    log.error("the saved state %s of thread %s is missing a row (%s)", seq, thread_id, at)
                 return None
             chain.append(at)
             at = parents[at]
@@ -288,20 +291,28 @@ class CheckpointStore:
         return Saved(team, state, seq, int(base_bytes), int(delta_bytes))
 
     async def load(self, thread_id: str, user: str) -> Saved | None:
-        """The team's state after the latest turn of ``thread_id`` if ``user`` owns it, else None."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(checkpoints.c.team, checkpoints.c.state, checkpoints.c.head).where(
-                        checkpoints.c.thread_id == thread_id, checkpoints.c.user_identifier == user
+        """The team's state after the latest turn of ``thread_id`` if ``user`` owns it, else None.
+
+        Read again when a save of another session of the thread (another tab, a page reopened)
+        moved the head and pruned the rows of the one first read between the two reads."""
+        for attempt in range(LOAD_ATTEMPTS):
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        sa.select(checkpoints.c.team, checkpoints.c.state, checkpoints.c.head).where(
+                            checkpoints.c.thread_id == thread_id, checkpoints.c.user_identifier == user
+                        )
                     )
-                )
-            ).first()
-            if row is None:
-                return None
-            if row.head is None:
-                return None if row.state is None else Saved(str(row.team), _state(row.state))
-            return await self._read(conn, thread_id, user, str(row.team), int(row.head))
+                ).first()
+                if row is None:
+                    return None
+                if row.head is None:
+                    return None if row.state is None else Saved(str(row.team), _state(row.state))
+                found = await self._read(conn, thread_id, user, str(row.team), int(row.head),
+                                         quiet=attempt + 1 < LOAD_ATTEMPTS)
+            if found is not None:
+                return found
+        return None
 
     async def rewind_to(self, thread_id: str, user: str, message_id: str) -> Saved | None:
         """The team's state before ``message_id``, forgetting the turn states that came after it;

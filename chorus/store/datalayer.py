@@ -247,6 +247,54 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
                 return self._decode(cleaned)
             return int(result.rowcount)
 
+    async def _audit(self, action: str, target: str, detail: dict[str, Any]) -> None:
+        """An audit-log entry (chorus.store.audit), by the caller when it is a user; never fatal."""
+        from chorus.store import audit
+
+        caller = current_caller()
+        try:
+            await audit.record(self.engine, action, target, detail,  # type: ignore[arg-type]
+                               who=caller if isinstance(caller, str) else None)
+        except Exception as exc:
+            log.error("could not write the audit log (%s %s): %s", action, target, exc)
+
+    async def list_threads(self, pagination: Any, filters: Any) -> Any:
+        """The sidebar's conversations. A search finds the user's conversations whose name or any
+        message (theirs or the team's) contains the words, case aside, in the database (Chainlit's
+        own search reads every step of every conversation into memory and fails on an empty
+        step). Only ever the caller's: ``filters.userId`` is the logged-in user's, set by Chainlit."""
+        words = " ".join(str(filters.search or "").split())[:SEARCH_CHARS].lower()
+        if not words:
+            return await super().list_threads(pagination, filters)
+        # Every word, anywhere: in the name or in some message of the conversation.
+        terms = list(dict.fromkeys(words.split()))[:SEARCH_WORDS]
+        params: dict[str, Any] = {"user": filters.userId}
+        conditions = []
+        for n, term in enumerate(terms):
+            params[f"w{n}"] = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions.append(
+                f'(LOWER(COALESCE(t."name", \'\')) LIKE :w{n} ESCAPE \'\\\' OR EXISTS ('
+                f'SELECT 1 FROM steps s WHERE s."threadId" = t."id" '
+                f'AND s."type" IN (\'user_message\', \'assistant_message\') '
+                f'AND LOWER(COALESCE(s."output", \'\')) LIKE :w{n} ESCAPE \'\\\'))')
+        rows = await self.execute_sql(
+            'SELECT t."id" AS id FROM threads t WHERE t."userId" = :user AND ' + " AND ".join(conditions), params)
+        found = {str(r["id"]) for r in rows} if isinstance(rows, list) else set()
+        unsearched = type(filters)(**{**filters.model_dump(), "search": None}) if hasattr(filters, "model_dump") \
+            else filters
+        from chainlit.types import PageInfo, PaginatedResponse, Pagination
+
+        everything = await super().list_threads(Pagination(first=1_000_000), unsearched)
+        threads = [t for t in everything.data if t["id"] in found]
+        start = 0
+        if pagination.cursor:
+            start = next((i + 1 for i, t in enumerate(threads) if t["id"] == pagination.cursor), 0)
+        page = threads[start:start + pagination.first]
+        return PaginatedResponse(
+            pageInfo=PageInfo(hasNextPage=len(threads) > start + pagination.first,
+                              startCursor=page[0]["id"] if page else None, endCursor=page[-1]["id"] if page else None),
+            data=page)
+
     async def turn_of_step(self, step_id: str, owner: str) -> str | None:
         """The turn id of a reply (or of the run step holding a turn's replies) in one of
         ``owner``'s threads, for its trace; None for anyone else's."""
@@ -268,8 +316,13 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
         if caller is not TRUSTED and exists and owner != caller:
             refuse(None, "that conversation is not yours")
         await super().delete_thread(thread_id)
+        gone = getattr(self, "chorus_thread_gone", None)
+        if gone is not None:  # from now on, late writes naming it are dropped (chainlit_fixes)
+            gone(thread_id)
         for table in ("chorus_checkpoint_log", "chorus_checkpoints", "chorus_turn_states"):
             await self.execute_sql(f"DELETE FROM {table} WHERE thread_id = :id", {"id": thread_id})
+        if exists:
+            await self._audit("conversation_deleted", thread_id, {"owner": owner})
         if exists and owner is not None and self.on_deleted is not None:
             try:
                 await self.on_deleted(owner, thread_id)
@@ -278,6 +331,9 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
 
 
 THREAD_NAME_CHARS = 200
+SEARCH_CHARS = 200  # of a sidebar search
+SEARCH_WORDS = 8
+
 KEPT_OF_REFUSED = 2_000  # characters kept of a user message too long to be answered
 
 

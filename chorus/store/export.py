@@ -122,3 +122,27 @@ def _one_line(text: str, limit: int = 500) -> str:
 
 def render(thread: ExportedThread, fmt: Format) -> str:
     return to_markdown(thread) if fmt == "md" else to_json(thread)
+
+
+TURN_MAP_KEY = "chorus_turn_map"
+"""Where a turn's picture (:class:`chorus.tracing.picture.TurnPicture` as a dict) sits in the
+metadata of its "turn map" step."""
+
+
+async def turn_maps(engine: AsyncEngine, thread_id: str, *, owner: str) -> list[tuple[str | None, dict[str, object]]]:
+    """The pictures of the thread's turns in the order they were drawn, each with the id of the user's
+    message it answers; only ``owner``'s thread (else ThreadNotFound)."""
+    async with engine.connect() as conn:
+        head = (await conn.execute(sa.select(threads.c.id).where(
+            threads.c.id == thread_id, threads.c.userIdentifier == owner))).first()
+        if head is None:
+            raise ThreadNotFound(f"no conversation {thread_id!r} of user {owner!r}")
+        rows = await conn.execute(sa.select(steps.c.metadata).where(steps.c.threadId == thread_id)
+                                  .order_by(steps.c.createdAt, steps.c.start))
+        found = []
+        for (meta,) in rows:
+            meta = json.loads(meta) if isinstance(meta, str) else meta
+            if isinstance(meta, dict) and isinstance(meta.get(TURN_MAP_KEY), dict):
+                message_id = meta.get("message_id")
+                found.append((message_id if isinstance(message_id, str) else None, meta[TURN_MAP_KEY]))
+        return found

@@ -64,6 +64,9 @@ def serving_type(name: str) -> tuple[str, bool]:
     return "application/octet-stream", False
 
 
+_DRAWING = b"<!--chorus-drawing "
+
+
 def delete_owner_files(root: Path, user_id: str) -> None:
     """Delete every file of the user whose Chainlit user id is ``user_id`` (blocking)."""
     root = root.expanduser().resolve()
@@ -129,6 +132,21 @@ class LocalFileStore:
             return True
 
         return await asyncio.to_thread(delete)
+
+    def sign_drawing(self, svg: bytes) -> bytes:
+        """An SVG Chorus drew itself (a turn map), marked with a signature of its bytes: the file
+        route serves such a drawing as a picture; any other SVG (an upload, a file in a reply) is a
+        download, whatever it holds."""
+        mac = hmac.new(self._secret, b"drawing\n" + svg, hashlib.sha256).hexdigest().encode()
+        return _DRAWING + mac + b" -->\n" + svg
+
+    def signed_drawing(self, data: bytes) -> bool:
+        """Whether ``data`` is a drawing :meth:`sign_drawing` marked, unchanged since."""
+        if not data.startswith(_DRAWING):
+            return False
+        head, sep, svg = data[len(_DRAWING):].partition(b" -->\n")
+        mac = hmac.new(self._secret, b"drawing\n" + svg, hashlib.sha256).hexdigest().encode()
+        return bool(sep) and hmac.compare_digest(head, mac)
 
     def _signature(self, key: str, expires: int) -> str:
         return hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()

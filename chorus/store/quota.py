@@ -21,6 +21,7 @@ import math
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 WINDOW = timedelta(hours=1)
 MB = 1024 * 1024
 PRUNE_EVERY_S = 600.0
+_OWN_MAX = 4 * MB  # a turn map is a few KB; a bigger file is never read to find out
 
 Limit = Literal["files_per_hour", "mb_per_hour", "mb_total"]
 
@@ -137,27 +139,37 @@ def decide(limits: QuotaLimits, size: int, recent: list[tuple[datetime, int]], s
     return None
 
 
-def folder_bytes(folder: Path) -> int:
-    """Bytes of the regular files under ``folder`` (blocking; symlinks are not followed)."""
+def folder_bytes(folder: Path, own: Callable[[bytes], bool] | None = None) -> int:
+    """Bytes of the regular files under ``folder`` (blocking; symlinks are not followed). A file
+    ``own`` recognises (a turn map Chorus drew and signed) is Chorus's, not the user's, and does
+    not count."""
     total = 0
     for parent, _dirs, names in os.walk(folder):
         for name in names:
+            path = os.path.join(parent, name)
             try:
-                info = os.lstat(os.path.join(parent, name))
+                info = os.lstat(path)
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if own is not None and info.st_size <= _OWN_MAX:
+                    with open(path, "rb") as f:
+                        if own(f.read()):
+                            continue
             except OSError:  # deleted while we walk
                 continue
-            if stat.S_ISREG(info.st_mode):
-                total += info.st_size
+            total += info.st_size
     return total
 
 
 class QuotaStore:
     """Reservations against a user's upload quota, in the database ``engine`` points at."""
 
-    def __init__(self, engine: AsyncEngine, limits: QuotaLimits, files_root: Path | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, limits: QuotaLimits, files_root: Path | None = None,
+                 own: Callable[[bytes], bool] | None = None) -> None:
         self.engine = engine
         self.limits = limits
         self.files_root = files_root
+        self.own = own
         self._pruned = 0.0
 
     async def stored_bytes(self, identifier: str | None) -> int:
@@ -173,7 +185,7 @@ class QuotaStore:
             folder = self.files_root.expanduser() / safe_key(str(user_id))
         except FileStoreError:
             return 0
-        return await asyncio.to_thread(folder_bytes, folder)
+        return await asyncio.to_thread(folder_bytes, folder, self.own)
 
     async def reserve(self, key: str, size: int, identifier: str | None = None) -> int | QuotaRefusal:
         """Count an upload of ``size`` bytes against ``key``'s quota: the reservation's id (0

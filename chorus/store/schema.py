@@ -6,10 +6,10 @@ Two groups of tables:
   installed Chainlit's SQLAlchemy data layer writes, with its quoted camelCase names. Chainlit
   ships no DDL and silently ignores a missing column, so this file is the contract.
 - Chorus's own (``chorus_accounts``, ``chorus_checkpoints``, ``chorus_checkpoint_log``,
-  ``chorus_turn_states``, ``chorus_usage``, ``chorus_uploads``): password logins, the team's saved
+  ``chorus_turn_states``, ``chorus_usage``, ``chorus_uploads``, ``chorus_api_keys``): password logins, the team's saved
   state after each turn (a header row per thread, and the log of what each turn changed), its
   state before each user message (what an edit of that message rewinds to), the cost ledger (one
-  row per model call), and the last hour's uploads (the upload quotas).
+  row per model call), the last hour's uploads (the upload quotas), and API keys (as hashes).
 
 Types are portable: ids are text (Chainlit passes strings), JSON is JSON, and tag lists are a
 text array on PostgreSQL and JSON text on SQLite (see ``chorus.store.datalayer``).
@@ -194,6 +194,23 @@ usage = sa.Table(
     sa.Index("ix_chorus_usage_user_created", "user_identifier", "created_at"),
 )
 
+# API keys (chorus.store.keys): only a hash of each key is kept. A key acts as its account
+# (``user_identifier``); ``teams`` (a JSON list) limits which teams it may use, NULL = all.
+api_keys = sa.Table(
+    "chorus_api_keys",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("user_identifier", sa.Text, nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("teams", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
 # Recent uploads (the last hour's, and a little more until pruned), one row per accepted file:
 # the hourly upload quotas of every worker read and write here (chorus.store.quota).
 uploads = sa.Table(
@@ -205,3 +222,74 @@ uploads = sa.Table(
     sa.Column("bytes", sa.BigInteger, nullable=False),
     sa.Index("ix_chorus_uploads_key_created", "quota_key", "created_at"),
 )
+
+
+# Background runs (chorus.store.runs): one row per run, its events in order, the journal of its
+# finished model and tool calls (what a recovered run replays instead of asking again), and the
+# heartbeats of the processes that execute runs (a silent one's runs are taken over).
+runs = sa.Table(
+    "chorus_runs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("user_identifier", sa.Text, nullable=False, index=True),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("thread_id", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("turn_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, index=True),
+    sa.Column("webhook", sa.Text, nullable=True),
+    sa.Column("key_id", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worker", sa.Text, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("webhook_status", sa.Text, nullable=True),
+)
+
+run_events = sa.Table(
+    "chorus_run_events",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+run_calls = sa.Table(
+    "chorus_run_calls",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+run_workers = sa.Table(
+    "chorus_run_workers",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The audit log (chorus.store.audit): append-only, enforced by triggers (migration 0009).
+audit_log = sa.Table(
+    "chorus_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("actor", sa.Text, nullable=False, index=True),
+    sa.Column("action", sa.Text, nullable=False, index=True),
+    sa.Column("target", sa.Text, nullable=False, server_default=""),
+    sa.Column("address", sa.Text, nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+

@@ -84,6 +84,11 @@ class UsageLedger:
         except Exception as exc:
             raise StoreError(f"could not record usage: {exc}") from exc
 
+    async def forget_turn(self, turn_id: str) -> int:
+        """Remove a turn's rows (a background run that runs its turn again records every call again)."""
+        async with self.engine.begin() as conn:
+            return int((await conn.execute(sa.delete(usage).where(usage.c.turn_id == turn_id))).rowcount or 0)
+
     async def spent_today(self, user: str) -> float:
         """What ``user``'s model calls cost since midnight UTC (calls with no known price count 0)."""
         async with self.engine.connect() as conn:

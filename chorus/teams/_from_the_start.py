@@ -26,15 +26,23 @@ class _RoundRobinManager(RoundRobinGroupChatManager):
 
 
 class _GraphManager(GraphFlowManager):
+    _chorus_team: Any = None
+
     async def validate_group_state(self, messages: list[BaseChatMessage] | None) -> None:
         await super().validate_group_state(messages)
         self._reset_execution_state()
+        team = self._chorus_team
+        if team is not None and getattr(team, "continuing", False):
+            # The run's messages replay the steps already done: the last one's edges pick who is next.
+            team.continuing = False
+            self._ready.clear()
 
 
-def _made_as(make: Callable[[], Any], cls: type) -> Callable[[], Any]:
+def _made_as(make: Callable[[], Any], cls: type, team: Any = None) -> Callable[[], Any]:
     def factory() -> Any:
         manager = make()
         manager.__class__ = cls  # the same object and fields, with validate_group_state of ours
+        manager._chorus_team = team
         return manager
     return factory
 
@@ -50,4 +58,12 @@ class GraphFlowFromTheStart(GraphFlow):
     """A GraphFlow whose every run starts at the graph's start."""
 
     def _create_group_chat_manager_factory(self, *args: Any, **kwargs: Any) -> Any:
-        return _made_as(super()._create_group_chat_manager_factory(*args, **kwargs), _GraphManager)
+        return _made_as(super()._create_group_chat_manager_factory(*args, **kwargs), _GraphManager, self)
+
+
+class Pipeline(GraphFlowFromTheStart):
+    """A chain that can also go on from where an interrupted run stopped: set ``continuing`` and
+    run it with the user's message and the finished steps' messages as the task; the member after
+    the last of them speaks next (:mod:`chorus.turn.pipeline`)."""
+
+    continuing = False

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
+from autogen_agentchat.base import ChatAgent, Handoff, Team, TerminationCondition
 from autogen_agentchat.conditions import ExternalTermination, MaxMessageTermination, TextMentionTermination
 from autogen_core.memory import Memory
 
@@ -16,7 +16,7 @@ from chorus.models.local import OtherTeam
 from chorus.plugins._specs import AgentContext, AgentSpec, ToolContext
 from chorus.plugins.manager import Registry
 from chorus.settings import OFFLINE_MODEL, Settings
-from chorus.teams.kind import TeamParts
+from chorus.teams.kind import TeamParts, TeamType
 from chorus.teams.registry import team_type
 from chorus.teams.spec import TeamSpec
 
@@ -82,15 +82,15 @@ def resolve_members(spec: TeamSpec, registry: Registry) -> tuple[list[AgentSpec]
     return members, problems
 
 
-def termination_for(spec: TeamSpec, stop: ExternalTermination) -> TerminationCondition:
+def termination_for(spec: TeamSpec, stop: ExternalTermination, kind: TeamType) -> TerminationCondition:
     """The team's termination, always combined with the stop button's external one."""
     max_messages = spec.termination.max_messages
     if max_messages is None:  # the type's own: one answer for a selector, everyone once in a round robin
-        max_messages = team_type(spec.type).default_max_messages(spec)
+        max_messages = kind.default_max_messages(spec)
     condition: TerminationCondition = MaxMessageTermination(max_messages) | stop
     if spec.termination.text_mention:
         condition = condition | TextMentionTermination(spec.termination.text_mention)
-    own = team_type(spec.type).termination(spec)  # an iterative team's approval, say
+    own = kind.termination(spec)  # an iterative team's approval, say
     if own is not None:
         condition = condition | own
     return condition
@@ -116,7 +116,7 @@ def build_team(
     this team cannot answer to the one that can.
     """
     try:
-        team_type(spec.type)
+        kind = team_type(spec.type, registry)
     except KeyError as exc:
         raise TeamBuildError(f"team {spec.name!r}: {exc.args[0]}") from None
     members, problems = resolve_members(spec, registry)
@@ -154,7 +154,7 @@ def build_team(
     agents: list[ChatAgent | Team] = []
     built: list[AgentSpec] = []
     clients: dict[str, ChorusModelClient] = {}
-    kind = team_type(spec.type)
+    names = [m.name for m in members]
     for index, member in enumerate(members):
         extra = kind.member_instructions(spec, member.name)  # a reviewer's way to approve, say
         if extra:
@@ -163,7 +163,8 @@ def build_team(
         model_client = client(model, member.name, kind.member_role(spec, member.name))
         try:
             agent = build_agent(member, model_client, registry, settings, stream=stream,
-                                tool_context=tool_context, memories=memories)
+                                tool_context=tool_context, memories=memories,
+                                handoffs=kind.handoffs(spec, member.name, names))
         except Exception as exc:
             report = registry.report_for(member.plugin)
             if report is not None:
@@ -174,12 +175,20 @@ def build_team(
         built.append(member)
         clients[member.name] = model_client
 
+    kept = [m.name for m in built]
+    if len(kept) < len(names):  # a member failed to build: nobody may hand the conversation to it
+        for index, member in enumerate(built):
+            handoffs = kind.handoffs(spec, member.name, kept)
+            if len(handoffs) != len(kind.handoffs(spec, member.name, names)):
+                agents[index] = build_agent(member, clients[member.name], registry, settings, stream=stream,
+                                            tool_context=tool_context, memories=memories, handoffs=handoffs)
+
     if not agents:
         detail = "; ".join(problems) or "the team has no members"
         raise TeamBuildError(f"team {spec.name!r} has no agent that could be built: {detail}")
 
     stop = ExternalTermination()
-    parts = TeamParts(spec=spec, agents=agents, termination=termination_for(spec, stop), settings=settings,
+    parts = TeamParts(spec=spec, agents=agents, termination=termination_for(spec, stop, kind), settings=settings,
                       make_client=lambda model, label, role: client(model, label, role), clients=clients)
     team = kind.build(parts)
     for problem in problems:
@@ -196,6 +205,7 @@ def build_agent(
     stream: bool = True,
     tool_context: ToolContext | None = None,
     memories: list[Memory] | None = None,
+    handoffs: Sequence[Handoff] = (),
 ) -> ChatAgent:
     """One agent from its spec: the plugin's factory, or a streaming AssistantAgent."""
     tools = [registry.tools[name].to_autogen(tool_context) for name in spec.tools]
@@ -209,6 +219,7 @@ def build_agent(
         stream=stream,
         memory=list(memories or []),
         tool_context=tool_context,
+        handoffs=list(handoffs),
     )
     if spec.factory is not None:
         agent = spec.factory(context)
@@ -234,4 +245,5 @@ def default_agent(context: AgentContext) -> ChatAgent:
         reflect_on_tool_use=bool(context.tools),
         max_tool_iterations=3,
         memory=list(context.memory) or None,
+        handoffs=list(context.handoffs) or None,
     )

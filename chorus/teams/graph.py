@@ -59,6 +59,9 @@ class Graph(BaseTeamType):
         passes = spec.max_iterations if any(e.when for e in spec.edges) else 1
         return 1 + len(spec.members) * passes
 
+    def steps(self, spec: TeamSpec) -> int | None:
+        return len(spec.members)  # one pass; a loop goes on past it ("step 6: writer")
+
     def check(self, spec: TeamSpec) -> None:
         if "*" in spec.members or len(set(spec.members)) != len(spec.members):
             raise TeamFieldError("members", f"team {spec.name!r}: a graph team names each member once ('*' is "

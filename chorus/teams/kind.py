@@ -1,17 +1,18 @@
 """What a team type is: given a team's built members, it makes the AutoGen team that runs them.
 
 One module per type (:mod:`chorus.teams.selector`, :mod:`chorus.teams.round_robin`,
-:mod:`chorus.teams.sequential`, :mod:`chorus.teams.iterative`), listed in
+:mod:`chorus.teams.sequential`, :mod:`chorus.teams.iterative`,
+:mod:`chorus.teams.swarm`, :mod:`chorus.teams.graph`), listed in
 :mod:`chorus.teams.registry`: a new way for members to take turns is one new module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
+from autogen_agentchat.base import ChatAgent, Handoff, Team, TerminationCondition
 
 from chorus.models import ChorusModelClient
 from chorus.settings import Settings
@@ -59,6 +60,15 @@ class TeamType(Protocol):
         """What the type adds to a member's system message (a reviewer: how to approve), or ``""``."""
         ...
 
+    def handoffs(self, spec: TeamSpec, member: str, members: Sequence[str]) -> list[Handoff]:
+        """The AutoGen handoffs ``member`` is built with (a swarm's), among the built ``members``; or ``[]``."""
+        ...
+
+    def steps(self, spec: TeamSpec) -> int | None:
+        """How many steps one pass of the team takes, for the page's "step 3 of 5: coder" while it
+        runs (a pipeline's members); None for a type without steps."""
+        ...
+
     def termination(self, spec: TeamSpec) -> TerminationCondition | None:
         """A condition of the type's own that ends a turn too (an approval), or None."""
         ...
@@ -88,6 +98,12 @@ class BaseTeamType:
 
     def member_instructions(self, spec: TeamSpec, member: str) -> str:
         return ""
+
+    def handoffs(self, spec: TeamSpec, member: str, members: Sequence[str]) -> list[Handoff]:
+        return []
+
+    def steps(self, spec: TeamSpec) -> int | None:
+        return None
 
     def termination(self, spec: TeamSpec) -> TerminationCondition | None:
         return None

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 log = logging.getLogger(__name__)
 
+BUILT_IN_TEAM_TYPES = ("selector", "round_robin", "sequential", "iterative", "swarm", "graph")
+"""The team types Chorus brings (:mod:`chorus.teams.registry`); plugins add more by hook."""
+
 _TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -105,7 +108,7 @@ class TeamSpec(BaseModel):
     description: str = ""
     type: str = Field(default="selector", pattern=r"^[a-z][a-z0-9_]{0,63}$")
     """How members take turns: a team type's name (:mod:`chorus.teams.registry`): ``selector``,
-    ``round_robin``, ``sequential``, ``iterative`` or ``graph``."""
+    ``round_robin``, ``sequential``, ``iterative``, ``swarm`` or ``graph``."""
     members: list[str] = Field(default_factory=lambda: ["*"])
     model: str | None = None
     termination: Termination = Field(default_factory=Termination)
@@ -118,6 +121,8 @@ class TeamSpec(BaseModel):
     """``iterative``: a reviewer approves the draft by starting its reply with this phrase."""
     edges: list[GraphEdge] = Field(default_factory=list)
     """``graph``: who speaks after whom (fan-out: several ``to``; a join: several edges into one)."""
+    handoffs: dict[str, list[str]] = Field(default_factory=dict)
+    """``swarm``: whom each member may hand the conversation to (default: every other member)."""
     start: str | None = None
     """``graph``: the member that speaks first when every member has an incoming edge (a loop)."""
     agents: dict[str, AgentOverride] = Field(default_factory=dict)

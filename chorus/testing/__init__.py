@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         HandoffEvent,
         MessageEvent,
         NoticeEvent,
+        ProgressEvent,
         RetrievalEvent,
         SelectionEvent,
         TokenEvent,
@@ -48,17 +49,20 @@ if TYPE_CHECKING:
     from chorus.testing._events import done, events_of, last_reply, replies, run, visible_text
     from chorus.testing._factory import ChorusFactory
     from chorus.testing._models import offline_reply, registered_model
-    from chorus.turn import ChatSession, Chorus
+    from chorus.testing._stores import checkpoint_store
+    from chorus.turn import ChatSession, Chorus, run_turn
 
 _WHERE = {
-    "chorus.events": ("DoneEvent", "ErrorEvent", "HandoffEvent", "MessageEvent", "NoticeEvent", "RetrievalEvent",
-                      "SelectionEvent", "TokenEvent", "ToolCallEvent", "ToolResultEvent", "TurnEvent", "UsageEvent"),
+    "chorus.events": ("DoneEvent", "ErrorEvent", "HandoffEvent", "MessageEvent", "NoticeEvent", "ProgressEvent",
+                      "RetrievalEvent", "SelectionEvent", "TokenEvent", "ToolCallEvent", "ToolResultEvent", "TurnEvent",
+                      "UsageEvent"),
     "chorus.models.local": ("ModelReply", "ModelRequest", "ToolCall"),
     "chorus.models.scripted": ("ScriptExhausted", "ScriptedModel", "tool_call"),
     "chorus.testing._events": ("done", "events_of", "last_reply", "replies", "run", "visible_text"),
     "chorus.testing._factory": ("ChorusFactory",),
+    "chorus.testing._stores": ("checkpoint_store",),
     "chorus.testing._models": ("offline_reply", "registered_model"),
-    "chorus.turn": ("ChatSession", "Chorus"),
+    "chorus.turn": ("ChatSession", "Chorus", "run_turn"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
@@ -87,6 +91,7 @@ __all__ = [
     "ModelReply",
     "ModelRequest",
     "NoticeEvent",
+    "ProgressEvent",
     "RetrievalEvent",
     "ScriptExhausted",
     "ScriptedModel",
@@ -97,6 +102,7 @@ __all__ = [
     "ToolResultEvent",
     "TurnEvent",
     "UsageEvent",
+    "checkpoint_store",
     "done",
     "events_of",
     "last_reply",
@@ -104,6 +110,7 @@ __all__ = [
     "registered_model",
     "replies",
     "run",
+    "run_turn",
     "tool_call",
     "visible_text",
 ]

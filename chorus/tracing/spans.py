@@ -10,6 +10,7 @@ from typing import Any
 from chorus.events import (
     CallRecord,
     DoneEvent,
+    HandoffEvent,
     MessageEvent,
     RetrievalEvent,
     SelectionEvent,
@@ -18,9 +19,10 @@ from chorus.events import (
     ToolResultEvent,
     TurnEvent,
 )
+from chorus.tracing.picture import picture_of
 
 TURN_ID_KEY = "chorus.turn_id"
-_AGENT_EVENTS = (TokenEvent, ToolCallEvent, ToolResultEvent, RetrievalEvent, MessageEvent)
+_AGENT_EVENTS = (TokenEvent, ToolCallEvent, ToolResultEvent, RetrievalEvent, MessageEvent, HandoffEvent)
 
 
 @dataclass
@@ -143,6 +145,13 @@ def write_trace(mlflow: Any, record: TurnRecord, *, experiment_id: str | None, v
             span = mlflow.start_span_no_context(event.kind, span_type=SpanType.RETRIEVER, parent_span=agent_span,
                                                 start_time_ns=at, inputs=None)
             span.end(outputs=list(event.items), end_time_ns=at)
+        elif isinstance(event, HandoffEvent) and agent_span is not None:  # a swarm's member passed it on
+            span = mlflow.start_span_no_context(f"handoff to {event.target}", span_type=SpanType.CHAIN,
+                                                parent_span=agent_span, start_time_ns=at,
+                                                inputs={"reason": event.content},
+                                                attributes={"chorus.handoff_to": event.target})
+            span.end(end_time_ns=at)
+            close_agent(at, f"handed to {event.target}: {event.content}")
         elif isinstance(event, MessageEvent):
             if agent_span is None or agent_name != event.agent:
                 close_agent(at)
@@ -157,6 +166,9 @@ def write_trace(mlflow: Any, record: TurnRecord, *, experiment_id: str | None, v
         if id(call) not in used:
             call_span(root, call)
     failed = done is not None and done.stop_reason == "error"
+    picture = picture_of(record.events, message=record.text)  # the page's turn map, on the trace too
+    root.set_attribute("chorus.turn_map", picture.to_dict())
+    root.set_attribute("chorus.turn_map_mermaid", picture.mermaid())
     root.end(
         outputs={"answers": answers, "stop_reason": done.stop_reason if done else "unknown"},
         attributes={"chorus.prompt_tokens": done.prompt_tokens if done else 0,

@@ -13,6 +13,7 @@ import weakref
 from typing import Any
 
 from chorus.settings import Settings
+from chorus.tracing.pseudonyms import Pseudonyms
 from chorus.tracing.spans import TURN_ID_KEY, TurnRecord, write_trace
 from chorus.tracing.store import _batch, _batch_span_logging, http_request_settings, tracking_uri
 from chorus.tracing.ui import recorded_ui
@@ -44,6 +45,10 @@ class Tracer:
         self._closed = False
         self._exit_hook = False
         self.exported = 0
+        self.pseudonym = Pseudonyms(settings)
+        """How user ids appear in traces (CHORUS_PSEUDONYMOUS_IDS)."""
+        self.problem: str | None = None
+        """Why the last export to MLflow failed (None once one succeeds): what /readyz reports."""
 
     def prepare(self) -> None:
         """Connect to the tracking store in the background (the server calls it at start-up), so the
@@ -77,7 +82,7 @@ class Tracer:
                 f"selectedEvaluationId={trace_id}&traceId={trace_id}")
 
     def begin(self, *, turn_id: str, user: str, thread: str, team: str, text: str) -> TurnRecord:
-        return TurnRecord(turn_id=turn_id, user=user, thread=thread, team=team, text=text,
+        return TurnRecord(turn_id=turn_id, user=self.pseudonym(user), thread=thread, team=team, text=text,
                           started_ns=time.time_ns())
 
     def submit(self, record: TurnRecord) -> None:
@@ -147,7 +152,9 @@ class Tracer:
                     self._mlflow()
                 elif time.monotonic() >= self._paused_until:
                     self._export(record)
+                    self.problem = None
             except Exception as exc:
+                self.problem = f"{type(exc).__name__}: {exc}"
                 self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
                 if not self._warned:
                     self._warned = True
@@ -208,7 +215,8 @@ class Tracer:
         from mlflow.entities import AssessmentSource, AssessmentSourceType
 
         mlflow.log_feedback(trace_id=trace_id, name="user_feedback", value=value, rationale=comment or None,
-                            source=AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id=user))
+                            source=AssessmentSource(source_type=AssessmentSourceType.HUMAN,
+                                                    source_id=self.pseudonym(user)))
         return True
 
 

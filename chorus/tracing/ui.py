@@ -9,6 +9,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from chorus.processes import pid_alive
+
 UI_RECORD = "mlflow-ui.json"  # in the data directory: where a running `chorus mlflow` serves the UI
 _EVERY_INTERFACE = ("", "0.0.0.0", "::", "[::]")
 
@@ -62,17 +64,8 @@ def recorded_ui(home: Path, *, check_alive: bool = True) -> ServedUI | None:
                           machine=str(data.get("machine", "")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if check_alive and served.machine == socket.gethostname() and not _alive(served.pid):
+    if check_alive and served.machine == socket.gethostname() and not pid_alive(served.pid):
         return None
     return served
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process: it exists
-    return True
 

@@ -39,17 +39,19 @@ class Chorus:
     tracer: Tracer | None = None
     """MLflow tracing of every turn (None with ``CHORUS_TRACING=false``)."""
     observers: list[TurnObserver] = field(default_factory=list)
-    """More observers of every turn, after the tracer's and the cost ledger's
+    """More observers of every turn, after the tracer's, the cost ledger's and the metrics'
     (:mod:`chorus.turn.observers`)."""
+    _metrics: TurnObserver | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, settings: Settings | None = None, *, extra_plugins: Iterable[tuple[str, object]] = ()) -> Chorus:
         """Load plugins and teams; broken plugins and team files are reported, never fatal."""
         settings = settings or get_settings()
         registry = load_plugins(settings, extra=extra_plugins)
-        from chorus.teams.registry import check_team, team_type_names
+        from chorus.teams.registry import checker, team_type_names
 
-        catalog = load_teams(settings.agents_dir, settings.default_team, registry.teams, team_type_names(), check_team)
+        catalog = load_teams(settings.agents_dir, settings.default_team, registry.teams, team_type_names(registry),
+                             checker(registry))
         memory = MemoryService(settings, registry.embedders) if settings.memory else None
         tracer = Tracer(settings, __version__) if settings.tracing else None
         return cls(settings=settings, registry=registry, catalog=catalog, memory=memory, tracer=tracer)
@@ -93,13 +95,17 @@ class Chorus:
         return session
 
     def turn_observers(self) -> list[TurnObserver]:
-        """Who observes each turn: the tracer (when tracing is on), the cost ledger, then :attr:`observers`."""
-        from chorus.turn.observers import LedgerObserver, TracingObserver
+        """Who observes each turn: the tracer (when tracing is on), the cost ledger, the metrics, then
+        :attr:`observers`."""
+        from chorus.turn.observers import LedgerObserver, MetricsObserver, TracingObserver
 
         found: list[TurnObserver] = []
         if self.tracer is not None:
             found.append(TracingObserver(self.tracer))
         found.append(LedgerObserver())
+        if self._metrics is None:
+            self._metrics = MetricsObserver()  # one per process: it follows each turn by its id
+        found.append(self._metrics)
         return found + self.observers
 
     def uses_offline_model(self, team: str | None = None) -> bool:

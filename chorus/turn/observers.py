@@ -18,10 +18,11 @@ An observer that raises is logged and skipped: it never breaks the turn or the o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chorus.events import DoneEvent, TurnEvent
+from chorus.events import DoneEvent, MessageEvent, TokenEvent, TurnEvent
 from chorus.store.usage import UsageRow
 from chorus.tracing import Tracer, TurnRecord
 
@@ -88,6 +89,37 @@ class LedgerObserver(TurnObserver):
             await session.ledger.record(rows)
         except Exception as exc:  # a failure is logged, never the user's problem
             log.error("could not record the usage of turn %s (thread %s): %s", turn.id, session.thread_id, exc)
+
+
+class MetricsObserver(TurnObserver):
+    """Prometheus metrics (:mod:`chorus.metrics`): each turn's outcome and times, each call's tokens
+    and cost."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, float] = {}
+
+    def event(self, turn: Turn, event: TurnEvent) -> None:
+        if turn.id not in self._first and isinstance(event, (TokenEvent, MessageEvent)):
+            self._first[turn.id] = time.perf_counter() - turn.started
+
+    async def end(self, turn: Turn, done: DoneEvent) -> None:
+        from chorus import metrics
+
+        team = turn.session.spec.name
+        metrics.TURNS.labels(team, done.stop_reason).inc()
+        metrics.TURN_SECONDS.labels(team).observe(time.perf_counter() - turn.started)
+        first = self._first.pop(turn.id, None)
+        if first is not None:
+            metrics.FIRST_TOKEN_SECONDS.labels(team).observe(first)
+        for call in turn.calls:
+            metrics.MODEL_CALLS.labels(team, call.label, call.model).inc()
+            metrics.TOKENS.labels(team, call.label, call.model, "prompt").inc(call.prompt_tokens)
+            metrics.TOKENS.labels(team, call.label, call.model, "completion").inc(call.completion_tokens)
+            if call.cost:
+                metrics.COST.labels(team, call.label, call.model).inc(call.cost)
+
+    def closed(self, turn: Turn) -> None:
+        self._first.pop(turn.id, None)
 
 
 class Observers:

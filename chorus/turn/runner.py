@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from autogen_agentchat.base import TaskResult
-from autogen_agentchat.messages import TextMessage
+from autogen_agentchat.messages import BaseChatMessage, TextMessage
 from autogen_core import CancellationToken
 
 from chorus.attachments import Attachment, with_attachments
@@ -28,13 +28,16 @@ from chorus.models import ModelError
 from chorus.store.checkpoints import Saved
 from chorus.teams.iterative import APPROVED_BY
 from chorus.teams.registry import team_type
+from chorus.teams.sequential import Pipeline
+from chorus.teams.swarm import ANSWERED
 from chorus.text import clean_text
+from chorus.turn import pipeline
 from chorus.turn.container import Chorus
 from chorus.turn.errors import ChorusError
 from chorus.turn.observers import Observers
 from chorus.turn.session import ChatSession
 from chorus.turn.state import Turn, TurnBudget
-from chorus.turn.translate import USER, translate
+from chorus.turn.translate import USER, Progress, translate
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +176,28 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
     # The team runs in its own task and hands items over through a queue, so that a
     # cancelled consumer can cancel the team's token *before* waiting for it to wind down
     # (iterating run_stream directly would first wait for the model to finish talking).
+    steps = team_type(session.spec.type, session.chorus.registry).steps(session.spec)
+    progress = Progress(steps) if steps else None  # "step 3 of 5: coder", for a pipeline or a graph
+    run_task: str | list[BaseChatMessage] = turn.text
+    # A pipeline keeps each finished step (a restart in the middle resumes with them), and goes on
+    # from the next step when the user says so after such a restart (chorus.turn.pipeline).
+    members = [m.name for m in built.members]
+    kept = pipeline.Interrupted(request=turn.text, total=len(members)) if isinstance(team, Pipeline) else None
+    interrupted, session.interrupted = session.interrupted, None
+    upcoming = interrupted.next_member(members) if interrupted is not None else None
+    if (kept is not None and interrupted is not None and upcoming is not None and earlier is None
+            and pipeline.wants_to_continue(turn.text)):
+        assert isinstance(team, Pipeline)
+        kept = interrupted
+        team.continuing = True
+        run_task = [TextMessage(content=kept.request, source=USER),
+                *(TextMessage(content=content, source=agent) for agent, content in kept.done)]
+        if progress is not None:
+            progress.step = len(kept.done)
+        yield NoticeEvent(text=f"Going on from step {len(kept.done) + 1} of {kept.total} ({upcoming}), with the "
+                               "finished steps' results.", code="pipeline_continued")
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    producer = asyncio.create_task(_pump(team, turn.text, token, queue), name=f"chorus-turn-{session.thread_id}")
+    producer = asyncio.create_task(_pump(team, run_task, token, queue), name=f"chorus-turn-{session.thread_id}")
     try:
         while (item := await queue.get()) is not _END:
             if isinstance(item, BaseException):
@@ -187,15 +210,23 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
                 stop_reason, detail = _stop_reason(item, turn.stopped)
                 continue
             for event in translate(item, streamed):
+                moved = progress.see(event) if progress is not None else None
+                if moved is not None:
+                    yield moved
                 if isinstance(event, MessageEvent):
                     turn.messages += 1
                     turn.agents.append(event.agent)
+                    if kept is not None:
+                        kept.done.append((event.agent, event.content))
+                        await session._checkpoint_step(snapshot, kept)
                 yield event
     except GeneratorExit:
         # The consumer stopped reading (closed the generator): end the team's run the same way.
         token.cancel()
         await asyncio.wait([producer], timeout=10)
         await session.restore(snapshot)
+        if kept is not None and turn.stopped and not turn.keep_progress:
+            await asyncio.shield(session._forget_steps(snapshot))
         raise
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -205,6 +236,8 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
             token.cancel()
             await asyncio.wait([producer], timeout=10)
             await session.restore(snapshot)
+            if kept is not None and turn.stopped and not turn.keep_progress:
+                await asyncio.shield(session._forget_steps(snapshot))
             raise
         # The team's run was cancelled from inside: by our stop(), or by a cancelled model call.
         restore = True
@@ -224,10 +257,13 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         yield NoticeEvent(text=turn.budget.reason, level="warning", code="budget")
     if turn.stopped and stop_reason != "stopped":
         stop_reason, detail = "stopped", "stopped by the user"
-    said = team_type(session.spec.type).stop_notice(session.spec, stop_reason)  # an iterative team's, say
+    kind = team_type(session.spec.type, session.chorus.registry)
+    said = kind.stop_notice(session.spec, stop_reason)  # an iterative team's, say
     if said:
         yield NoticeEvent(text=said, level="warning", code=f"team_{stop_reason}")
-    if stop_reason not in ("stopped", "error") and turn.messages == 0:
+    if stop_reason not in ("stopped", "error") and turn.messages == 0 and said:
+        restore = True  # the type's notice says why nothing was answered (a swarm passing it around)
+    elif stop_reason not in ("stopped", "error") and turn.messages == 0:
         # Never end silently: a team that ended without a reply is a failure the user must see.
         log.error("team %s ended a turn without any reply (thread=%s): %s", session.team_name, session.thread_id,
                   detail)
@@ -241,7 +277,14 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         yield usage
     for late in turn.notices():
         yield late
-    saved = await session._checkpoint(before=None if message_id is None else (message_id, before))
+    if kept is not None and kept.done and turn.stopped and turn.keep_progress:
+        # The server is stopping mid-pipeline: the finished steps stay saved, to go on from after the restart.
+        session.interrupted = kept
+        saved = None
+    else:
+        saved = await session._checkpoint(before=None if message_id is None else (message_id, before))
+        if turn.stopped:
+            session.interrupted = None  # the user stopped it: a pipeline's steps are not offered again
     if saved is not None:
         yield saved
     yield DoneEvent(
@@ -296,6 +339,8 @@ def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
     if APPROVED_BY in said:  # (approved in the last round: AutoGen joins it with the message cap's text)
         approver = said[said.index(APPROVED_BY):].split(",")[0].strip()
         return "completed", f"{approver}: the answer is complete."
+    if ANSWERED in said:  # a swarm's member answered (perhaps as the message cap was reached)
+        return "completed", "The team finished its answer."
     low = said.lower()
     if "maximum number of messages" in low:
         limit = re.search(r"maximum number of messages (\d+)", low)
@@ -313,10 +358,15 @@ def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:
 _END = object()
 
 
-async def _pump(team: Any, text: str, token: CancellationToken, queue: asyncio.Queue[Any]) -> None:
-    """Run the team and put every item (or the exception that ended it) on ``queue``, then _END."""
+async def _pump(team: Any, task: str | list[BaseChatMessage], token: CancellationToken,
+                queue: asyncio.Queue[Any]) -> None:
+    """Run the team and put every item (or the exception that ended it) on ``queue``, then _END.
+
+    ``task`` is the user's text, or the messages a continued pipeline replays (not shown again)."""
+    replayed = not isinstance(task, str)
+    messages = task if not isinstance(task, str) else TextMessage(content=task, source=USER)
     try:
-        async for item in team.run_stream(task=TextMessage(content=text, source=USER), cancellation_token=token):
+        async for item in team.run_stream(task=messages, cancellation_token=token, output_task_messages=not replayed):
             queue.put_nowait(item)
     except BaseException as exc:  # handed to the consumer, who decides what it means
         queue.put_nowait(exc)

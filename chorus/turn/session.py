@@ -22,6 +22,7 @@ from chorus.store.checkpoints import CheckpointStore, Saved
 from chorus.store.team_states import TeamStates
 from chorus.store.usage import UsageLedger
 from chorus.teams import BuiltTeam, TeamSpec, build_team
+from chorus.turn import pipeline
 from chorus.turn.errors import MEMORY_NOTICE, PROBLEMS_NOTICE, ChorusError
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ class ChatSession:
     _saved: Saved | None = None  # the latest state this session saved or read: the next save writes changes to it
     _states: TeamStates = field(default_factory=TeamStates)  # save_state without re-dumping the whole history
     tool_context: ToolContext | None = None
+    interrupted: pipeline.Interrupted | None = None
+    """A pipeline's turn that a restart cut short, restored with the conversation (its finished
+    steps); a "continue" goes on from the next step (:mod:`chorus.turn.pipeline`)."""
     turn: Turn | None = None
     """The turn running now, if any (:class:`chorus.turn.state.Turn`): the model clients and the stop
     button reach it through the session."""
@@ -188,6 +192,10 @@ class ChatSession:
     async def _put(self, state: Mapping[str, Any]) -> None:
         """Put the built team and its tools in a saved ``state`` (the tools' state rewinds with it)."""
         assert self.built is not None
+        state, interrupted = pipeline.split(state)
+        names = [m.name for m in self.built.members]
+        # (a pipeline whose every step finished, or whose next member left the team, has nothing to go on with)
+        self.interrupted = interrupted if interrupted is not None and interrupted.next_member(names) else None
         team, tools = tool_state.split(state)
         await self.built.team.load_state(team)
         await self._states.loaded(self.built.team, team)
@@ -227,6 +235,18 @@ class ChatSession:
         self.spec = self.chorus.catalog.teams[team]
         return True
 
+    async def _forget_steps(self, before_turn: Mapping[str, Any]) -> None:
+        """The user stopped a pipeline: its finished steps are not offered to continue (the state
+        before the turn is saved again, without them)."""
+        self.interrupted = None
+        if self.checkpoints is None:
+            return
+        try:
+            self._saved, _ = await self.checkpoints.save(
+                self.thread_id, self.user_id, self.spec.name, pipeline.split(before_turn)[0], parent=self._saved)
+        except Exception as exc:
+            log.error("could not checkpoint thread %s: %s", self.thread_id, exc)
+
     async def _checkpoint(self, before: tuple[str, Mapping[str, Any] | Saved] | None = None) -> NoticeEvent | None:
         """Save the team's state after a turn (and ``before`` it, for edits); a notice, not a crash,
         when the store fails. Only what changed since the last save is written."""
@@ -251,12 +271,26 @@ class ChatSession:
             )
         return None
 
-    def stop(self) -> None:
-        """Stop the running turn now (the stop button). Safe to call when idle."""
+    async def _checkpoint_step(self, before_turn: Mapping[str, Any], steps: pipeline.Interrupted) -> None:
+        """Save a pipeline's finished steps in the middle of its turn: the state before the turn,
+        plus the steps (a restart then resumes with them kept). A store that fails is logged."""
+        if self.checkpoints is None:
+            return
+        try:
+            self._saved, _ = await self.checkpoints.save(
+                self.thread_id, self.user_id, self.spec.name, pipeline.with_steps(before_turn, steps),
+                parent=self._saved)
+        except Exception as exc:
+            log.error("could not checkpoint a step of thread %s: %s", self.thread_id, exc)
+
+    def stop(self, *, keep_progress: bool = False) -> None:
+        """Stop the running turn now (the stop button). Safe to call when idle. ``keep_progress``:
+        the server is stopping, not the user: a pipeline keeps its finished steps for after the restart."""
         turn = self.turn
         if not self.busy or turn is None:
             return
         turn.stopped = True
+        turn.keep_progress = turn.keep_progress or keep_progress
         if self.built is not None:
             self.built.stop.set()
         turn.cancel.cancel()

@@ -62,6 +62,9 @@ class Turn:
     cancel: CancellationToken = field(default_factory=CancellationToken)
     stopped: bool = False
     """The user pressed stop (or the server is stopping)."""
+    keep_progress: bool = False
+    """Stopped by the server (shutting down), not the user: a pipeline's finished steps are kept,
+    so that the conversation goes on from the next step after the restart."""
     calls: list[CallRecord] = field(default_factory=list)
     """The model calls reported so far (:meth:`drain` moves new ones here)."""
     messages: int = 0

@@ -240,6 +240,9 @@ def forget_deleted_threads(layer: Any, on_detach: Callable[[dict[str, Any]], Non
         await _detach_sessions(str(thread_id), on_detach)
 
     layer.delete_thread = delete_thread
+    # Marked the moment its row is gone (before the rest of the deletion finishes), so that a write
+    # arriving meanwhile (the page's session saved at disconnect) cannot bring it back.
+    layer.chorus_thread_gone = lambda thread_id: _deleted.__setitem__(str(thread_id), None)
     layer.update_thread = _unless_deleted(layer.update_thread, lambda *a, **k: a[0] if a else k.get("thread_id"))
     for name in ("create_step", "update_step"):
         setattr(layer, name, _unless_deleted(getattr(layer, name), lambda step, *a, **k: step.get("threadId")))

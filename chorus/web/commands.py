@@ -1,5 +1,6 @@
-"""The composer's commands: **Export** (the conversation as Markdown or JSON) and **Memories**
-(what the team remembers about the user, each with a button that forgets it)."""
+"""The composer's commands: **Export** (the conversation as Markdown or JSON), **Map** (the
+conversation as a picture, :mod:`chorus.web.pictures`) and **Memories** (what the team remembers
+about the user, each with a button that forgets it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any, Literal
 import chainlit as cl
 
 from chorus.turn import ChatSession
+from chorus.web.audit import note
 from chorus.web.context import SYSTEM, current
+from chorus.web.pictures import MAP_COMMAND
 
 
 def register() -> None:
@@ -23,7 +26,7 @@ MEMORIES_SHOWN = 25
 
 
 async def offer_commands() -> None:
-    """The composer's buttons this chat gets: Export with history on, Memories for a user with memory."""
+    """The composer's buttons this chat gets: Export with history on, Map always, Memories for a user with memory."""
     commands: list[Any] = []
     if current().history:
         commands.append({
@@ -34,6 +37,14 @@ async def offer_commands() -> None:
             "persistent": False,
             "selected": False,
         })
+    commands.append({
+        "id": MAP_COMMAND,
+        "description": "Draw this conversation: who spoke, who handed over to whom, which tools ran",
+        "icon": "network",
+        "button": True,
+        "persistent": False,
+        "selected": False,
+    })
     if _user_memory() is not None:  # logged-in users only: anonymous visitors have no memory
         commands.append({
             "id": MEMORIES_COMMAND,
@@ -82,6 +93,7 @@ async def show_memories() -> None:
 async def forget_memory(action: cl.Action) -> None:
     memory = _user_memory()
     if memory is not None and await memory.forget(str(action.payload.get("id", ""))):
+        await note("memory_forgotten", str(action.payload.get("id", "")))
         await cl.Message(content=f"Forgotten: “{action.payload.get('text', '')}”.", author=SYSTEM).send()
         await action.remove()
     else:
@@ -91,6 +103,7 @@ async def forget_memory(action: cl.Action) -> None:
 async def forget_all_memories(action: cl.Action) -> None:
     memory = _user_memory()
     count = await memory.forget_all() if memory is not None else 0
+    await note("memory_forgotten", "all", {"count": count})
     await cl.Message(content=f"Forgotten: all {count} memories. The team starts afresh with you.",
                      author=SYSTEM).send()
 
@@ -112,6 +125,7 @@ async def export(message: cl.Message) -> None:
                               author=SYSTEM).send()
         return
     name = f"chorus-{thread_id[:8]}.{fmt}"
+    await note("conversation_exported", thread_id, {"format": fmt})
     mime = "text/markdown" if fmt == "md" else "application/json"
     file = cl.File(name=name, content=render(thread, fmt).encode("utf-8"), mime=mime, display="inline")
     await cl.Message(content=f"Here is this conversation as {fmt.upper()}: {name}", author=SYSTEM,

@@ -40,6 +40,8 @@ class WebApp:
     draining: asyncio.Task[None] | None = None
     """Set once stopping has begun: no new turn starts."""
     drain_deadline: float = 0.0
+    stopping_runs: asyncio.Future[None] | None = None
+    """Background runs stopping (chorus.web.api.state.stop_runs), once stopping has begun."""
     _engine: AsyncEngine | None = None
 
     def engine(self) -> AsyncEngine:

@@ -22,7 +22,9 @@ from chorus.store import database_url, upgrade
 from chorus.store.accounts import accounts_exist
 from chorus.store.files import LocalFileStore, files_root
 from chorus.turn import Chorus
-from chorus.web import chainlit_fixes, commands, handlers, history, lifecycle, routes
+from chorus.web import chainlit_fixes, commands, handlers, history, lifecycle, ops, routes
+from chorus.web.api import routes as api_routes
+from chorus.web.audit import AuditContext
 from chorus.web.context import WebApp, set_current
 from chorus.web.guard import CallerGuard, OriginGuard, PageHardening, SecureCookies, TrustedProxies
 from chorus.web.uploads import UploadLimit, configure_uploads
@@ -43,6 +45,8 @@ def create_app(chorus: Chorus | None = None) -> Starlette:
     _configure_chainlit(web)
     _install_guards(chainlit_app, web)
     routes.install(chainlit_app, web)
+    api_routes.install(chainlit_app)  # the OpenAI-compatible API (chorus.web.api)
+    ops.install(chainlit_app)  # /metrics, /healthz, /readyz
     lifecycle.register()
     handlers.register()
     commands.register()
@@ -96,6 +100,7 @@ def _install_guards(app: Starlette, web: WebApp) -> None:
     # Innermost (inside Chainlit's CORS, so a refusal still carries its headers): names the caller
     # of each request for the data layer's ownership checks.
     app.user_middleware.append(Middleware(CallerGuard))
+    app.user_middleware.append(Middleware(AuditContext))  # who and from where, for the audit log
     app.add_middleware(UploadLimit, max_mb=web.chorus.settings.upload_max_mb, settings=web.chorus.settings)
     app.add_middleware(PageHardening, frame_ancestors=web.widget_origins)
     app.add_middleware(SecureCookies)

@@ -20,6 +20,8 @@ from chorus.turn import ChatSession, ChorusError, run_turn
 from chorus.web import logins
 from chorus.web.commands import EXPORT_COMMAND, MEMORIES_COMMAND, export, offer_commands, show_memories
 from chorus.web.context import SYSTEM, current
+from chorus.web.limiter import limiter
+from chorus.web.pictures import MAP_COMMAND, show_conversation_map
 from chorus.web.queue import line, wait_in_line
 from chorus.web.render import PARTIAL_REPLY_EVERY_S, Renderer
 from chorus.web.uploads import read_attachments
@@ -164,6 +166,9 @@ async def on_message(message: cl.Message | None) -> None:
     if message.command == MEMORIES_COMMAND:
         await show_memories()
         return
+    if message.command == MAP_COMMAND:
+        await show_conversation_map()
+        return
     web = current()
     queue = line()
     before, mine, stops = queue.join()  # the message's place, taken before anything is awaited
@@ -181,11 +186,35 @@ async def on_message(message: cl.Message | None) -> None:
                 await get_data_layer().update_thread(cl.context.session.thread_id,
                                                      metadata={"chat_profile": session.spec.title})
                 cl.user_session.set("profile_saved", True)
+        refusal = await limiter(web.chorus.settings).hit("messages", sender())
+        if refusal is not None:  # the message is kept (stored, on the page); it is not answered
+            await cl.Message(content=refusal.message("messages") + " Your message is kept above: send it again "
+                                                                   "then, or edit it to have it answered.",
+                             author=SYSTEM).send()
+            return
         if before is not None and not before.done() and not await wait_in_line(before, queue, stops):
             return
         await answer(session, message)
     finally:
         queue.leave(before, mine)
+
+
+def sender() -> str:
+    """Who the chat's messages count against: the signed-in user, else the visitor's address."""
+    user = cl.user_session.get("user")
+    identifier = getattr(user, "identifier", None)
+    if identifier:
+        return str(identifier)
+    return "address:" + (socket_address() or "unknown")
+
+
+def socket_address() -> str | None:
+    """The chat's client address, as its socket's connection saw it (after uvicorn's proxy headers);
+    the socket library's own REMOTE_ADDR is always 127.0.0.1."""
+    environ = getattr(cl.context.session, "environ", None) or {}
+    scope = environ.get("asgi.scope") or {}
+    client = scope.get("client") if isinstance(scope, dict) else None
+    return str(client[0]) if client else None
 
 
 async def answer(session: ChatSession, message: cl.Message) -> None:
@@ -208,7 +237,8 @@ async def _run_and_show(session: ChatSession, message: cl.Message) -> None:
         await cl.ErrorMessage(content=f"{exc}. Send the message again without it.", author=SYSTEM).send()
         return
     turn_id = uuid.uuid4().hex
-    renderer = Renderer(persist_every=PARTIAL_REPLY_EVERY_S if current().history else None, turn_id=turn_id)
+    renderer = Renderer(persist_every=PARTIAL_REPLY_EVERY_S if current().history else None, turn_id=turn_id,
+                        message=message.content or "", message_id=message.id)
     turn = run_turn(session, message.content or "", message_id=message.id, attachments=attachments,
                     turn_id=turn_id)
     try:

@@ -13,9 +13,10 @@ from chainlit.data import get_data_layer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chorus.store.accounts import authenticate
+from chorus.store.accounts import account_exists, authenticate
 from chorus.turn import ChatSession
 from chorus.web import chainlit_fixes, logins
+from chorus.web.audit import note
 from chorus.web.context import SYSTEM, current
 from chorus.web.handlers import open_chat
 
@@ -35,8 +36,15 @@ def register() -> None:
 
 
 async def login(username: str, password: str) -> cl.User | None:
+    name = username.strip()
     if await authenticate(current().engine(), username, password):
-        return cl.User(identifier=username.strip(), metadata=logins.login_claims(logins.PASSWORD))
+        await note("login", name, {"method": "password"}, who=name)
+        return cl.User(identifier=name, metadata=logins.login_claims(logins.PASSWORD))
+    # The name tried is kept only when it is an account's: a password typed into the name field
+    # must not stay in a log that cannot be erased.
+    known = await account_exists(current().engine(), name) if name else False
+    await note("login_failed", name if known else "", {"method": "password", "known_account": known},
+               who="anonymous")
     return None
 
 
@@ -48,6 +56,7 @@ async def logout(request: Request, response: Response) -> dict[str, bool]:
         await logins.revoke(current().engine(), request_token(request.scope))
     except Exception as exc:
         log.error("could not end a login at logout: %s", exc)
+    await note("logout")
     return {"success": True}
 
 def data_layer() -> Any:
@@ -94,10 +103,22 @@ async def resume(thread: Any) -> None:
     if session is None or reconnect:
         return
     if not await session.resume():
-        await cl.Message(
-            content="ℹ️ The team has no saved memory of this conversation; it starts afresh from here.",
-            author=SYSTEM,
-        ).send()
+        await _say_on_resume(thread, "ℹ️ The team has no saved memory of this conversation; it starts afresh "
+                                     "from here.")
+    elif session.interrupted is not None and session.built is not None:  # a restart cut a pipeline short
+        members = [m.name for m in session.built.members]
+        await _say_on_resume(thread, "ℹ️ " + session.interrupted.notice(members))
+
+
+async def _say_on_resume(thread: Any, text: str) -> None:
+    """A message from Chorus as a thread reopens. Chainlit sends the page the thread it read before
+    ``on_chat_resume`` once the hook returns, and the page replaces what it shows with it: a message
+    sent during the hook goes into that thread too, or the page would drop it."""
+    message = cl.Message(content=text, author=SYSTEM)
+    await message.send()
+    steps = thread.get("steps") if isinstance(thread, dict) else None
+    if isinstance(steps, list):
+        steps.append(message.to_dict())
 
 async def complete_for_page(thread: Any) -> None:
     """Put back what Chainlit's SQL data layer leaves out of a thread it reopens, before the page

@@ -17,6 +17,7 @@ from typing import Any
 
 import chainlit as cl
 
+from chorus.web.api import state
 from chorus.web.context import current
 
 log = logging.getLogger("chorus.app")
@@ -34,7 +35,10 @@ def register() -> None:
 
 
 async def on_app_startup() -> None:
-    """Stop the running turns at the signal itself, not once uvicorn has closed every connection."""
+    """Start background runs (DBOS); stop the running turns at the signal itself, not once uvicorn
+    has closed every connection."""
+    await state.start_runs(current())
+    _background.add(asyncio.ensure_future(_count_chats()))
     if threading.current_thread() is not threading.main_thread():
         return
     loop = asyncio.get_running_loop()
@@ -51,11 +55,28 @@ async def on_app_startup() -> None:
         signal.signal(signum, on_signal)
 
 
+async def _count_chats() -> None:
+    """Keep the metrics' count of open chats (this process's share) up to date."""
+    from chainlit.session import ws_sessions_id
+
+    from chorus import metrics
+
+    while True:
+        metrics.ACTIVE_CHATS.set(len(ws_sessions_id))
+        await asyncio.sleep(CHATS_COUNTED_EVERY_S)
+
+
+CHATS_COUNTED_EVERY_S = 2.0
+_background: set[asyncio.Future[None]] = set()
+
+
 def begin_draining() -> None:
     web = current()
     if web.draining is None:
         web.drain_deadline = time.monotonic() + SHUTDOWN_BUDGET_S
         web.draining = asyncio.ensure_future(_drain_turns())
+        # Background runs stop too: DBOS first, so they stay pending and go on after the restart.
+        web.stopping_runs = asyncio.ensure_future(state.stop_runs())
 
 
 async def _drain_turns() -> None:
@@ -69,7 +90,9 @@ async def _drain_turns() -> None:
     pending = set(running)
     while pending and time.monotonic() < until:
         for task in pending:
-            running[task].stop()  # again each time: a turn that was still starting is stopped once it runs
+            # Again each time: a turn that was still starting is stopped once it runs. A pipeline
+            # keeps its finished steps, to go on from the next one after the restart.
+            running[task].stop(keep_progress=True)
         _, pending = await asyncio.wait(pending, timeout=0.1)
     if pending:  # stuck past their stop (a tool in a thread, say): cancel them, as a second stop would
         log.warning("stopping: %d turn(s) did not stop within %.0f s and are cancelled", len(pending), TURN_DRAIN_S)
@@ -90,10 +113,14 @@ async def on_app_shutdown() -> None:
     web = current()
     begin_draining()  # already begun at a signal; not when the server stops otherwise
     assert web.draining is not None
-    await asyncio.wait([web.draining], timeout=max(0.0, web.drain_deadline - time.monotonic() - 1.5))
+    await asyncio.wait([web.draining, *([web.stopping_runs] if web.stopping_runs else [])],
+                       timeout=max(0.0, web.drain_deadline - time.monotonic() - 1.5))
     writes = _pending_writes()
     if writes:
         await asyncio.wait(writes, timeout=max(0.1, web.drain_deadline - time.monotonic() - 1.0))
+    from chorus import metrics
+
+    metrics.process_ends()
     tracer = web.chorus.tracer
     if tracer is not None:
         # The rest of the budget, unless the operator chose how long traces may hold a stop up.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import chainlit as cl
 from chainlit.data import get_data_layer
@@ -17,17 +18,22 @@ from chainlit.data import get_data_layer
 from chorus.events import (
     DoneEvent,
     ErrorEvent,
+    HandoffEvent,
     MessageEvent,
     NoticeEvent,
+    ProgressEvent,
     RetrievalEvent,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
     TurnEvent,
 )
+from chorus.produced import files_in
+from chorus.tracing.picture import PICTURED, picture_of
 from chorus.web import chainlit_fixes
 from chorus.web.context import SYSTEM, current
 from chorus.web.guard import ImageGuard, neutralise_images
+from chorus.web.pictures import picture_step
 
 log = logging.getLogger("chorus.app")
 
@@ -103,10 +109,15 @@ class Renderer:
     updating it later races two writes to the database, and the empty one could win.
     """
 
-    def __init__(self, persist_every: float | None = None, turn_id: str = "") -> None:
+    def __init__(self, persist_every: float | None = None, turn_id: str = "", message: str = "",
+                 message_id: str | None = None) -> None:
+        self.message, self.message_id = message, message_id  # the user's, for the turn's picture
+        self.seen: list[tuple[int, TurnEvent]] = []  # what the turn's picture is drawn from
         self.turn_id = turn_id  # on every reply's metadata: feedback finds the turn's trace by it
         self.streams: dict[str, Stream] = {}  # the open reply of each agent speaking now
         self.steps: dict[str, cl.Step] = {}
+        self.progress: cl.Step | None = None  # a pipeline's or graph's "step 3 of 5: coder"
+        self.passed: list[str] = []
         self.persist_every = persist_every
         self.persisted_at: dict[str, float] = {}
 
@@ -133,6 +144,8 @@ class Renderer:
         return stream
 
     async def show(self, event: TurnEvent) -> None:
+        if isinstance(event, PICTURED):
+            self.seen.append((time.time_ns(), event))
         if isinstance(event, TokenEvent):
             stream = self._stream(event.agent)
             await stream.feed(event.text)
@@ -140,11 +153,14 @@ class Renderer:
         elif isinstance(event, MessageEvent):
             streamed = self.streams.get(event.agent)
             content = neutralise_images(event.content)
+            files = downloads(event.content)  # a coder's files, to download from the reply
             if streamed is None:
-                await cl.Message(content=content, author=event.agent, metadata={"turn_id": self.turn_id}).send()
+                await cl.Message(content=content, author=event.agent, metadata={"turn_id": self.turn_id},
+                                 elements=files).send()
             else:
                 msg = await streamed.finish()
                 msg.content = content  # the finished text is the truth, whatever streamed
+                msg.elements = files
                 await msg.send()
                 # Only now: a stop that lands while it is sent still finds it, and close() ends it.
                 self.streams.pop(event.agent, None)
@@ -162,6 +178,12 @@ class Renderer:
             step = cl.Step(name=event.kind, type="retrieval")  # the page shows "Used memory"
             step.output = neutralise_images("\n".join(f"- {item}" for item in event.items) or "(nothing)")
             await step.send()
+        elif isinstance(event, ProgressEvent):
+            await self._progress(event)
+        elif isinstance(event, HandoffEvent):  # a swarm's member handed the conversation on
+            step = cl.Step(name=f"{event.agent} → {event.target}", type="undefined")
+            step.output = neutralise_images(event.content or f"{event.agent} hands the conversation over.")
+            await step.send()
         elif isinstance(event, ErrorEvent):  # may quote a provider's or a tool's text: no images from it
             await cl.ErrorMessage(content=neutralise_images(event.message), author=SYSTEM).send()
         elif isinstance(event, NoticeEvent):
@@ -169,8 +191,32 @@ class Renderer:
             await cl.Message(content=prefix + neutralise_images(event.text), author=SYSTEM).send()
         elif isinstance(event, DoneEvent):
             await self.close()
+            if self.progress is not None:
+                self.progress.name = f"{len(self.passed)} step{'s' if len(self.passed) != 1 else ''}: " + \
+                    " → ".join(self.passed)
+                finished = event.stop_reason in ("completed", "max_messages", "text_mention")
+                self.progress.output = "\n".join(
+                    f"✓ {agent}" if finished or i < len(self.passed) - 1 else f"✗ {agent} ({event.stop_reason})"
+                    for i, agent in enumerate(self.passed))
+                await self.progress.update()
             if event.prompt_tokens or event.completion_tokens:
                 await usage_step(event, traced=current().chorus.tracer is not None)
+            picture = picture_of(self.seen, message=self.message)
+            if picture.speakers or picture.arrows[1:]:
+                await picture_step(picture, event.turn_id or self.turn_id, self.message_id)
+
+    async def _progress(self, event: ProgressEvent) -> None:
+        """One step that says where the pipeline is while it runs, and which steps ran once it is done."""
+        self.passed.append(event.agent)
+        lines = [f"✓ {agent}" for agent in self.passed[:-1]] + [f"… {event.agent}"]
+        if self.progress is None:
+            self.progress = cl.Step(name=event.text, type="undefined")
+            self.progress.output = "\n".join(lines)
+            await self.progress.send()
+            return
+        self.progress.name = event.text
+        self.progress.output = "\n".join(lines)
+        await self.progress.update()
 
     async def close(self) -> None:
         """Finish every message still streaming (a stop cut it short): keep what was said."""
@@ -180,6 +226,12 @@ class Renderer:
             if current().draining is not None:  # the server, not the user, cut it short: the history says so
                 msg.content = (msg.content or "") + INTERRUPTED_MARK
             await msg.send()
+
+
+def downloads(text: str) -> list[Any]:  # (Chainlit elements)
+    """The files a reply carries (:mod:`chorus.produced`), as Chainlit file elements."""
+    return [cl.File(name=f.name.replace("/", "_"), content=f.content.encode("utf-8"), mime="text/plain",
+                    display="inline") for f in files_in(text)]
 
 
 async def usage_step(done: DoneEvent, traced: bool) -> None:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from chorus.avatars import Avatars
 from chorus.store.files import ROUTE
 from chorus.web import logins
+from chorus.web.audit import note
 from chorus.web.context import SYSTEM, WebApp, current
 from chorus.web.uploads import file_route
 from chorus.widget import WidgetTokenError, read_token
@@ -126,6 +127,7 @@ async def widget_login(request: Request) -> Response:
         visitor = read_token(token.strip(), secret=web.widget_secret)
     except WidgetTokenError as exc:
         log.warning("widget sign-in refused from %s: %s", request.headers.get("origin", "?"), exc)
+        await note("login_failed", "widget", {"method": "widget", "reason": str(exc)[:200]})
         return JSONResponse({"detail": str(exc)}, status_code=401)
     if visitor.team and visitor.team not in web.chorus.catalog.teams:
         return JSONResponse({"detail": f"The token names an unknown team {visitor.team!r}."}, status_code=401)
@@ -134,6 +136,8 @@ async def widget_login(request: Request) -> Response:
     layer = get_data_layer()
     if layer is not None:
         await layer.create_user(user)
+    await note("login", visitor.identifier, {"method": "widget", "origin": request.headers.get("origin")},
+               who=visitor.identifier)
     response = JSONResponse({"success": True})
     # The session lasts CHORUS_WIDGET_SESSION_MINUTES (or the token's life), not Chainlit's 15 days.
     expires_at = logins.widget_session_expiry(visitor.expires_at, web.chorus.settings.widget_session_minutes)

@@ -25,6 +25,7 @@ from chorus.settings import Settings, get_settings
 from chorus.store.db import StoreError
 from chorus.store.files import LocalFileStore, files_root, serving_type
 from chorus.store.quota import QuotaLimits, QuotaRefusal, QuotaStore
+from chorus.web.limiter import Refusal, limiter
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,12 @@ class UploadLimit:
             limits = QuotaLimits.from_settings(self.settings)
             if not limits.any:
                 return None
+            from chorus.auth import ensure_auth_secret
             from chorus.store.db import database_url, make_engine
 
-            self._quota = QuotaStore(make_engine(database_url(self.settings)), limits, files_root(self.settings))
+            root = files_root(self.settings)
+            own = LocalFileStore(root, ensure_auth_secret(self.settings.home)).signed_drawing
+            self._quota = QuotaStore(make_engine(database_url(self.settings)), limits, root, own)
         return self._quota
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
@@ -91,7 +95,11 @@ class UploadLimit:
                 problem = (413, {"detail": f"This file is too large: the limit is {mb:g} MB."}, [])
             else:
                 quota, caller = self.quota(), _caller(scope)
-                if quota is not None and caller is not None:  # no caller: Chainlit refuses the login
+                refusal = await self._rate(caller)
+                if refusal is not None:
+                    problem = (429, {"detail": refusal.message("files")},
+                               [(b"retry-after", str(refusal.retry_after).encode())])
+                elif quota is not None and caller is not None:  # no caller: Chainlit refuses the login
                     try:
                         outcome = await quota.reserve(caller[0], int(length), identifier=caller[1])
                     except StoreError as exc:
@@ -114,6 +122,12 @@ class UploadLimit:
                 await self._counted(scope, receive, send, reservation)
                 return
         await self.app(scope, receive, send)
+
+    async def _rate(self, caller: tuple[str, str | None] | None) -> Refusal | None:
+        """CHORUS_UPLOAD_RATE_LIMITS for this caller (a user, or a visitor's address)."""
+        if self.settings is None or caller is None or not self.settings.upload_rate_limits:
+            return None
+        return await limiter(self.settings).hit("uploads", caller[1] or caller[0])
 
     async def _counted(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]], reservation: int) -> None:
@@ -194,6 +208,8 @@ def file_route(store: LocalFileStore) -> Callable[[Request], Awaitable[Response]
         if path is None:
             return Response("This link is invalid or has expired; reopen the conversation.", status_code=404)
         media_type, inline = serving_type(path.name)
+        if path.suffix.lower() == ".svg" and await asyncio.to_thread(lambda: store.signed_drawing(path.read_bytes())):
+            media_type, inline = "image/svg+xml", True  # a drawing of Chorus's own (a turn map)
         disposition = "inline" if inline else "attachment"
         return FileResponse(
             path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,28 @@ def _login(page: Any, server: ChorusServer, name: str, password: str) -> None:
 
 
 def _send(page: Any, text: str) -> None:
+    """Type and send, as a user does: again while the page is still connecting, and once more if
+    the message never showed up (a socket that reconnected under load drops what was sent then)."""
     box = page.locator("#chat-input")
-    box.fill(text)
-    for _ in range(15):
-        page.keyboard.press("Enter")
-        try:
-            page.wait_for_function("() => document.querySelector('#chat-input').value === ''", timeout=1_500)
-            return
-        except Exception:
-            box.click()
-    pytest.fail("the message was never sent")
+    bubbles = page.get_by_text(text, exact=True)
+    shown = bubbles.count()
+    for _ in range(2):
+        box.fill(text)
+        for _ in range(15):
+            page.keyboard.press("Enter")
+            try:
+                page.wait_for_function("() => document.querySelector('#chat-input').value === ''", timeout=1_500)
+                break
+            except Exception:
+                box.click()
+        else:
+            pytest.fail("the message was never sent")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if bubbles.count() > shown:
+                return
+            page.wait_for_timeout(200)
+    pytest.fail(f"the message {text!r} never showed up on the page")
 
 
 def _attach(page: Any, path: Path) -> None:
