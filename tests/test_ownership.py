@@ -280,6 +280,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/chat/completions"): "key: acts as the key's user; another user's thread id gets 404 and nothing "
                                       "is written (tests/test_api.py::"
                                       "test_a_second_user_with_the_first_users_thread_gets_nothing)",
+    **{(method, path): "admin: a valid password login of an admin account, asked of the database on every request; "
+                       "others get 403 and their posts change nothing, even with an admin's form token "
+                       "(tests/test_admin.py::test_only_a_logged_in_admin_reaches_the_admin_pages)"
+       for method, path in (("GET", "/admin"), ("GET", "/admin/audit"), ("GET", "/admin/teams/{team}"),
+                            ("GET", "/admin/usage"), ("GET", "/admin/users"), ("POST", "/admin/teams/{team}"),
+                            ("POST", "/admin/teams/{team}/rollback"), ("POST", "/admin/users/{name}/budget"))},
 }
 SOCKET_EVENTS: dict[str, str] = {
     "connect": "Chainlit refuses another user's thread id and session id",

@@ -50,12 +50,39 @@ def users_add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input (for scripts).")
     ] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="An admin: may use the admin page (/admin).")] = False,
 ) -> None:
     """Add a password account (asks for the password twice). Restart `chorus run` after the first one."""
     from chorus.store.accounts import add_account
 
-    _set_password(name, password_stdin, "Password", add_account)
-    typer.echo(f"Added user {name.strip()!r}. Logins and history are on once `chorus run` (re)starts.")
+    _set_password(name, password_stdin, "Password",
+                  lambda engine, who, password: add_account(engine, who, password, admin=admin))
+    role = " as an admin (the admin page is /admin)" if admin else ""
+    typer.echo(f"Added user {name.strip()!r}{role}. Logins and history are on once `chorus run` (re)starts.")
+
+
+def _set_admin(name: str, admin: bool) -> None:
+    from chorus.store.accounts import AccountError, set_admin
+
+    _quiet_logging()
+    try:
+        _db(_migrated_url(), lambda engine: set_admin(engine, name, admin))
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+
+
+@users_app.command("promote")
+def users_promote(name: Annotated[str, typer.Argument(help="The user who becomes an admin.")]) -> None:
+    """Make a user an admin (the admin page, /admin). Takes effect at once, no restart."""
+    _set_admin(name, True)
+    typer.echo(f"{name.strip()!r} is an admin now.")
+
+
+@users_app.command("demote")
+def users_demote(name: Annotated[str, typer.Argument(help="The admin who becomes an ordinary user.")]) -> None:
+    """Take a user's admin role away. Their next request to the admin page is refused."""
+    _set_admin(name, False)
+    typer.echo(f"{name.strip()!r} is no longer an admin.")
 
 
 @users_app.command("passwd")
@@ -82,13 +109,15 @@ def users_list(
     _quiet_logging()
     rows = _db(_migrated_url(), list_accounts)
     if as_json:
-        print(json.dumps([{"name": a.identifier, "created_at": str(a.created_at)} for a in rows], indent=2))
+        print(json.dumps([{"name": a.identifier, "created_at": str(a.created_at), "admin": a.admin} for a in rows],
+                         indent=2))
         return
     if not rows:
         typer.echo("No accounts: the page runs without logins or history. Add one with `chorus users add NAME`.")
     for account in rows:
-        typer.echo(f"{account.identifier}  (since {account.created_at:%Y-%m-%d})" if account.created_at
-                   else account.identifier)
+        role = "  admin" if account.admin else ""
+        typer.echo(f"{account.identifier}  (since {account.created_at:%Y-%m-%d}){role}" if account.created_at
+                   else account.identifier + role)
 
 
 @users_app.command("remove")

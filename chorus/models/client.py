@@ -110,8 +110,11 @@ class ChorusModelClient(DeltaSources, ChatCompletionClient):
         on_notice: Callable[[str], None] | None = None,
         fast_path: bool = True,
         on_failure: Callable[[str, BaseException], None] | None = None,
+        temperature: float | None = None,
     ) -> None:
         self.model = model
+        self.temperature = temperature
+        """Sent with every request to a provider when set (an admin's choice); local models ignore it."""
         self.label = label
         self.hints = hints or ModelHints(agent=label or None)
         self.api_base = api_base
@@ -206,7 +209,10 @@ class ChorusModelClient(DeltaSources, ChatCompletionClient):
             if self._local is not None:
                 raw = self._local_deltas(oa_messages, oa_tools, tool_choice)
             else:
-                raw = self._resilient_deltas(oa_messages, oa_tools, tool_choice, json_output, extra_create_args)
+                create_args = dict(extra_create_args)
+                if self.temperature is not None:
+                    create_args.setdefault("temperature", self.temperature)
+                raw = self._resilient_deltas(oa_messages, oa_tools, tool_choice, json_output, create_args)
             deltas = coalesced(raw)
 
         finished = False

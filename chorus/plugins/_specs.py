@@ -271,6 +271,8 @@ class AgentSpec:
     or the absolute path of a PNG, JPEG, GIF, WebP or SVG file (at most 512 KB) shipped in the
     plugin's package, such as ``Path(__file__).parent / "drummer.png"``; never a web address.
     Without one, the agent's initials are drawn for it (see :mod:`chorus.avatars`).
+    ``temperature`` (0 to 2) is sent with the agent's requests to a provider; None leaves it to the
+    provider. Admins can change prompt, model, temperature and tools per team on the admin page.
     """
 
     name: str
@@ -283,11 +285,14 @@ class AgentSpec:
     examples: tuple[str, ...] = ()
     team_only: bool = False
     avatar: str | PathLike[str] | None = None
+    temperature: float | None = None
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"agent name {self.name!r} must be a Python identifier")
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            raise ValueError(f"agent {self.name!r}: temperature must be from 0 to 2, not {self.temperature}")
         if self.avatar is not None:
             from chorus.avatars import check_avatar
 

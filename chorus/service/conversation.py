@@ -92,6 +92,7 @@ class Conversations:
         404 when it is not the user's, 409 when it belongs to another team), else a new one (stored
         only with ``store``; its id is ``new_id`` when given)."""
         try:
+            await self.chorus.overlays.refresh(self.engine)
             spec = self.chorus.team(team)
         except ChorusError as exc:
             raise ConversationError(404, "model_not_found", str(exc)) from None

@@ -46,6 +46,7 @@ class AccountError(ValueError):
 class Account:
     identifier: str
     created_at: datetime | None
+    admin: bool = False
 
 
 def hash_password(password: str) -> str:
@@ -80,7 +81,7 @@ def check_identifier(identifier: str) -> str:
     return identifier
 
 
-async def add_account(engine: AsyncEngine, identifier: str, password: str) -> None:
+async def add_account(engine: AsyncEngine, identifier: str, password: str, *, admin: bool = False) -> None:
     identifier = check_identifier(identifier)
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
@@ -90,8 +91,25 @@ async def add_account(engine: AsyncEngine, identifier: str, password: str) -> No
             raise AccountError(f"user {identifier!r} already exists")
         # sessions_after: a login token left over from an earlier account of this name opens nothing.
         await conn.execute(sa.insert(accounts).values(identifier=identifier, password_hash=hash_password(password),
-                                                      sessions_after=time.time()))
-        await audit.record(conn, "account_added", identifier)
+                                                      sessions_after=time.time(), is_admin=admin))
+        await audit.record(conn, "account_added", identifier, {"admin": admin})
+
+
+async def set_admin(engine: AsyncEngine, identifier: str, admin: bool) -> None:
+    """Promote an account to admin or demote it; the admin page asks the database on every request,
+    so it takes effect at once, on every worker."""
+    identifier = identifier.strip()
+    async with engine.begin() as conn:
+        result = await conn.execute(sa.update(accounts).where(accounts.c.identifier == identifier).values(
+            is_admin=admin))
+        if result.rowcount == 0:
+            raise AccountError(f"no user {identifier!r}")
+        await audit.record(conn, "admin_change", identifier, {"admin": admin})
+
+
+async def is_admin(engine: AsyncEngine, identifier: str) -> bool:
+    async with engine.connect() as conn:
+        return bool(await conn.scalar(sa.select(accounts.c.is_admin).where(accounts.c.identifier == identifier)))
 
 
 async def change_password(engine: AsyncEngine, identifier: str, password: str) -> None:
@@ -139,9 +157,10 @@ async def account_exists(engine: AsyncEngine, identifier: str) -> bool:
 
 async def list_accounts(engine: AsyncEngine) -> list[Account]:
     async with engine.connect() as conn:
-        query = sa.select(accounts.c.identifier, accounts.c.created_at).order_by(accounts.c.identifier)
+        query = sa.select(accounts.c.identifier, accounts.c.created_at, accounts.c.is_admin).order_by(
+            accounts.c.identifier)
         rows = await conn.execute(query)
-        return [Account(identifier=r.identifier, created_at=r.created_at) for r in rows]
+        return [Account(identifier=r.identifier, created_at=r.created_at, admin=bool(r.is_admin)) for r in rows]
 
 
 async def authenticate(engine: AsyncEngine, identifier: str, password: str) -> bool:

@@ -116,6 +116,8 @@ accounts = sa.Table(
     # Logins made before this moment (epoch seconds) no longer count: set when the account is made
     # and when its password changes (chorus.web.logins).
     sa.Column("sessions_after", sa.Float),
+    # Admins may use the admin page (chorus.web.admin): `chorus users add --admin`, `promote`, `demote`.
+    sa.Column("is_admin", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # Login tokens ended before they expire (logout), by hash, until they would have expired anyway.
@@ -293,3 +295,29 @@ audit_log = sa.Table(
     sa.Column("detail", sa.JSON, nullable=False),
 )
 
+
+# An admin's versions of a team (chorus.store.team_versions): each row is the whole set of changes
+# on top of the team's YAML file, never edited; a rollback is a new row with an earlier one's patch.
+team_versions = sa.Table(
+    "chorus_team_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("patch", sa.JSON, nullable=False),
+    sa.Column("diff", sa.Text, nullable=False, server_default=""),
+    sa.UniqueConstraint("team", "version", name="uq_chorus_team_versions_team_version"),
+)
+
+# An admin's reset of a user's daily budget: what the user spent before it no longer counts today.
+budget_resets = sa.Table(
+    "chorus_budget_resets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_identifier", sa.Text, nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("by", sa.Text, nullable=False),
+)

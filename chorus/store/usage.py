@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chorus.events import CallRecord
+from chorus.store import audit
 from chorus.store.db import StoreError
-from chorus.store.schema import usage
+from chorus.store.schema import budget_resets, usage
 
 GroupBy = Literal["agent", "user", "model", "day", "thread"]
 
@@ -65,6 +66,19 @@ def start_of_today() -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+async def budget_counts_from(conn: Any, user: str) -> datetime:
+    """Midnight UTC, or the user's latest budget reset today."""
+    today = start_of_today()
+    reset = await conn.scalar(sa.select(sa.func.max(budget_resets.c.at)).where(
+        budget_resets.c.user_identifier == user, budget_resets.c.at >= today))
+    if reset is None:
+        return today
+    if isinstance(reset, str):  # SQLite without type information
+        reset = datetime.fromisoformat(reset)
+    found: datetime = reset if reset.tzinfo else reset.replace(tzinfo=UTC)
+    return found
+
+
 class UsageLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -90,14 +104,23 @@ class UsageLedger:
             return int((await conn.execute(sa.delete(usage).where(usage.c.turn_id == turn_id))).rowcount or 0)
 
     async def spent_today(self, user: str) -> float:
-        """What ``user``'s model calls cost since midnight UTC (calls with no known price count 0)."""
+        """What ``user``'s model calls cost since midnight UTC, or since an admin reset their budget
+        today (calls with no known price count 0)."""
         async with self.engine.connect() as conn:
+            since = await budget_counts_from(conn, user)
             total = await conn.scalar(
                 sa.select(sa.func.coalesce(sa.func.sum(usage.c.cost), 0.0)).where(
-                    usage.c.user_identifier == user, usage.c.created_at >= start_of_today()
+                    usage.c.user_identifier == user, usage.c.created_at >= since
                 )
             )
         return float(total or 0.0)
+
+    async def reset_budget(self, user: str, by: str) -> None:
+        """An admin's reset: what ``user`` spent so far today no longer counts against the budget
+        (the ledger keeps every row; usage reports are unchanged)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.insert(budget_resets).values(user_identifier=user, at=datetime.now(UTC), by=by))
+            await audit.record(conn, "admin_change", user, {"budget_reset": True})
 
     async def report(self, by: GroupBy = "agent", *, days: int | None = None, user: str | None = None
                      ) -> list[UsageTotal]:

@@ -73,6 +73,7 @@ def resolve_members(spec: TeamSpec, registry: Registry) -> tuple[list[AgentSpec]
                 description=override.description or base.description,
                 system_message=override.system_message or base.system_message,
                 model=override.model or base.model,
+                temperature=override.temperature if override.temperature is not None else base.temperature,
                 tools=tuple(t for t in override.tools if t in registry.tools)
                 if override.tools is not None
                 else base.tools,
@@ -126,10 +127,11 @@ def build_team(
         for other in other_teams if other.name != spec.name
     )
 
-    def client(model: str, label: str, role: Any = "agent") -> ChorusModelClient:
+    def client(model: str, label: str, role: Any = "agent", temperature: float | None = None) -> ChorusModelClient:
         return ChorusModelClient(
             model,
             label=label,
+            temperature=temperature,
             hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=registry.tools,
                              elsewhere=elsewhere, approval=spec.approval),
             api_base=settings.model_api_base,
@@ -160,7 +162,7 @@ def build_team(
         if extra:
             member = members[index] = replace(member, system_message=f"{member.system_message}\n\n{extra}".strip())
         model = member.model or spec.model or settings.model
-        model_client = client(model, member.name, kind.member_role(spec, member.name))
+        model_client = client(model, member.name, kind.member_role(spec, member.name), member.temperature)
         try:
             agent = build_agent(member, model_client, registry, settings, stream=stream,
                                 tool_context=tool_context, memories=memories,

@@ -38,6 +38,7 @@ class AgentOverride(BaseModel):
     description: str | None = None
     system_message: str | None = None
     model: str | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     tools: list[str] | None = None
     keywords: list[str] = Field(default_factory=list)
 

@@ -19,6 +19,7 @@ from chorus.settings import OFFLINE_MODEL, Settings, get_settings
 from chorus.store.checkpoints import CheckpointStore
 from chorus.store.usage import UsageLedger
 from chorus.teams import TeamCatalog, TeamSpec, load_teams
+from chorus.teams.overlay import Overlays
 from chorus.tracing import Tracer
 from chorus.turn.errors import ChorusError
 
@@ -41,6 +42,8 @@ class Chorus:
     observers: list[TurnObserver] = field(default_factory=list)
     """More observers of every turn, after the tracer's, the cost ledger's and the metrics'
     (:mod:`chorus.turn.observers`)."""
+    overlays: Overlays = field(default_factory=Overlays)
+    """The admins' versions of the teams (the admin page), laid over the team files by :meth:`team`."""
     _metrics: TurnObserver | None = field(default=None, repr=False)
 
     @classmethod
@@ -57,7 +60,16 @@ class Chorus:
         return cls(settings=settings, registry=registry, catalog=catalog, memory=memory, tracer=tracer)
 
     def team(self, name: str | None = None) -> TeamSpec:
-        """The team called ``name`` (default team when None); ChorusError if unknown."""
+        """The team called ``name`` (default team when None), with its admin version applied;
+        ChorusError if unknown."""
+        try:
+            spec = self.catalog.get(name)
+        except KeyError as exc:
+            raise ChorusError(exc.args[0]) from None
+        return self.overlays.apply(spec, self.registry)
+
+    def file_team(self, name: str | None = None) -> TeamSpec:
+        """The team as its file (or plugin) says, without an admin's version."""
         try:
             return self.catalog.get(name)
         except KeyError as exc:

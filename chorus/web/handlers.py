@@ -125,6 +125,9 @@ async def open_chat() -> ChatSession | None:
     """Open (or find) this chat's session for a new or reopened conversation; None after telling why."""
     if not await account_ok():
         return None
+    web = current()
+    if not isinstance(cl.user_session.get("chorus"), ChatSession):  # a new session: with admins' newest versions
+        await web.chorus.overlays.refresh(web.engine())
     try:
         session = session_of_chat()
     except ChorusError as exc:

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from chorus.avatars import Avatars
 from chorus.store.files import ROUTE
-from chorus.web import logins
+from chorus.web import admin, logins
 from chorus.web.audit import note
 from chorus.web.context import SYSTEM, WebApp, current
 from chorus.web.uploads import file_route
@@ -55,6 +55,7 @@ def install(app: Starlette, web: WebApp) -> None:
         Route("/chorus/trace/{turn_id}", trace),
         Route("/project/translations", translations),
         Route("/auth/jwt", widget_login, methods=["POST"]),
+        *admin.routes(),
     ]
     if web.files is not None:
         routes.append(Route(ROUTE + "{key:path}", file_route(web.files)))
