@@ -86,6 +86,8 @@ def admin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Choru
     agents.mkdir()
     (agents / "solo.yaml").write_text("name: solo\ntype: round_robin\nmembers: [assistant]\ndefault: true\n"
                                       "termination:\n  max_messages: 2\n")
+    (agents / "pair.yaml").write_text("name: pair\ntype: round_robin\nmembers: [assistant, guide]\n"
+                                      "termination:\n  max_messages: 3\n")
     add_accounts(workdir / "data", "alice")
     key = make_keys(workdir / "data", ("alice", "alice", None))["alice"]
     with FakeOpenAI(default=FakeResponse(text_chunks=["Hello ", "from ", "the ", "fake."])) as fake:
@@ -101,9 +103,9 @@ def admin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Choru
             srv.stop()
 
 
-def _ask(srv: ChorusServer, key: str, text: str = "Hello?") -> httpx.Response:
+def _ask(srv: ChorusServer, key: str, text: str = "Hello?", team: str = "solo") -> httpx.Response:
     return httpx.post(srv.url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, timeout=60,
-                      json={"model": "chorus/solo", "messages": [{"role": "user", "content": text}]})
+                      json={"model": f"chorus/{team}", "messages": [{"role": "user", "content": text}]})
 
 
 def _system_prompt(fake: Any) -> str:
@@ -147,7 +149,8 @@ def test_only_a_logged_in_admin_reaches_the_admin_pages(admin_site: tuple[Chorus
         response = boss.get(page)
         assert response.status_code == 200, page
         policy = response.headers["content-security-policy"]
-        assert "default-src 'self'" in policy and "script-src 'self'" in policy
+        assert "default-src 'self'" in policy and "script-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert response.headers["x-frame-options"] == "DENY"
         assert not re.search(r'(src|href)="(https?:)?//', response.text), page
     # A form without the token is refused even for the admin (a post from another site).
     assert boss.post("/admin/users/alice/budget", data={}).status_code == 403
@@ -172,7 +175,7 @@ def test_a_prompt_change_reaches_new_conversations_and_rolls_back(admin_site: tu
     fields["temperature:assistant"] = ["0.3"]
     fields["note"] = ["shorter answers"]
     saved = _post(boss, "/admin/teams/solo", fields)
-    assert saved.status_code == 303 and "Saved+version+1" in saved.headers["location"]
+    assert saved.status_code == 303 and saved.headers["location"].endswith("?done=saved&v=1")
     shown = boss.get(saved.headers["location"]).text
     assert "Saved version 1: new conversations use it." in shown
     assert "Version 1</strong> by boss" in shown and "shorter answers" in shown
@@ -184,7 +187,8 @@ def test_a_prompt_change_reaches_new_conversations_and_rolls_back(admin_site: tu
 
     # Saving the form unchanged makes no version.
     again = _post(boss, "/admin/teams/solo", _form(boss.get("/admin/teams/solo").text))
-    assert "Nothing+changed" in again.headers["location"]
+    assert again.headers["location"].endswith("?done=same")
+    assert "Nothing changed." in boss.get(again.headers["location"]).text
 
     # A restart keeps it: versions are in the database.
     srv.stop()
@@ -194,8 +198,8 @@ def test_a_prompt_change_reaches_new_conversations_and_rolls_back(admin_site: tu
 
     boss = _login(srv, "boss")
     token = _csrf(boss.get("/admin/teams/solo").text)
-    back = boss.post("/admin/teams/solo/rollback", data={"csrf": token, "to": "0"})
-    assert "Rolled+back+to+the+team+file" in back.headers["location"]
+    back = boss.post("/admin/teams/solo/rollback", data={"csrf": token, "to": "0", "version": "1"})
+    assert "Rolled back to the team file (saved as version 2)." in boss.get(back.headers["location"]).text
     assert _ask(srv, key).status_code == 200
     assert CANARY not in _system_prompt(fake) and "temperature" not in fake.last_request
     # ... and forward again to version 1: a rollback is a new version, history is never rewritten.
@@ -214,6 +218,60 @@ def test_a_prompt_change_reaches_new_conversations_and_rolls_back(admin_site: tu
     assert page.count("<td>admin_change</td>") >= 3 and "team_version=3" in page
 
 
+def _speakers(fake: Any, since: int) -> list[tuple[str, list[str]]]:
+    """Each model request since ``since``: (the start of its system prompt, the tools it offered)."""
+    found = []
+    for request in fake.requests[since:]:
+        system = next((str(m["content"]) for m in request["messages"] if m.get("role") == "system"), "")
+        found.append((system[:40], sorted(t["function"]["name"] for t in request.get("tools") or [])))
+    return found
+
+
+def test_switches_and_order_go_back_and_forth(admin_site: tuple[ChorusServer, Any, str]) -> None:
+    """Tools and plugins switched off and on again, and members reordered, reach new conversations."""
+    srv, fake, key = admin_site
+    boss = _login(srv, "boss")
+    start = len(fake.requests)
+    assert _ask(srv, key, team="pair").status_code == 200
+    before = _speakers(fake, start)
+    assert len(before) == 2 and "current_time" in before[0][1]
+
+    def save(change: dict[str, Any]) -> None:
+        page = boss.get("/admin/teams/pair").text
+        number = len(re.findall(r'id="version-', page)) + 1
+        saved = _post(boss, "/admin/teams/pair", {**_form(page), **change})
+        assert saved.headers["location"].endswith(f"?done=saved&v={number}"), saved.headers["location"]
+
+    fields = _form(boss.get("/admin/teams/pair").text)
+    save({"tool_on": [t for t in fields["tool_on"] if t != "current_time"]})
+    start = len(fake.requests)
+    assert _ask(srv, key, team="pair").status_code == 200
+    assert "current_time" not in _speakers(fake, start)[0][1]
+    fields = _form(boss.get("/admin/teams/pair").text)
+    assert "current_time" in fields["tool:assistant"]  # the agent's own choice is kept while the team's is off
+    save({"tool_on": fields["tool_on"] + ["current_time"]})
+    start = len(fake.requests)
+    assert _ask(srv, key, team="pair").status_code == 200
+    assert _speakers(fake, start)[0] == before[0]
+
+    fields = _form(boss.get("/admin/teams/pair").text)
+    save({"plugin_on": [p for p in fields["plugin_on"] if p != "guide"]})
+    start = len(fake.requests)
+    assert _ask(srv, key, team="pair").status_code == 200
+    assert {prompt for prompt, _ in _speakers(fake, start)} == {before[0][0]}  # the guide's plugin is off here
+    fields = _form(boss.get("/admin/teams/pair").text)
+    assert "guide" in fields["member"]
+    save({"plugin_on": fields["plugin_on"] + ["guide"]})
+    start = len(fake.requests)
+    assert _ask(srv, key, team="pair").status_code == 200
+    assert _speakers(fake, start) == before
+
+    save({"order:guide": ["1"], "order:assistant": ["2"]})
+    start = len(fake.requests)
+    assert _ask(srv, key, team="pair").status_code == 200
+    assert _speakers(fake, start) == before[::-1]  # the guide speaks first now
+
+
 def test_edits_that_cannot_work_are_refused_and_change_nothing(admin_site: tuple[ChorusServer, Any, str]) -> None:
     srv, _, _ = admin_site
     boss = _login(srv, "boss")
@@ -223,7 +281,7 @@ def test_edits_that_cannot_work_are_refused_and_change_nothing(admin_site: tuple
                             ({"temperature:assistant": ["7"]}, "less than or equal to 2"),
                             ({"member": []}, "no members"),
                             ({"max_messages": ["1"]}, "greater than or equal to 2"),
-                            ({"version": ["0"], "prompt:assistant": ["Another prompt."]}, "reload and edit again")):
+                            ({"version": ["12345"], "prompt:assistant": ["Another prompt."]}, "reload and edit again")):
         response = _post(boss, "/admin/teams/solo", {**base, **change})
         assert response.status_code == 400, change
         assert "Not saved" in response.text and message in response.text, (change, response.text[-2000:])
@@ -231,6 +289,13 @@ def test_edits_that_cannot_work_are_refused_and_change_nothing(admin_site: tuple
     assert boss.get("/admin/teams/nope").status_code == 404
     token = _csrf(boss.get("/admin/teams/solo").text)
     assert boss.post("/admin/teams/solo/rollback", data={"csrf": token, "to": "99"}).status_code == 404
+    for odd in ("99999999999999999999", "-1", "x"):
+        assert boss.post("/admin/teams/solo/rollback", data={"csrf": token, "to": odd}).status_code == 400
+    # The message after a save is made from numbers: an address cannot put words on the page.
+    assert "evil" not in boss.get("/admin/teams/solo", params={"done": "saved", "v": "evil.example"}).text
+    assert "evil" not in boss.get("/admin/users", params={"reset": "log in at evil.example"}).text
+    odd = boss.get("/admin/audit", params={"user": "a\x00b", "since": "yesterday", "action": "nope"})
+    assert odd.status_code == 200 and "must be a date" in odd.text
 
 
 def test_a_budget_reset_lets_the_user_go_on_today(admin_site: tuple[ChorusServer, Any, str]) -> None:

@@ -83,10 +83,13 @@ async def version(engine: AsyncEngine, team: str, number: int) -> TeamVersion | 
     return _version(row) if row is not None else None
 
 
-async def newest_id(engine: AsyncEngine) -> int:
-    """The id of the newest version of any team (0 without any): cheap to ask before each new chat."""
+async def newest_id(engine: AsyncEngine) -> tuple[int, int]:
+    """(the newest version's id, how many versions there are): cheap to ask before each new chat.
+    Both, because on PostgreSQL a version can commit after one with a higher id."""
     async with engine.connect() as conn:
-        return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(team_versions.c.id), 0))) or 0)
+        row = (await conn.execute(sa.select(sa.func.coalesce(sa.func.max(team_versions.c.id), 0),
+                                            sa.func.count()).select_from(team_versions))).one()
+    return int(row[0] or 0), int(row[1] or 0)
 
 
 async def current(engine: AsyncEngine) -> dict[str, TeamVersion]:

@@ -84,13 +84,7 @@ def apply_patch(spec: TeamSpec, patch: TeamPatch, registry: Registry) -> TeamSpe
     """``spec`` with ``patch`` laid over it; :class:`PatchError` when it names what is not there."""
     if patch.is_empty():
         return spec
-    known_plugins = {r.name for r in registry.reports}
-    unknown = [p for p in patch.disabled_plugins if p not in known_plugins]
-    if unknown:
-        raise PatchError(f"no plugin called {', '.join(map(repr, unknown))}")
-    unknown = [t for t in patch.disabled_tools if t not in registry.tools]
-    if unknown:
-        raise PatchError(f"no tool called {', '.join(map(repr, unknown))}")
+    # Plugins and tools switched off that are gone since (uninstalled) are off anyway: no error.
     base_members, _ = resolve_members(spec, registry)
     by_name = {m.name: m for m in base_members}
     candidates = list(by_name) + [n for n in registry.agents if n not in by_name]
@@ -108,9 +102,8 @@ def apply_patch(spec: TeamSpec, patch: TeamPatch, registry: Registry) -> TeamSpe
         raise PatchError(f"no agent called {', '.join(map(repr, unknown))}")
     agents = dict(spec.agents)
     for name in kept:
-        current = by_name.get(name) or registry.agents[name]
         settings = patch.agents.get(name, AgentPatch())
-        tools = settings.tools if settings.tools is not None else list(current.tools)
+        tools = intended_tools(name, spec, patch, registry)
         missing = [t for t in tools if t not in registry.tools]
         if missing:
             raise PatchError(f"agent {name!r}: no tool called {', '.join(map(repr, missing))}")
@@ -130,6 +123,22 @@ def apply_patch(spec: TeamSpec, patch: TeamPatch, registry: Registry) -> TeamSpe
     except Exception as exc:
         raise PatchError(str(exc)) from None
     return patched
+
+
+def intended_members(spec: TeamSpec, patch: TeamPatch, registry: Registry) -> list[str]:
+    """The members the admin chose, in order, before plugins switched off are taken out."""
+    names = list(patch.members) if patch.members is not None else [m.name for m in resolve_members(spec, registry)[0]]
+    return [n for n in names if n not in patch.disabled_agents]
+
+
+def intended_tools(agent: str, spec: TeamSpec, patch: TeamPatch, registry: Registry) -> list[str]:
+    """The tools the admin gave ``agent`` (else the team file's, else its plugin's), before the
+    team-wide switches take some away."""
+    settings = patch.agents.get(agent)
+    if settings is not None and settings.tools is not None:
+        return list(settings.tools)
+    found = {m.name: m for m in resolve_members(spec, registry)[0]}.get(agent) or registry.agents.get(agent)
+    return list(found.tools) if found is not None else []
 
 
 def effective(spec: TeamSpec, registry: Registry, default_model: str) -> dict[str, Any]:
@@ -166,8 +175,9 @@ class Overlays:
     """
 
     def __init__(self) -> None:
-        self._seen = -1
+        self._seen: tuple[int, int] = (-1, -1)
         self._patches: dict[str, tuple[int, TeamPatch]] = {}
+        self._applied: dict[tuple[str, int, int], TeamSpec] = {}
 
     async def refresh(self, engine: AsyncEngine) -> None:
         try:
@@ -195,9 +205,14 @@ class Overlays:
         found = self._patches.get(spec.name)
         if found is None:
             return spec
+        key = (spec.name, found[0], id(spec))  # a process's registry and team files do not change
+        if key in self._applied:
+            return self._applied[key]
         try:
-            return apply_patch(spec, found[1], registry)
+            self._applied[key] = patched = apply_patch(spec, found[1], registry)
+            return patched
         except PatchError as exc:  # e.g. a plugin it names was uninstalled since: the file still works
             log.error("team %r: admin version %d no longer applies (%s); using its team file", spec.name,
                       found[0], exc)
+            self._applied[key] = spec  # said once
             return spec

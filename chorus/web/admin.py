@@ -31,7 +31,17 @@ from chorus.store import audit, team_versions
 from chorus.store.accounts import is_admin, list_accounts
 from chorus.store.analytics import spent_today, usage_report
 from chorus.store.usage import UsageLedger
-from chorus.teams.overlay import PatchError, TeamPatch, apply_patch, describe, diff, effective, parse_patch
+from chorus.teams.overlay import (
+    PatchError,
+    TeamPatch,
+    apply_patch,
+    describe,
+    diff,
+    effective,
+    intended_members,
+    intended_tools,
+    parse_patch,
+)
 from chorus.teams.spec import TeamSpec
 from chorus.web import charts, logins
 from chorus.web.context import current
@@ -40,6 +50,10 @@ from chorus.web.guard import request_token
 log = logging.getLogger("chorus.app")
 
 PREFIX = "/admin"
+POLICY = "; ".join([  # the chat page's policy (guard.harden_html), stricter: no script at all, never framed
+    "default-src 'self'", "script-src 'none'", "style-src 'self'", "img-src 'self' data:", "font-src 'self' data:",
+    "connect-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"])
+MAX_VERSION = 1_000_000
 
 
 def routes() -> list[Route]:
@@ -124,7 +138,8 @@ def _page(title: str, body: str, *, status: int = 200, admin: str | None = None,
             '<link rel="stylesheet" href="/chorus/static/admin.css"></head><body>'
             f'<header><a class="home" href="/">← Chat</a><nav>{nav}</nav>{who}</header>'
             f"<main><h1>{escape(title)}</h1>{notes}{body}</main></body></html>")
-    return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+    return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store", "x-frame-options": "DENY",
+                                                            "content-security-policy": POLICY})
 
 
 def _csrf(token: str) -> str:
@@ -165,7 +180,27 @@ def _team(team: str) -> TeamSpec:
 async def team_page(request: Request) -> Response:
     name, token = await _admin(request)
     base = _team(request.path_params["team"])
-    return await _render_team(base, name, token, flash=request.query_params.get("saved", ""))
+    return await _render_team(base, name, token, flash=_flash(request.query_params))
+
+
+def _flash(query: Mapping[str, str]) -> str:
+    """The message after a save or a rollback, made here from numbers (never text from the address)."""
+    done, number, to = query.get("done", ""), _number(query.get("v")), _number(query.get("to"))
+    if done == "saved" and number:
+        return f"Saved version {number}: new conversations use it."
+    if done == "same":
+        return "Nothing changed."
+    if done == "rolled" and number is not None and to is not None:
+        target = "the team file" if to == 0 else f"version {to}"
+        return f"Rolled back to {target} (saved as version {number})." if number else \
+            f"The team is already as {target} had it."
+    return ""
+
+
+def _number(text: str | None) -> int | None:
+    if text is None or not text.strip().isdigit() or len(text.strip()) > 7:
+        return None
+    return int(text.strip())
 
 
 async def _render_team(base: TeamSpec, admin: str, token: str, *, flash: str = "", error: str = "",
@@ -175,27 +210,38 @@ async def _render_team(base: TeamSpec, admin: str, token: str, *, flash: str = "
     await chorus.overlays.refresh(web.engine())
     spec = chorus.team(base.name)
     version = chorus.overlays.version(base.name)
-    now = effective(spec, chorus.registry, chorus.settings.model)
-    members = {m["name"]: m for m in now["members"]}
-    file_members = effective(base, chorus.registry, chorus.settings.model)["members"]
-    candidates = list(members) + [m["name"] for m in file_members if m["name"] not in members]
-    candidates += [n for n, a in chorus.registry.agents.items() if n not in candidates and not a.team_only]
     tools = sorted(chorus.registry.tools)
     stored = await team_versions.versions(web.engine(), base.name)
     patch = parse_patch(stored[0].patch) if stored else TeamPatch()
+    if stored and version == stored[0].version and spec is base and not patch.is_empty():
+        try:
+            apply_patch(base, patch, chorus.registry)
+        except PatchError as exc:
+            error = error or f"Version {version} no longer applies ({exc}): new conversations use the team file."
+    chosen = intended_members(base, patch, chorus.registry)
+    now = {m["name"]: m for m in effective(spec, chorus.registry, chorus.settings.model)["members"]}
+    in_file = {m["name"]: m for m in effective(base, chorus.registry, chorus.settings.model)["members"]}
+    candidates = chosen + [n for n in in_file if n not in chosen]
+    candidates += [n for n, a in chorus.registry.agents.items() if n not in candidates and not a.team_only]
 
     cards = []
-    for agent in candidates:
-        info = members.get(agent) or _agent_info(agent, base)
-        on = agent in members
+    for position, agent in enumerate(candidates, start=1):
+        info = dict(now.get(agent) or _agent_info(agent, base))
+        if agent not in now and agent in patch.agents:  # chosen, but its plugin is off: the admin's settings
+            info.update({k: v for k, v in patch.agents[agent].model_dump().items() if v is not None and k != "tools"})
+        given = intended_tools(agent, base, patch, chorus.registry)
+        on = agent in chosen
+        off = " (its plugin is off in this team)" if on and agent not in now else ""
         tool_boxes = "".join(
             f'<label class="tool"><input type="checkbox" name="tool:{escape(agent)}" value="{escape(t)}"'
-            f'{" checked" if t in info["tools"] else ""}> {escape(t)}</label>' for t in tools)
+            f'{" checked" if t in given else ""}> {escape(t)}</label>' for t in tools)
         temperature = "" if info.get("temperature") is None else str(info["temperature"])
         cards.append(
             f'<fieldset class="agent" id="agent-{escape(agent)}"><legend>'
             f'<label><input type="checkbox" name="member" value="{escape(agent)}"{" checked" if on else ""}> '
-            f'{escape(agent)}</label> <span class="plugin">{escape(info.get("plugin") or "")}</span></legend>'
+            f'{escape(agent)}</label> <span class="plugin">{escape(info.get("plugin") or "")}{escape(off)}</span>'
+            f'</legend><label class="order">Position<input name="order:{escape(agent)}" value="{position}" '
+            f'inputmode="numeric"></label>'
             f'<label>System prompt<textarea name="prompt:{escape(agent)}" rows="6">'
             f'{escape(info.get("system_message") or "")}</textarea></label>'
             f'<div class="row"><label>Model<input name="model:{escape(agent)}" '
@@ -226,7 +272,7 @@ async def _render_team(base: TeamSpec, admin: str, token: str, *, flash: str = "
         '<button type="submit">Save as a new version</button></form>')
     history = [_version_item(v, base.name, token, current_version=version) for v in stored]
     history.append(f'<li><strong>Team file</strong> (version 0: {escape(base.source or "from its plugin")})'
-                   + (_rollback_button(base.name, 0, token) if version else " <em>in use</em>") + "</li>")
+                   + (_rollback_button(base.name, 0, token, version) if version else " <em>in use</em>") + "</li>")
     body = (f'<p>Type <code>{escape(spec.type)}</code>. New conversations use '
             f'{"version " + str(version) if version else "the team file"}.</p>'
             f'<div class="columns"><section>{form}</section><section><h2>Versions</h2>'
@@ -235,7 +281,11 @@ async def _render_team(base: TeamSpec, admin: str, token: str, *, flash: str = "
 
 
 def _agent_info(agent: str, base: TeamSpec) -> dict[str, Any]:
+    """``agent`` as the team file has it (an agent it declares alone, too), else as its plugin does."""
     chorus = current().chorus
+    in_file = {m["name"]: m for m in effective(base, chorus.registry, chorus.settings.model)["members"]}
+    if agent in in_file:
+        return dict(in_file[agent])
     found = chorus.registry.agents.get(agent)
     if found is None:
         return {"tools": [], "system_message": "", "model": "", "plugin": ""}
@@ -244,16 +294,18 @@ def _agent_info(agent: str, base: TeamSpec) -> dict[str, Any]:
             "plugin": found.plugin}
 
 
-def _rollback_button(team: str, number: int, token: str) -> str:
+def _rollback_button(team: str, number: int, token: str, current_version: int) -> str:
     target = "the team file" if number == 0 else f"version {number}"
     return (f'<form method="post" action="{PREFIX}/teams/{quote(team)}/rollback" class="inline">{_csrf(token)}'
             f'<input type="hidden" name="to" value="{number}">'
+            f'<input type="hidden" name="version" value="{current_version}">'
             f'<button type="submit" class="secondary">Roll back to {target}</button></form>')
 
 
 def _version_item(v: team_versions.TeamVersion, team: str, token: str, *, current_version: int) -> str:
     when = v.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    action = " <em>in use</em>" if v.version == current_version else _rollback_button(team, v.version, token)
+    action = (" <em>in use</em>" if v.version == current_version
+              else _rollback_button(team, v.version, token, current_version))
     note = f" — {escape(v.note)}" if v.note else ""
     return (f'<li id="version-{v.version}"><strong>Version {v.version}</strong> by {escape(v.author)}, {when}{note}'
             f'{action}<details><summary>What changed</summary><pre class="diff">{escape(v.diff or "(nothing)")}'
@@ -265,10 +317,19 @@ def _patch_from_form(base: TeamSpec, form: Mapping[str, Any], getlist: Any) -> T
     chorus = current().chorus
     file_view = effective(base, chorus.registry, chorus.settings.model)
     file_members = {m["name"]: m for m in file_view["members"]}
-    members = [str(m) for m in getlist("member")]
+    checked = [str(m) for m in getlist("member")]
+
+    def position(item: tuple[int, str]) -> tuple[float, int]:
+        index, agent = item
+        try:
+            return float(str(form.get(f"order:{agent}", "")).strip()), index
+        except ValueError:
+            return float(index + 1), index
+
+    members = [agent for _, agent in sorted(enumerate(checked), key=position)]
     agents: dict[str, dict[str, Any]] = {}
     for agent in members:
-        was = file_members.get(agent) or _agent_info(agent, base)
+        was = _agent_info(agent, base)
         changes: dict[str, Any] = {}
         prompt = str(form.get(f"prompt:{agent}", "")).replace("\r\n", "\n").strip()
         if prompt and prompt != (was.get("system_message") or "").strip():
@@ -316,6 +377,10 @@ async def _new_version(base: TeamSpec, patch: TeamPatch, admin: str, note: str, 
     cannot apply."""
     web = current()
     chorus = web.chorus
+    await chorus.overlays.refresh(web.engine())  # another worker may have saved a version since
+    if expected is not None and expected != chorus.overlays.version(base.name):
+        raise team_versions.VersionConflict(f"team {base.name!r} is at version {chorus.overlays.version(base.name)} "
+                                            f"now, not {expected}: reload and edit again")
     before_spec = chorus.team(base.name)
     after_spec = apply_patch(base, patch, chorus.registry)
     before = describe(before_spec, chorus.registry, chorus.settings.model)
@@ -347,8 +412,8 @@ async def save_team(request: Request) -> Response:
         saved = await _new_version(base, patch, name, note, expected)
     except (PatchError, team_versions.VersionConflict) as exc:
         return await _render_team(base, name, token, error=f"Not saved: {exc}", status=400)
-    flash = f"Saved version {saved.version}: new conversations use it." if saved else "Nothing changed."
-    return RedirectResponse(f"{PREFIX}/teams/{quote(base.name)}?{urlencode({'saved': flash})}", status_code=303)
+    query = {"done": "saved", "v": saved.version} if saved else {"done": "same"}
+    return RedirectResponse(f"{PREFIX}/teams/{quote(base.name)}?{urlencode(query)}", status_code=303)
 
 
 @admin_only
@@ -356,10 +421,10 @@ async def rollback_team(request: Request) -> Response:
     name, form = await _admin_post(request)
     token = _form_token(request_token(request.scope) or "")
     base = _team(request.path_params["team"])
-    try:
-        number = int(str(form.get("to", "")))
-    except ValueError:
-        number = -1
+    number = _number(str(form.get("to", "")))
+    expected = _number(str(form.get("version", "")))
+    if number is None or number > MAX_VERSION:
+        return await _render_team(base, name, token, error="Choose a version to roll back to.", status=400)
     if number == 0:
         patch = TeamPatch()
     else:
@@ -369,12 +434,13 @@ async def rollback_team(request: Request) -> Response:
         patch = parse_patch(found.patch)
     target = "the team file" if number == 0 else f"version {number}"
     try:
-        saved = await _new_version(base, patch, name, f"rolled back to {target}", None)
+        saved = await _new_version(base, patch, name, f"rolled back to {target}", expected)
     except PatchError as exc:
         return await _render_team(base, name, token, error=f"{target} no longer applies: {exc}", status=400)
-    flash = (f"Rolled back to {target} (saved as version {saved.version})." if saved
-             else f"The team is already as {target} had it.")
-    return RedirectResponse(f"{PREFIX}/teams/{quote(base.name)}?{urlencode({'saved': flash})}", status_code=303)
+    except team_versions.VersionConflict as exc:
+        return await _render_team(base, name, token, error=f"Not rolled back: {exc}", status=400)
+    query = {"done": "rolled", "v": saved.version if saved else 0, "to": number}
+    return RedirectResponse(f"{PREFIX}/teams/{quote(base.name)}?{urlencode(query)}", status_code=303)
 
 
 # --- users and budgets ----------------------------------------------------------------------------
@@ -405,7 +471,9 @@ async def users_page(request: Request) -> Response:
               "Make or remove admins with <code>chorus users promote|demote NAME</code>.</p>"
               "<table><thead><tr><th>User</th><th>Role</th><th>Spent today</th><th>Budget</th>"
               f"<th>Last 30 days</th><th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    return _page("Users", body, admin=name, flash=request.query_params.get("saved", ""))
+    reset = request.query_params.get("reset", "")
+    flash = f"Reset today's budget of {reset}." if reset in {a.identifier for a in accounts} else ""
+    return _page("Users", body, admin=name, flash=flash)
 
 
 @admin_only
@@ -416,8 +484,7 @@ async def reset_budget(request: Request) -> Response:
     if user not in known:
         return _page("No such user", f"<p>There is no user {escape(user)}.</p>", status=404, admin=name)
     await UsageLedger(current().engine()).reset_budget(user, by=name)
-    flash = f"Reset today's budget of {user}."
-    return RedirectResponse(f"{PREFIX}/users?{urlencode({'saved': flash})}", status_code=303)
+    return RedirectResponse(f"{PREFIX}/users?{urlencode({'reset': user})}", status_code=303)
 
 
 # --- usage ----------------------------------------------------------------------------------------
@@ -470,17 +537,19 @@ async def usage_page(request: Request) -> Response:
 async def audit_page(request: Request) -> Response:
     name, _ = await _admin(request)
     query = request.query_params
-    user = query.get("user", "").strip() or None
+    user = query.get("user", "").replace("\x00", "").strip() or None
     action = query.get("action", "").strip() or None
     since: datetime | None = None
-    error = ""
+    errors = []
     if query.get("since"):
         try:
             since = datetime.fromisoformat(query["since"]).replace(tzinfo=UTC)
         except ValueError:
-            error = "“Since” must be a date such as 2026-12-01."
+            errors.append("“Since” must be a date such as 2026-12-01.")
     if action is not None and action not in audit.ACTIONS:
-        error, action = f"No action called {action!r}.", None
+        errors.append(f"No action called {action!r}.")
+        action = None
+    error = " ".join(errors)
     entries = await audit.read(current().engine(), since=since, user=user, action=action, limit=300)
     options = "".join(f'<option value="{a}"{" selected" if a == action else ""}>{a}</option>' for a in audit.ACTIONS)
     rows = "".join(

@@ -196,6 +196,9 @@ class PageHardening:
                 await send({"type": "http.response.body", "body": body})
                 return
             html, policy = harden_html(body.decode("utf-8", errors="replace"), self.frame_ancestors)
+            own = dict(headers).get(b"content-security-policy")
+            if own is not None:  # a page of Chorus's own with a stricter policy (the admin page)
+                policy = own.decode()
             out = html.encode("utf-8")
             keep = [(k, v) for k, v in headers if k not in (b"content-length", b"content-encoding",
                                                               b"content-security-policy")]

@@ -161,6 +161,8 @@ async def on_message(message: cl.Message | None) -> None:
     if message.command == EXPORT_COMMAND:
         await export(message)
         return
+    if not isinstance(cl.user_session.get("chorus"), ChatSession):  # a first message before the chat started
+        await current().chorus.overlays.refresh(current().engine())
     try:
         session = session_of_chat()
     except ChorusError as exc:

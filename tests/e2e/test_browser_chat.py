@@ -22,7 +22,7 @@ def _send(page: Any, text: str) -> None:
     box = page.locator("#chat-input")
     box.click()
     box.fill(text)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded machine can take a while to connect the page
     while True:
         page.keyboard.press("Enter")
         try:
@@ -62,7 +62,7 @@ def test_streamed_reply_under_agent_name(page: Any, server: ChorusServer, artifa
     reply.wait_for(timeout=20_000)
     # Sample the bubble while it fills: a streamed reply is seen at several lengths.
     lengths: list[int] = []
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded machine can take a while to connect the page
     while time.monotonic() < deadline:
         text = reply.inner_text()
         if not lengths or len(text) != lengths[-1]:

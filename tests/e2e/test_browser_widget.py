@@ -80,7 +80,7 @@ def _open_widget(page: Any) -> Any:
 
 def _send(page: Any, box: Any, text: str) -> None:
     box.fill(text)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded machine can take a while to connect the page
     while True:
         page.keyboard.press("Enter")
         try:
