@@ -272,6 +272,18 @@ def test_switches_and_order_go_back_and_forth(admin_site: tuple[ChorusServer, An
     assert _speakers(fake, start) == before[::-1]  # the guide speaks first now
 
 
+def test_chorus_ask_in_the_terminal_uses_the_newest_version(admin_site: tuple[ChorusServer, Any, str]) -> None:
+    srv, fake, _ = admin_site
+    url = f"sqlite+aiosqlite:///{(srv.workdir / 'data' / 'chorus.db').resolve()}"
+    latest = run_with_engine(url, lambda engine: team_versions.versions(engine, "solo"))
+    number = latest[0].version if latest else 0
+    run_with_engine(url, lambda engine: team_versions.add_version(
+        engine, "solo", {"agents": {"assistant": {"system_message": "You are the TERMINAL-9 assistant."}}},
+        author="boss", expected=number))
+    _cli(srv, "ask", "--team", "solo", "Hello from the terminal")
+    assert "TERMINAL-9" in _system_prompt(fake)
+
+
 def test_edits_that_cannot_work_are_refused_and_change_nothing(admin_site: tuple[ChorusServer, Any, str]) -> None:
     srv, _, _ = admin_site
     boss = _login(srv, "boss")

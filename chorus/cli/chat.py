@@ -53,6 +53,9 @@ def ask(
             chorus.memory.ingest_default_knowledge_sync()
         except VectorStoreError as exc:
             chorus.memory.problem = str(exc)  # said once, with the reason, by _print_turn
+    from chorus.store.db import run_with_engine
+
+    run_with_engine(_migrated_url(), chorus.overlays.refresh)  # the admins' newest versions, as the page
     try:
         session = chorus.open_session(team)
     except ChorusError as exc:
