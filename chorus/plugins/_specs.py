@@ -249,6 +249,25 @@ class AgentContext:
         may then build a deterministic agent of its own instead of one that needs a real model."""
         return getattr(self.model_client, "model", None) == OFFLINE_MODEL
 
+    def default_agent(self) -> ChatAgent:
+        """The agent Chorus builds when a spec has no factory: streams, calls tools (up to three
+        rounds), reflects on their results, hands over in a swarm. A factory that only sometimes
+        builds its own agent returns this otherwise."""
+        from autogen_agentchat.agents import AssistantAgent
+
+        return AssistantAgent(
+            name=self.name,
+            description=self.description,
+            system_message=self.system_message,
+            model_client=self.model_client,
+            tools=list(self.tools) or None,
+            model_client_stream=self.stream,
+            reflect_on_tool_use=bool(self.tools),
+            max_tool_iterations=3,
+            memory=list(self.memory) or None,
+            handoffs=list(self.handoffs) or None,
+        )
+
 
 AgentFactory = Callable[[AgentContext], "ChatAgent"]
 

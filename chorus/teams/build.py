@@ -234,18 +234,5 @@ def build_agent(
 
 
 def default_agent(context: AgentContext) -> ChatAgent:
-    """The agent Chorus builds when a spec has no factory: streams, calls tools, reflects."""
-    from autogen_agentchat.agents import AssistantAgent
-
-    return AssistantAgent(
-        name=context.name,
-        description=context.description,
-        system_message=context.system_message,
-        model_client=context.model_client,
-        tools=list(context.tools) or None,
-        model_client_stream=context.stream,
-        reflect_on_tool_use=bool(context.tools),
-        max_tool_iterations=3,
-        memory=list(context.memory) or None,
-        handoffs=list(context.handoffs) or None,
-    )
+    """The agent Chorus builds when a spec has no factory (:meth:`AgentContext.default_agent`)."""
+    return context.default_agent()

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from autogen_agentchat.base import Team, TerminationCondition
-from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, StopMessage
+from autogen_agentchat.messages import BaseChatMessage
 
 from chorus.teams._from_the_start import RoundRobinFromTheStart
-from chorus.teams.kind import BaseTeamType, TeamParts
+from chorus.teams.kind import BaseTeamType, StopOnMessage, TeamParts
 from chorus.teams.spec import TeamFieldError, TeamSpec
 
 APPROVED_BY = "Approved by "
@@ -31,30 +31,20 @@ def approves(text: str, phrase: str) -> bool:
     return start.startswith(phrase.casefold())
 
 
-class Approval(TerminationCondition):
+class Approval(StopOnMessage):
     """Ends the run when a reviewer's message approves the draft."""
 
+    source = "Approval"
+
     def __init__(self, reviewers: Sequence[str], phrase: str) -> None:
+        super().__init__()
         self.reviewers = set(reviewers)
         self.phrase = phrase
-        self._terminated = False
 
-    @property
-    def terminated(self) -> bool:
-        return self._terminated
-
-    async def __call__(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> StopMessage | None:
-        if self._terminated:
-            return None
-        for message in messages:
-            if (isinstance(message, BaseChatMessage) and message.source in self.reviewers
-                    and approves(message.to_model_text(), self.phrase)):
-                self._terminated = True
-                return StopMessage(content=f"{APPROVED_BY}{message.source}", source="Approval")
+    def stop_for(self, message: BaseChatMessage) -> str | None:
+        if message.source in self.reviewers and approves(message.to_model_text(), self.phrase):
+            return f"{APPROVED_BY}{message.source}"
         return None
-
-    async def reset(self) -> None:
-        self._terminated = False
 
 
 class Iterative(BaseTeamType):

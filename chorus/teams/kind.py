@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from autogen_agentchat.base import ChatAgent, Handoff, Team, TerminationCondition
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, StopMessage
 
 from chorus.models import ChorusModelClient
 from chorus.settings import Settings
@@ -110,3 +111,34 @@ class BaseTeamType:
 
     def stop_notice(self, spec: TeamSpec, stop_reason: str) -> str | None:
         return None
+
+
+class StopOnMessage(TerminationCondition):
+    """A termination that ends the run at the first message :meth:`stop_for` names a reason for
+    (the reason becomes the stop message), once until it is reset. Team types' own conditions
+    (an iterative team's approval, a swarm's answer) say only which message ends the run."""
+
+    source = "StopOnMessage"
+
+    def __init__(self) -> None:
+        self._terminated = False
+
+    def stop_for(self, message: BaseChatMessage) -> str | None:
+        raise NotImplementedError
+
+    @property
+    def terminated(self) -> bool:
+        return self._terminated
+
+    async def __call__(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> StopMessage | None:
+        if self._terminated:
+            return None
+        for message in messages:
+            reason = self.stop_for(message) if isinstance(message, BaseChatMessage) else None
+            if reason is not None:
+                self._terminated = True
+                return StopMessage(content=reason, source=self.source)
+        return None
+
+    async def reset(self) -> None:
+        self._terminated = False

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from autogen_agentchat.base import Handoff, Team, TerminationCondition
-from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, HandoffMessage, StopMessage
+from autogen_agentchat.messages import BaseChatMessage, HandoffMessage
 from autogen_agentchat.teams import Swarm as AutoGenSwarm
 from autogen_core.tools import BaseTool, FunctionTool
 
 from chorus.models import HANDOFF_PREFIX
 from chorus.teams.graph import agents_of
-from chorus.teams.kind import BaseTeamType, TeamParts
+from chorus.teams.kind import BaseTeamType, StopOnMessage, TeamParts
 from chorus.teams.spec import TeamFieldError, TeamSpec
 
 ANSWERED = "Answered by "
@@ -50,29 +50,19 @@ def handoffs_for(spec: TeamSpec, member: str, members: Sequence[str]) -> list[Ha
             for t in targets or [] if t in members and t != member]
 
 
-class Answered(TerminationCondition):
+class Answered(StopOnMessage):
     """Ends the run when a member answers (a message that is not a handoff)."""
 
+    source = "Answered"
+
     def __init__(self, members: Sequence[str]) -> None:
+        super().__init__()
         self.members = set(members)
-        self._terminated = False
 
-    @property
-    def terminated(self) -> bool:
-        return self._terminated
-
-    async def __call__(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> StopMessage | None:
-        if self._terminated:
-            return None
-        for message in messages:
-            if (isinstance(message, BaseChatMessage) and not isinstance(message, HandoffMessage)
-                    and message.source in self.members):
-                self._terminated = True
-                return StopMessage(content=f"{ANSWERED}{message.source}", source="Answered")
+    def stop_for(self, message: BaseChatMessage) -> str | None:
+        if not isinstance(message, HandoffMessage) and message.source in self.members:
+            return f"{ANSWERED}{message.source}"
         return None
-
-    async def reset(self) -> None:
-        self._terminated = False
 
 
 class Swarm(BaseTeamType):

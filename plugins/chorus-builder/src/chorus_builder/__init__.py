@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import ChatAgent
 
 from chorus import AgentContext, AgentSpec, Starter, TeamSpec, hookimpl
@@ -56,16 +55,7 @@ def make_agent(context: AgentContext) -> ChatAgent:
     """A builder step: the offline template when Chorus runs its offline model, else a model's agent."""
     if context.offline:
         return OfflineStep(context, STEPS[context.name])
-    return AssistantAgent(
-        name=context.name,
-        description=context.description,
-        system_message=context.system_message,
-        model_client=context.model_client,
-        tools=list(context.tools) or None,
-        model_client_stream=context.stream,
-        reflect_on_tool_use=bool(context.tools),
-        memory=list(context.memory) or None,
-    )
+    return context.default_agent()
 
 
 @hookimpl
