@@ -14,6 +14,7 @@ nothing changes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -34,3 +35,30 @@ class Journal(Protocol):
 
 
 current_journal: ContextVar[Journal | None] = ContextVar("chorus_journal", default=None)
+
+
+def _digest(args: Any) -> str:
+    """A short, stable name for a tool call's arguments (the same call with the same arguments
+    twice in a run is told apart by its journal key's count)."""
+    import hashlib
+    import json
+
+    dumped = args.model_dump(mode="json") if hasattr(args, "model_dump") else args
+    text = json.dumps(dumped, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+async def journaled(tool: str, args: Any, call: Callable[[], Awaitable[Any]],
+                    as_text: Callable[[Any], str] = str) -> Any:
+    """``call()``'s result, or, in a background run that already made this tool call with these
+    arguments, the result it recorded then (then the call is not made again)."""
+    journal = current_journal.get()
+    if journal is None:
+        return await call()
+    key = journal.key("tool", f"{tool}:{_digest(args)}")
+    recorded = journal.recorded(key)
+    if recorded is not None:
+        return recorded["result"]
+    result = await call()
+    await journal.record(key, {"result": as_text(result)})
+    return result

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     knowledge_dir: Path = Field(
         default=Path("knowledge"), description="Documents ingested into the knowledge base on first start."
     )
+    mcp_servers: Path | None = Field(
+        default=None,
+        description="A YAML file of MCP servers whose tools every team gets (the same fields as a team file's "
+                    "mcp_servers); unset = none beyond the team files' own.",
+    )
     allowed_origins: str = Field(
         default="",
         description="Comma-separated origins (https://www.example.com) whose pages may embed the chat widget; "

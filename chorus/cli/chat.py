@@ -56,12 +56,20 @@ def ask(
     from chorus.store.db import run_with_engine
 
     run_with_engine(_migrated_url(), chorus.overlays.refresh)  # the admins' newest versions, as the page
+
+    async def turn() -> int:
+        try:
+            await chorus.connect_tools(team)  # the team's MCP servers (in this event loop, which runs the turn)
+            session = chorus.open_session(team)
+        except ChorusError as exc:
+            raise _fail(str(exc)) from None
+        try:
+            return await _ledgered_turn(session, text, as_json, attachments, save_files)
+        finally:
+            await chorus.mcp.close()
+
     try:
-        session = chorus.open_session(team)
-    except ChorusError as exc:
-        raise _fail(str(exc)) from None
-    try:
-        code = asyncio.run(_ledgered_turn(session, text, as_json, attachments, save_files))
+        code = asyncio.run(turn())
     except BrokenPipeError:  # `chorus ask ... | head`: the reader left, which is fine
         sys.stderr.close()
         code = 0

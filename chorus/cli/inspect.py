@@ -67,19 +67,37 @@ def plugins(
 def teams(
     as_json: Annotated[bool, typer.Option("--json", help="Print the teams as a JSON list.")] = False,
 ) -> None:
-    """List the teams of this deployment (the agents/ folder) and their members."""
+    """List the teams of this deployment (the agents/ folder), their members, and their MCP servers
+    (each started to list its tools and state)."""
     _quiet_logging()
+    import asyncio
+
+    from chorus.mcp import ServerStatus
     from chorus.teams.build import resolve_members
     from chorus.turn import Chorus
 
     chorus = Chorus.load()
+
+    async def servers() -> dict[str, list[ServerStatus]]:
+        found: dict[str, list[ServerStatus]] = {}
+        try:
+            for spec in chorus.catalog.teams.values():
+                await chorus.mcp.connect(spec)
+                found[spec.name] = [s.status() for s in chorus.mcp.sources(spec)]
+        finally:
+            await chorus.mcp.close()
+        return found
+
+    statuses = asyncio.run(servers())
     if as_json:
         rows = []
         for spec in chorus.catalog.teams.values():
             members, problems = resolve_members(spec, chorus.registry)
             rows.append({"name": spec.name, "title": spec.title, "type": spec.type, "default": spec.default,
-                         "members": [m.name for m in members], "problems": problems, "source": spec.source})
-        print(json.dumps({"teams": rows, "errors": chorus.catalog.errors}, indent=2))
+                         "members": [m.name for m in members], "problems": problems, "source": spec.source,
+                         "mcp_servers": [{"name": s.name, "transport": s.transport, "state": s.state,
+                                          "tools": list(s.tools), "error": s.error} for s in statuses[spec.name]]})
+        print(json.dumps({"teams": rows, "errors": chorus.catalog.errors + chorus.mcp.errors}, indent=2))
         return
     for spec in chorus.catalog.teams.values():
         members, problems = resolve_members(spec, chorus.registry)
@@ -89,7 +107,14 @@ def teams(
         typer.echo(f"    {spec.type}; members: {', '.join(m.name for m in members) or '-'}")
         if spec.source:
             typer.echo(f"    from: {spec.source}")
+        for server in statuses[spec.name]:
+            color = typer.colors.GREEN if server.state == "ready" else typer.colors.RED
+            typer.secho(f"    MCP server {server.name} ({server.transport}): {server.state}", fg=color)
+            if server.tools:
+                typer.echo(f"        tools: {', '.join(server.tools)}")
+            if server.error:
+                typer.secho(f"        {server.error}", fg=typer.colors.YELLOW)
         for problem in problems:
             typer.secho(f"    problem: {problem}", fg=typer.colors.YELLOW)
-    for error in chorus.catalog.errors:
+    for error in chorus.catalog.errors + chorus.mcp.errors:
         typer.secho(f"skipped: {error}", fg=typer.colors.RED)

@@ -171,17 +171,6 @@ if TYPE_CHECKING:
     from autogen_core.tools import FunctionTool as _SchemaOnceTool
 
 
-def _digest(args: Any) -> str:
-    """A short, stable name for a tool call's arguments (the same call with the same arguments
-    twice in a run is told apart by its journal key's count)."""
-    import hashlib
-    import json
-
-    dumped = args.model_dump(mode="json") if hasattr(args, "model_dump") else args
-    text = json.dumps(dumped, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 @functools.cache
 def _schema_once_tool() -> type[_SchemaOnceTool]:
     """AutoGen's FunctionTool, with its JSON schema computed once (made on first use, so that
@@ -200,24 +189,18 @@ def _schema_once_tool() -> type[_SchemaOnceTool]:
         async def run(self, args: Any, cancellation_token: Any) -> Any:
             """A plugin's tool that raises SystemExit or KeyboardInterrupt fails as a tool, with an
             error the agent is told about; it does not stop the server."""
-            from chorus.journal import current_journal
+            from chorus.journal import journaled
+
+            async def call() -> Any:
+                try:
+                    return await FunctionTool.run(self, args, cancellation_token)
+                except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+                    raise RuntimeError(f"the tool {self.name!r} tried to stop the process "
+                                       f"({type(exc).__name__}); it was stopped instead") from None
 
             # In a background run, a call an earlier attempt finished is not made again: its
             # result comes from the run's journal (chorus.journal).
-            journal = current_journal.get()
-            key = ""
-            if journal is not None:
-                key = journal.key("tool", f"{self.name}:{_digest(args)}")
-                recorded = journal.recorded(key)
-                if recorded is not None:
-                    return recorded["result"]
-            try:
-                result = await super().run(args, cancellation_token)
-            except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
-                raise RuntimeError(f"the tool {self.name!r} tried to stop the process "
-                                   f"({type(exc).__name__}); it was stopped instead") from None
-            if journal is not None:
-                await journal.record(key, {"result": self.return_value_as_string(result)})
+            result = await journaled(self.name, args, call, self.return_value_as_string)
             return result
 
     return SchemaOnceTool

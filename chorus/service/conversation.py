@@ -105,6 +105,7 @@ class Conversations:
             if theirs is not None and theirs.name != spec.name:
                 raise ConversationError(409, "wrong_team", f"Conversation {thread_id!r} is with the team "
                                                            f"{theirs.name!r}: ask model 'chorus/{theirs.name}'.")
+        await self.chorus.connect_tools(spec)  # the team's MCP servers, if not running yet
         try:
             session = self.chorus.open_session(
                 spec.name, user_id=user, thread_id=thread_id or new_id or uuid.uuid4().hex,

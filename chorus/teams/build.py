@@ -10,7 +10,10 @@ from typing import Any
 from autogen_agentchat.base import ChatAgent, Handoff, Team, TerminationCondition
 from autogen_agentchat.conditions import ExternalTermination, MaxMessageTermination, TextMentionTermination
 from autogen_core.memory import Memory
+from autogen_core.tools import BaseTool
 
+from chorus.mcp import McpHub
+from chorus.mcp.tools import tools_of
 from chorus.models import CallRecord, ChorusModelClient, ModelHints
 from chorus.models.local import OtherTeam
 from chorus.plugins._specs import AgentContext, AgentSpec, ToolContext
@@ -109,12 +112,14 @@ def build_team(
     on_notice: Callable[[str], None] | None = None,
     other_teams: Sequence[TeamSpec] = (),
     on_failure: Callable[[str, BaseException], None] | None = None,
+    mcp: McpHub | None = None,
 ) -> BuiltTeam:
     """Build the AutoGen team for ``spec``; members that fail are left out and reported.
 
     ``tool_context`` is bound into the tools that ask for it; ``memories`` go to every agent.
     ``other_teams`` are the teams the user could switch to: the offline model points a question
-    this team cannot answer to the one that can.
+    this team cannot answer to the one that can. ``mcp`` gives the members the tools of the team's
+    MCP servers, as far as they are known (``McpHub.connect`` first, to wait for them).
     """
     try:
         kind = team_type(spec.type, registry)
@@ -122,6 +127,8 @@ def build_team(
         raise TeamBuildError(f"team {spec.name!r}: {exc.args[0]}") from None
     members, problems = resolve_members(spec, registry)
     hints_agents = {m.name: m for m in members}
+    server_tools, server_specs = _mcp_tools(spec, mcp, [m.name for m in members], problems)
+    hint_tools = {**registry.tools, **server_specs} if server_specs else registry.tools
     elsewhere = tuple(
         OtherTeam(name=other.name, title=other.title, agents=tuple(resolve_members(other, registry)[0]))
         for other in other_teams if other.name != spec.name
@@ -132,7 +139,7 @@ def build_team(
             model,
             label=label,
             temperature=temperature,
-            hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=registry.tools,
+            hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=hint_tools,
                              elsewhere=elsewhere, approval=spec.approval),
             api_base=settings.model_api_base,
             api_key=settings.model_api_key,
@@ -166,7 +173,8 @@ def build_team(
         try:
             agent = build_agent(member, model_client, registry, settings, stream=stream,
                                 tool_context=tool_context, memories=memories,
-                                handoffs=kind.handoffs(spec, member.name, names))
+                                handoffs=kind.handoffs(spec, member.name, names),
+                                extra_tools=server_tools.get(member.name, ()))
         except Exception as exc:
             report = registry.report_for(member.plugin)
             if report is not None:
@@ -183,7 +191,8 @@ def build_team(
             handoffs = kind.handoffs(spec, member.name, kept)
             if len(handoffs) != len(kind.handoffs(spec, member.name, names)):
                 agents[index] = build_agent(member, clients[member.name], registry, settings, stream=stream,
-                                            tool_context=tool_context, memories=memories, handoffs=handoffs)
+                                            tool_context=tool_context, memories=memories, handoffs=handoffs,
+                                            extra_tools=server_tools.get(member.name, ()))
 
     if not agents:
         detail = "; ".join(problems) or "the team has no members"
@@ -208,9 +217,12 @@ def build_agent(
     tool_context: ToolContext | None = None,
     memories: list[Memory] | None = None,
     handoffs: Sequence[Handoff] = (),
+    extra_tools: Sequence[BaseTool[Any, Any]] = (),
 ) -> ChatAgent:
-    """One agent from its spec: the plugin's factory, or a streaming AssistantAgent."""
+    """One agent from its spec: the plugin's factory, or a streaming AssistantAgent; ``extra_tools``
+    (an MCP server's) come after the spec's own."""
     tools = [registry.tools[name].to_autogen(tool_context) for name in spec.tools]
+    tools += [t for t in extra_tools if t.name not in spec.tools]
     context = AgentContext(
         name=spec.name,
         description=spec.description,
@@ -231,6 +243,36 @@ def build_agent(
             raise ValueError(f"factory returned an agent named {agent.name!r}, expected {spec.name!r}")
         return agent
     return default_agent(context)
+
+
+def _mcp_tools(spec: TeamSpec, mcp: McpHub | None, members: list[str],
+               problems: list[str]) -> tuple[dict[str, list[BaseTool[Any, Any]]], dict[str, Any]]:
+    """The tools of the team's MCP servers, by the member that gets them, and their specs for the
+    offline model. A server that is down keeps the tools it listed before (a call starts it again);
+    one that never started adds none, and is a problem."""
+    by_member: dict[str, list[BaseTool[Any, Any]]] = {}
+    specs: dict[str, Any] = {}
+    if mcp is None:
+        return by_member, specs
+    for source in mcp.sources(spec):
+        if source.state == "failed":
+            problems.append(f"team {spec.name!r}: MCP server {source.name!r} {source.error}"
+                            + ("; its tools are started again on their next call" if source.schemas
+                               else "; the team goes on without its tools"))
+        elif not source.schemas and source.state != "ready":
+            problems.append(f"team {spec.name!r}: MCP server {source.name!r} is {source.state}; "
+                            "its tools join new conversations once it is up")
+        tools, offline = tools_of(source)
+        wanted = source.spec.agents
+        for name in wanted or ():
+            if name not in members:
+                problems.append(f"team {spec.name!r}: MCP server {source.name!r} names {name!r}, "
+                                "who is not a member")
+        for member in members:
+            if wanted is None or member in wanted:
+                by_member.setdefault(member, []).extend(tools)
+        specs.update(offline)
+    return by_member, specs
 
 
 def default_agent(context: AgentContext) -> ChatAgent:

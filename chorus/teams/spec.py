@@ -68,6 +68,87 @@ class GraphEdge(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
+_SERVER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class McpServerSpec(BaseModel):
+    """An MCP server whose tools join a team (``mcp_servers:`` in a team file, or the file that
+    ``CHORUS_MCP_SERVERS`` names for every team): a command over stdio, or a URL over streamable
+    HTTP. ``${NAME}`` in ``env`` and ``headers`` values is read from Chorus's environment, so a
+    token never has to be written in the file."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: str | None = None
+    """stdio: the program to start (``python`` is the Python that runs Chorus)."""
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    """stdio: environment variables for the server, on top of PATH, HOME and the like."""
+    cwd: str | None = None
+    url: str | None = None
+    """streamable HTTP: the server's endpoint, such as ``http://127.0.0.1:8000/mcp``."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    tools: list[str] | None = None
+    """The allow-list: only these of the server's tools join the team (unset: all of them)."""
+    agents: list[str] | None = None
+    """The members that get the server's tools (unset: every member)."""
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds one tool call may take; then the agent is told the call timed out."""
+    start_timeout: float = Field(default=20.0, gt=0, le=600)
+    """Seconds the server may take to start and list its tools."""
+    keywords: dict[str, list[str]] = Field(default_factory=dict)
+    """Words that call for a tool, by tool name (they help the offline model pick it)."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs either 'command' (stdio) or 'url' (streamable HTTP), not both")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"an MCP server's url must start with http:// or https://, not {self.url!r}")
+        return self
+
+    @property
+    def transport(self) -> str:
+        return "stdio" if self.command is not None else "http"
+
+    def expanded(self, values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """``env`` and ``headers`` with ``${NAME}`` taken from ``values`` (ValueError names a missing one)."""
+
+        def fill(text: str) -> str:
+            def one(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name not in values:
+                    raise ValueError(f"${{{name}}} is not set in Chorus's environment")
+                return values[name]
+
+            return _ENV_REFERENCE.sub(one, text)
+
+        return ({k: fill(v) for k, v in self.env.items()}, {k: fill(v) for k, v in self.headers.items()})
+
+
+def check_server_names(servers: Mapping[str, McpServerSpec]) -> None:
+    """ValueError for a server name that cannot prefix a tool name."""
+    for name in servers:
+        if not _SERVER_NAME.match(name):
+            raise ValueError(f"MCP server name {name!r}: use lower-case letters, digits and '_' (at most 31), "
+                             "starting with a letter; it prefixes the names of its tools")
+
+
+def load_mcp_servers(path: Path) -> dict[str, McpServerSpec]:
+    """The MCP servers of ``CHORUS_MCP_SERVERS``: a YAML mapping of name to server (ValueError with the
+    file's name when it cannot be used)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError("the file must hold a mapping of server names to servers")
+        data = data.get("mcp_servers", data)
+        servers = {str(k): McpServerSpec.model_validate(v) for k, v in data.items()}
+        check_server_names(servers)
+    except (OSError, yaml.YAMLError, ValidationError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return servers
+
+
 class TeamFieldError(ValueError):
     """A team file's field that its team type cannot run; the message names the field's line."""
 
@@ -127,6 +208,8 @@ class TeamSpec(BaseModel):
     start: str | None = None
     """``graph``: the member that speaks first when every member has an incoming edge (a loop)."""
     agents: dict[str, AgentOverride] = Field(default_factory=dict)
+    mcp_servers: dict[str, McpServerSpec] = Field(default_factory=dict)
+    """MCP servers whose tools join the team, by name (their tools are called ``<name>__<tool>``)."""
     starters: list[Starter] = Field(default_factory=list)
     default: bool = False
     source: str | None = Field(default=None, exclude=True)
@@ -142,6 +225,7 @@ class TeamSpec(BaseModel):
     def _check_members(self) -> TeamSpec:
         if not self.members:
             raise ValueError("a team needs at least one member ('*' means every registered agent)")
+        check_server_names(self.mcp_servers)
         return self
 
     @property

@@ -29,6 +29,7 @@ async def run(
     page passes them (an earlier ``message_id`` is an edit: the team is rewound first).
     """
     if isinstance(target, Chorus):
+        await target.connect_tools(team)  # the team's MCP servers
         session = target.open_session(team, user_id=user_id or "local")
     elif team is not None or user_id is not None:
         raise TypeError("team and user_id choose a new conversation: pass a Chorus, or open the session with them")

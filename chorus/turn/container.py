@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from chorus._version import __version__
+from chorus.mcp import McpHub
 from chorus.memory import MemoryService
 from chorus.plugins.manager import Registry, load_plugins
 from chorus.settings import OFFLINE_MODEL, Settings, get_settings
@@ -44,6 +45,8 @@ class Chorus:
     (:mod:`chorus.turn.observers`)."""
     overlays: Overlays = field(default_factory=Overlays)
     """The admins' versions of the teams (the admin page), laid over the team files by :meth:`team`."""
+    mcp: McpHub = field(default_factory=McpHub)
+    """This process's connections to the teams' MCP servers (:mod:`chorus.mcp`)."""
     _metrics: TurnObserver | None = field(default=None, repr=False)
 
     @classmethod
@@ -57,7 +60,8 @@ class Chorus:
                              checker(registry))
         memory = MemoryService(settings, registry.embedders) if settings.memory else None
         tracer = Tracer(settings, __version__) if settings.tracing else None
-        return cls(settings=settings, registry=registry, catalog=catalog, memory=memory, tracer=tracer)
+        return cls(settings=settings, registry=registry, catalog=catalog, memory=memory, tracer=tracer,
+                   mcp=McpHub.from_settings(settings))
 
     def team(self, name: str | None = None) -> TeamSpec:
         """The team called ``name`` (default team when None), with its admin version applied;
@@ -74,6 +78,13 @@ class Chorus:
             return self.catalog.get(name)
         except KeyError as exc:
             raise ChorusError(exc.args[0]) from None
+
+    async def connect_tools(self, team: str | TeamSpec | None = None) -> None:
+        """Start the MCP servers of ``team`` that are not running yet (each waits at most its
+        ``start_timeout``), so that a conversation opened next has their tools. Failures are
+        reported (:meth:`problems`), never raised."""
+        spec = team if isinstance(team, TeamSpec) else self.team(team)
+        await self.mcp.connect(spec)
 
     def open_session(
         self,
@@ -138,4 +149,5 @@ class Chorus:
         lines += [f"plugin {r.name!r} ({r.distribution} {r.version}) was skipped: {r.error}"
                   + (f" [at {r.where}]" if r.where else "") for r in self.registry.problems]
         lines += [f"team file skipped: {e}" for e in self.catalog.errors]
+        lines += self.mcp.problems()
         return lines

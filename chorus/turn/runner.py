@@ -380,5 +380,6 @@ def _ms(started: float) -> float:
 
 async def ask(chorus: Chorus, text: str, *, team: str | None = None, user_id: str = "local") -> list[TurnEvent]:
     """One turn in a fresh session, all events collected (for scripts and tests)."""
+    await chorus.connect_tools(team)
     session = chorus.open_session(team, user_id=user_id)
     return [event async for event in run_turn(session, text)]

@@ -81,7 +81,7 @@ class ChatSession:
             self.spec, self.chorus.registry, settings, on_call=self._on_call, stream=self.stream,
             tool_context=self.tool_context, memories=memories, on_notice=self._on_notice,
             on_failure=self._on_failure,
-            other_teams=list(self.chorus.catalog.teams.values()),
+            other_teams=list(self.chorus.catalog.teams.values()), mcp=self.chorus.mcp,
         )
         for model in sorted(self.built.models):
             error = validate_model(model)

@@ -73,6 +73,16 @@ def _default_starters(team: str) -> list[cl.Starter]:
     return starters[:4]
 
 
+async def prepare_chat() -> None:
+    """Before a chat's session is opened: the admins' newest team versions, and the team's MCP
+    servers started (a failure is the session's notice, not an error here)."""
+    web = current()
+    await web.chorus.overlays.refresh(web.engine())
+    team = widget_team(cl.user_session.get("user")) or cl.user_session.get("chat_profile")
+    with contextlib.suppress(ChorusError):  # an unknown team: session_of_chat says so
+        await web.chorus.connect_tools(team)
+
+
 def session_of_chat() -> ChatSession:
     """This chat's session, opened on first use (a message can arrive while on_chat_start runs).
 
@@ -125,9 +135,8 @@ async def open_chat() -> ChatSession | None:
     """Open (or find) this chat's session for a new or reopened conversation; None after telling why."""
     if not await account_ok():
         return None
-    web = current()
-    if not isinstance(cl.user_session.get("chorus"), ChatSession):  # a new session: with admins' newest versions
-        await web.chorus.overlays.refresh(web.engine())
+    if not isinstance(cl.user_session.get("chorus"), ChatSession):
+        await prepare_chat()
     try:
         session = session_of_chat()
     except ChorusError as exc:
@@ -162,7 +171,7 @@ async def on_message(message: cl.Message | None) -> None:
         await export(message)
         return
     if not isinstance(cl.user_session.get("chorus"), ChatSession):  # a first message before the chat started
-        await current().chorus.overlays.refresh(current().engine())
+        await prepare_chat()
     try:
         session = session_of_chat()
     except ChorusError as exc:

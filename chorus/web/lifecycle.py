@@ -121,6 +121,7 @@ async def on_app_shutdown() -> None:
     from chorus import metrics
 
     metrics.process_ends()
+    await web.chorus.mcp.close()  # stdio MCP servers' processes end with their connections
     tracer = web.chorus.tracer
     if tracer is not None:
         # The rest of the budget, unless the operator chose how long traces may hold a stop up.
