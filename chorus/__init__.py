@@ -31,7 +31,16 @@ apply_cookie_settings()
 
 from chorus._version import __version__  # noqa: E402
 from chorus.attachments import Attachment, split_attachments  # noqa: E402
-from chorus.plugins import AgentContext, AgentSpec, ToolContext, ToolSpec, hookimpl, hookspec  # noqa: E402
+from chorus.plugins import (  # noqa: E402
+    AgentContext,
+    AgentSpec,
+    GuardCheck,
+    ToolContext,
+    ToolSpec,
+    Verdict,
+    hookimpl,
+    hookspec,
+)
 from chorus.produced import ProducedFile, files_in  # noqa: E402
 from chorus.settings import Settings, get_settings  # noqa: E402
 from chorus.teams.spec import Starter, TeamFieldError, TeamSpec, Termination  # noqa: E402
@@ -54,6 +63,7 @@ __all__ = [
     "AgentSpec",
     "Attachment",
     "BaseTeamType",
+    "GuardCheck",
     "ProducedFile",
     "Settings",
     "Starter",
@@ -63,6 +73,7 @@ __all__ = [
     "Termination",
     "ToolContext",
     "ToolSpec",
+    "Verdict",
     "__version__",
     "files_in",
     "get_settings",

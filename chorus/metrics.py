@@ -50,6 +50,8 @@ OFFLINE_ANSWERS = Counter("chorus_model_offline_answers", "Calls the offline mod
                                                           "failed.", ["model"])
 ACTIVE_CHATS = Gauge("chorus_active_chats", "Chats open on the page (and the widget) now.",
                      multiprocess_mode="livesum")
+GUARD_ACTIONS = Counter("chorus_guard_actions", "What guards did, by guard, stage (message, tool_result, reply) and "
+                        "action (block, rewrite, flag, error).", ["guard", "stage", "action"])
 API_REQUESTS = Counter("chorus_api_requests", "Requests to the API by endpoint and HTTP status.",
                        ["endpoint", "status"])
 

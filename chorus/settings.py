@@ -12,6 +12,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFLINE_MODEL = "offline"
+BUILT_IN_GUARDS = ("injection", "prompt_leak", "pii", "reply_cap")
+"""Chorus's own guards (chorus/builtin/guards.py), in the order they run."""
 
 
 class Settings(BaseSettings):
@@ -133,6 +135,15 @@ class Settings(BaseSettings):
     knowledge_dir: Path = Field(
         default=Path("knowledge"), description="Documents ingested into the knowledge base on first start."
     )
+    guards: str = Field(
+        default="",
+        description="Built-in guards to turn on, comma-separated: pii (emails, phone and card numbers removed from "
+                    "replies and shown tool results), injection (instructions inside tool results are marked as "
+                    "data), prompt_leak (a reply that repeats its agent's instructions is withheld), reply_cap "
+                    "(replies cut at CHORUS_GUARD_MAX_REPLY_CHARS).",
+    )
+    guard_max_reply_chars: int = Field(
+        default=4000, ge=100, description="The reply_cap guard's longest reply, in characters.")
     mcp_servers: Path | None = Field(
         default=None,
         description="A YAML file of MCP servers whose tools every team gets (the same fields as a team file's "
@@ -251,6 +262,21 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"CHORUS_TRUSTED_PROXIES: {item.strip()!r} is not an address or network") from None
         return networks
+
+    @field_validator("guards")
+    @classmethod
+    def _known_guards(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in BUILT_IN_GUARDS]
+        if unknown:
+            raise ValueError(f"CHORUS_GUARDS: unknown guard {', '.join(map(repr, unknown))} "
+                             f"(the built-in guards are {', '.join(BUILT_IN_GUARDS)})")
+        return ",".join(names)
+
+    def guard_names(self) -> list[str]:
+        """The built-in guards ``CHORUS_GUARDS`` turns on, in the order they run."""
+        chosen = {n for n in self.guards.split(",") if n}
+        return [n for n in BUILT_IN_GUARDS if n in chosen]
 
     def plugin_allow_list(self) -> set[str] | None:
         """The normalised allow-list (``name`` or ``distribution:entry_point``), or None when every

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chorus.journal import journaled
 from chorus.plugins import ToolSpec
+from chorus.plugins._guards import guard_tool_result
 
 if TYPE_CHECKING:
     from chorus.mcp.hub import McpSource
@@ -59,7 +60,7 @@ class McpTool(BaseTool[_AnyArguments, Any]):
         async def call() -> str:
             return await self.source.call(self.tool, arguments, cancellation_token)
 
-        return str(await journaled(self.name, arguments, call))
+        return await guard_tool_result(self.name, str(await journaled(self.name, arguments, call)))
 
     def return_value_as_string(self, value: Any) -> str:
         return str(value)

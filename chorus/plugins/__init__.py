@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chorus.plugins._guards import GuardCheck, Verdict
 from chorus.plugins._specs import AgentContext, AgentFactory, AgentSpec, ToolContext, ToolSpec
 from chorus.plugins.hookspecs import hookimpl, hookspec
 from chorus.plugins.manager import (
@@ -19,11 +20,13 @@ __all__ = [
     "AgentContext",
     "AgentFactory",
     "AgentSpec",
+    "GuardCheck",
     "PluginLoader",
     "PluginReport",
     "Registry",
     "ToolContext",
     "ToolSpec",
+    "Verdict",
     "hookimpl",
     "hookspec",
     "load_plugins",

@@ -190,6 +190,7 @@ def _schema_once_tool() -> type[_SchemaOnceTool]:
             """A plugin's tool that raises SystemExit or KeyboardInterrupt fails as a tool, with an
             error the agent is told about; it does not stop the server."""
             from chorus.journal import journaled
+            from chorus.plugins._guards import current_guards
 
             async def call() -> Any:
                 try:
@@ -201,6 +202,9 @@ def _schema_once_tool() -> type[_SchemaOnceTool]:
             # In a background run, a call an earlier attempt finished is not made again: its
             # result comes from the run's journal (chorus.journal).
             result = await journaled(self.name, args, call, self.return_value_as_string)
+            guards = current_guards.get()
+            if guards is not None:  # the turn's input guards see it before the model does
+                result = await guards.tool_result(self.name, self.return_value_as_string(result))
             return result
 
     return SchemaOnceTool

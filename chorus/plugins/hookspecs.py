@@ -18,6 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     from autogen_core.tools import BaseTool
 
+    from chorus.plugins._guards import GuardCheck, Verdict
     from chorus.plugins._specs import AgentSpec, ToolSpec
     from chorus.settings import Settings
     from chorus.teams.spec import TeamSpec
@@ -98,5 +99,38 @@ def chorus_register_teams(settings: Settings) -> Sequence[TeamSpec | Mapping[str
     wins over a plugin's team, so operators can change it; a second plugin team with a taken
     name is reported and skipped. Members are agent names from any plugin; give a team's
     specialists ``team_only=True`` to keep them out of the teams that take every agent.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def chorus_check_input(text: str, check: GuardCheck, settings: Settings) -> Verdict | None:
+    """Check what goes into the models: the user's message, and each tool's result.
+
+    Called: for every user message before the team sees it (``check.stage == "message"``), and for
+    every tool result before the model reads it (``"tool_result"``, ``check.tool`` names the tool),
+    in every turn on the page, the widget, the API, background runs and ``chorus ask``.
+    Receives: ``text``; ``check`` (:class:`chorus.GuardCheck`: the stage, user, conversation, team,
+    tool); ``settings``. Declare only the arguments you need.
+    Returns: None or ``Verdict.allow()`` to let it through; ``Verdict.block(reason)`` to refuse it
+    (a message is not answered and the user sees the reason; a tool result is replaced by a note
+    saying it was withheld); ``Verdict.rewrite(text)`` to change it (redact, or mark it as data).
+    Guards run in plugin order, each on the text the one before left; a guard that raises blocks
+    the text. May be ``async``.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def chorus_check_output(text: str, check: GuardCheck, settings: Settings) -> Verdict | None:
+    """Check what the turn shows, stores and traces: each agent's reply and each tool's result.
+
+    Called: for each agent's reply once it is complete (``check.stage == "reply"``, ``check.agent``
+    and its ``check.system_message``), before any of it reaches the page, the API, the stored
+    conversation or the trace; while any output guard is on, replies are shown whole once checked
+    instead of streamed. And for each tool result as the page shows it (``"tool_result"``; the
+    model has read it already).
+    Receives and returns as ``chorus_check_input``; a blocked reply is replaced by a note with the
+    reason, in the agent's name.
     """
     raise NotImplementedError

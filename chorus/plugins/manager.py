@@ -27,6 +27,7 @@ import pluggy
 from chorus.plugins import hookspecs
 from chorus.plugins._discovery import DEFAULT_PLUGINS, ENTRY_POINT_GROUP, Candidate, discover, select
 from chorus.plugins._guard import InterruptWatch, contained, describe, where
+from chorus.plugins._guards import GuardHook
 from chorus.plugins._specs import AgentSpec, ToolSpec
 from chorus.settings import Settings
 
@@ -121,6 +122,9 @@ class Registry:
     """Team types plugins offer, by name (:mod:`chorus.teams.registry` looks them up after its own)."""
     teams: dict[str, Any] = field(default_factory=dict)
     """Teams plugins offer (:class:`chorus.TeamSpec` by name); ``agents/`` files of the same name win."""
+    guards: list[GuardHook] = field(default_factory=list)
+    """Every guard, in order: plugins' ``chorus_check_input``/``chorus_check_output`` hooks, then the
+    built-in guards ``CHORUS_GUARDS`` turns on (:mod:`chorus.plugins._guards`)."""
     reports: list[PluginReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """Problems of ``CHORUS_PLUGINS`` itself (an entry no installed plugin matches)."""
@@ -219,6 +223,13 @@ class PluginLoader:
                           lambda r, v: self._add_team_types(registry, r, v), watch)
         for report, plugin in loaded:
             self._collect(report, plugin, "chorus_register_teams", lambda r, v: self._add_teams(registry, r, v), watch)
+        for report, plugin in loaded:  # guards are called in every turn, not now: only collected
+            if report.status != "ok":
+                continue
+            for kind in ("input", "output"):
+                for impl in getattr(self.pm.hook, f"chorus_check_{kind}").get_hookimpls():
+                    if impl.plugin is plugin:
+                        registry.guards.append(GuardHook(report.name, kind, impl.function, tuple(impl.argnames)))
 
     @staticmethod
     def _guarded(report: PluginReport, stage: str, call: Callable[[], None], watch: InterruptWatch) -> bool:

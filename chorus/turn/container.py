@@ -54,6 +54,9 @@ class Chorus:
         """Load plugins and teams; broken plugins and team files are reported, never fatal."""
         settings = settings or get_settings()
         registry = load_plugins(settings, extra=extra_plugins)
+        from chorus.builtin.guards import builtin_guards
+
+        registry.guards += builtin_guards(settings)  # CHORUS_GUARDS, whatever CHORUS_PLUGINS allows
         from chorus.teams.registry import checker, team_type_names
 
         catalog = load_teams(settings.agents_dir, settings.default_team, registry.teams, team_type_names(registry),

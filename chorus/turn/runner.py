@@ -25,13 +25,14 @@ from autogen_core import CancellationToken
 from chorus.attachments import Attachment, with_attachments
 from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, StopReason, TurnEvent
 from chorus.models import ModelError
+from chorus.plugins._guards import TurnGuards, current_guards
 from chorus.store.checkpoints import Saved
 from chorus.teams.iterative import APPROVED_BY
 from chorus.teams.registry import team_type
 from chorus.teams.sequential import Pipeline
 from chorus.teams.swarm import ANSWERED
 from chorus.text import clean_text
-from chorus.turn import pipeline
+from chorus.turn import guarding, pipeline
 from chorus.turn.container import Chorus
 from chorus.turn.errors import ChorusError
 from chorus.turn.observers import Observers
@@ -80,6 +81,11 @@ async def run_turn(
                                    f"(${spent_today:,.4f} spent). It renews at midnight UTC.")
         elif session.busy:  # another message got in while the spending was read
             rejection = ("busy", BUSY)
+    if rejection is None and text and guarding.has(session, "input"):
+        checked = await guarding.check_message(session, text)
+        if checked.blocked is not None:
+            rejection = ("guard_blocked", f"Your message was not sent to the team: {checked.blocked}.")
+        text = checked.text
     if rejection is not None:
         yield ErrorEvent(code=rejection[0], message=rejection[1])
         yield DoneEvent(stop_reason="rejected", detail=rejection[0], duration_ms=_ms(started))
@@ -103,7 +109,9 @@ async def run_turn(
             session.tool_context.user_message = typed  # what tools may trust as the user's own words
         observers = Observers(session.chorus.turn_observers())
         observers.begin(turn)
-        steps = _steps(turn)
+        steps: AsyncGenerator[TurnEvent, None] = _steps(turn)
+        if guarding.has(session, "output"):  # replies, before anyone sees them
+            steps = guarding.guard_events(turn, steps)  # type: ignore[assignment]
         try:
             async for event in steps:
                 observers.event(turn, event)
@@ -197,7 +205,8 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         yield NoticeEvent(text=f"Going on from step {len(kept.done) + 1} of {kept.total} ({upcoming}), with the "
                                "finished steps' results.", code="pipeline_continued")
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    producer = asyncio.create_task(_pump(team, run_task, token, queue), name=f"chorus-turn-{session.thread_id}")
+    producer = asyncio.create_task(_pump(team, run_task, token, queue, guarding.tool_guards(session)),
+                                   name=f"chorus-turn-{session.thread_id}")
     try:
         while (item := await queue.get()) is not _END:
             if isinstance(item, BaseException):
@@ -282,6 +291,8 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         session.interrupted = kept
         saved = None
     else:
+        if turn.rewrites and not restore:
+            await guarding.rewrite_memory(session, turn.rewrites)
         saved = await session._checkpoint(before=None if message_id is None else (message_id, before))
         if turn.stopped:
             session.interrupted = None  # the user stopped it: a pipeline's steps are not offered again
@@ -359,10 +370,12 @@ _END = object()
 
 
 async def _pump(team: Any, task: str | list[BaseChatMessage], token: CancellationToken,
-                queue: asyncio.Queue[Any]) -> None:
+                queue: asyncio.Queue[Any], guards: TurnGuards | None = None) -> None:
     """Run the team and put every item (or the exception that ended it) on ``queue``, then _END.
 
-    ``task`` is the user's text, or the messages a continued pipeline replays (not shown again)."""
+    ``task`` is the user's text, or the messages a continued pipeline replays (not shown again).
+    ``guards`` check the tools' results before the model reads them (this task's context)."""
+    current_guards.set(guards)
     replayed = not isinstance(task, str)
     messages = task if not isinstance(task, str) else TextMessage(content=task, source=USER)
     try:

@@ -76,6 +76,9 @@ class Turn:
     _notices: list[str] = field(default_factory=list)
     failure: tuple[str, BaseException] | None = None
     """The first model call of the turn that failed: (agent, exception)."""
+    rewrites: dict[str, str] = field(default_factory=dict)
+    """Replies the output guards changed, as the model wrote them → as shown (a blocked one → its
+    note): the team's memory takes the shown text before it is saved (:mod:`chorus.turn.guarding`)."""
     _notices_seen: set[str] = field(default_factory=set)
 
     # -- what the model clients report while the team runs -----------------------------------
