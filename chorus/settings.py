@@ -144,6 +144,17 @@ class Settings(BaseSettings):
     )
     guard_max_reply_chars: int = Field(
         default=4000, ge=100, description="The reply_cap guard's longest reply, in characters.")
+    personal_keys: bool = Field(
+        default=True,
+        description="Logged-in users may enter their own provider key and model in the page's settings, used for "
+                    "their calls only and stored encrypted; false = not offered.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="What encrypts users' own provider keys at rest (a Fernet key, or any passphrase); unset = one "
+                    "generated into the data directory's secret_key file on first use. Changing it makes stored "
+                    "keys unreadable (their users enter them again).",
+    )
     mcp_servers: Path | None = Field(
         default=None,
         description="A YAML file of MCP servers whose tools every team gets (the same fields as a team file's "

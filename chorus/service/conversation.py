@@ -106,10 +106,13 @@ class Conversations:
                 raise ConversationError(409, "wrong_team", f"Conversation {thread_id!r} is with the team "
                                                            f"{theirs.name!r}: ask model 'chorus/{theirs.name}'.")
         await self.chorus.connect_tools(spec)  # the team's MCP servers, if not running yet
+        keys = self.chorus.personal_keys(self.engine)
+        personal = await keys.get(user) if keys is not None else None  # the user's own provider key
         try:
             session = self.chorus.open_session(
                 spec.name, user_id=user, thread_id=thread_id or new_id or uuid.uuid4().hex,
-                checkpoints=CheckpointStore(self.engine) if store else None, ledger=UsageLedger(self.engine))
+                checkpoints=CheckpointStore(self.engine) if store else None, ledger=UsageLedger(self.engine),
+                personal=personal)
         except ChorusError as exc:
             raise ConversationError(503, "team_unavailable", str(exc)) from None
         if not new:

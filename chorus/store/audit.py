@@ -29,6 +29,7 @@ address: ContextVar[str | None] = ContextVar("chorus_audit_address", default=Non
 ACTIONS = (
     "login", "login_failed", "logout", "account_added", "account_removed", "password_changed", "key_created",
     "key_revoked", "conversation_deleted", "conversation_exported", "memory_forgotten", "admin_change",
+    "personal_key_saved", "personal_key_deleted",
 )
 
 

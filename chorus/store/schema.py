@@ -193,6 +193,7 @@ usage = sa.Table(
     sa.Column("completion_tokens", sa.Integer, nullable=False),
     sa.Column("cost", sa.Float),
     sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("key_source", sa.Text, nullable=False, server_default="operator"),  # whose key paid: operator, user
     sa.Index("ix_chorus_usage_user_created", "user_identifier", "created_at"),
 )
 
@@ -320,4 +321,16 @@ budget_resets = sa.Table(
     sa.Column("user_identifier", sa.Text, nullable=False, index=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("by", sa.Text, nullable=False),
+)
+
+# Users' own provider keys (chorus.store.personal_keys): the key encrypted (Fernet, with the key in
+# CHORUS_HOME/secret_key or CHORUS_SECRET_KEY), the model it is for, and its last four characters.
+personal_keys = sa.Table(
+    "chorus_personal_keys",
+    metadata,
+    sa.Column("user_identifier", sa.Text, primary_key=True),
+    sa.Column("encrypted", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("hint", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

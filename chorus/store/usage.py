@@ -36,13 +36,16 @@ class UsageRow:
     completion_tokens: int
     cost: float | None
     latency_ms: float
+    key_source: str = "operator"
+    """Whose provider key paid: ``operator`` (the deployment's) or ``user`` (the user's own)."""
 
     @classmethod
-    def of(cls, call: CallRecord, *, user: str, thread_id: str, turn_id: str, team: str) -> UsageRow:
+    def of(cls, call: CallRecord, *, user: str, thread_id: str, turn_id: str, team: str,
+           key_source: str = "operator") -> UsageRow:
         """The ledger's row for ``call``, made in ``turn_id`` of ``user``'s conversation with ``team``."""
         return cls(user=user, thread_id=thread_id, turn_id=turn_id, team=team, agent=call.label, model=call.model,
                    prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens, cost=call.cost,
-                   latency_ms=call.latency_ms)
+                   latency_ms=call.latency_ms, key_source=key_source)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class UsageLedger:
                 await conn.execute(sa.insert(usage), [
                     {"created_at": now, "user_identifier": r.user, "thread_id": r.thread_id, "turn_id": r.turn_id,
                      "team": r.team, "agent": r.agent, "model": r.model, "prompt_tokens": r.prompt_tokens,
-                     "completion_tokens": r.completion_tokens, "cost": r.cost, "latency_ms": r.latency_ms}
+                     "completion_tokens": r.completion_tokens, "cost": r.cost, "latency_ms": r.latency_ms,
+                     "key_source": r.key_source}
                     for r in rows
                 ])
         except Exception as exc:
@@ -104,13 +108,14 @@ class UsageLedger:
             return int((await conn.execute(sa.delete(usage).where(usage.c.turn_id == turn_id))).rowcount or 0)
 
     async def spent_today(self, user: str) -> float:
-        """What ``user``'s model calls cost since midnight UTC, or since an admin reset their budget
-        today (calls with no known price count 0)."""
+        """What ``user``'s model calls cost the deployment since midnight UTC, or since an admin reset
+        their budget today (calls with no known price count 0; calls on the user's own key do not
+        count: the user paid for them)."""
         async with self.engine.connect() as conn:
             since = await budget_counts_from(conn, user)
             total = await conn.scalar(
                 sa.select(sa.func.coalesce(sa.func.sum(usage.c.cost), 0.0)).where(
-                    usage.c.user_identifier == user, usage.c.created_at >= since
+                    usage.c.user_identifier == user, usage.c.created_at >= since, usage.c.key_source != "user"
                 )
             )
         return float(total or 0.0)

@@ -113,6 +113,7 @@ def build_team(
     other_teams: Sequence[TeamSpec] = (),
     on_failure: Callable[[str, BaseException], None] | None = None,
     mcp: McpHub | None = None,
+    personal: tuple[str, str] | None = None,
 ) -> BuiltTeam:
     """Build the AutoGen team for ``spec``; members that fail are left out and reported.
 
@@ -120,6 +121,8 @@ def build_team(
     ``other_teams`` are the teams the user could switch to: the offline model points a question
     this team cannot answer to the one that can. ``mcp`` gives the members the tools of the team's
     MCP servers, as far as they are known (``McpHub.connect`` first, to wait for them).
+    ``personal`` (model, key) is a user's own provider key: every member and the selector then call
+    that model with that key, and the deployment's fallbacks are not used with it.
     """
     try:
         kind = team_type(spec.type, registry)
@@ -135,6 +138,8 @@ def build_team(
     )
 
     def client(model: str, label: str, role: Any = "agent", temperature: float | None = None) -> ChorusModelClient:
+        if personal is not None:
+            model = personal[0]
         return ChorusModelClient(
             model,
             label=label,
@@ -142,7 +147,7 @@ def build_team(
             hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=hint_tools,
                              elsewhere=elsewhere, approval=spec.approval),
             api_base=settings.model_api_base,
-            api_key=settings.model_api_key,
+            api_key=personal[1] if personal is not None else settings.model_api_key,
             timeout=settings.model_timeout,
             first_byte_timeout=settings.model_first_byte_timeout or None,  # 0 = no shorter limit
             stall_timeout=settings.model_stall_timeout or None,
@@ -150,7 +155,7 @@ def build_team(
             forbid_real_models=settings.forbid_real_models,
             on_call=on_call,
             token_delay=settings.offline_token_delay if model == OFFLINE_MODEL else None,
-            fallbacks=settings.fallback_models(),
+            fallbacks=settings.fallback_models() if personal is None else (),
             retries=settings.model_retries,
             allowed_fails=settings.model_allowed_fails,
             cooldown_s=settings.model_cooldown,

@@ -18,6 +18,7 @@ from chorus.memory import MemoryService
 from chorus.plugins.manager import Registry, load_plugins
 from chorus.settings import OFFLINE_MODEL, Settings, get_settings
 from chorus.store.checkpoints import CheckpointStore
+from chorus.store.personal_keys import PersonalKey, PersonalKeys, encryption_secret
 from chorus.store.usage import UsageLedger
 from chorus.teams import TeamCatalog, TeamSpec, load_teams
 from chorus.teams.overlay import Overlays
@@ -25,6 +26,8 @@ from chorus.tracing import Tracer
 from chorus.turn.errors import ChorusError
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from chorus.turn.observers import TurnObserver
     from chorus.turn.session import ChatSession
 
@@ -48,6 +51,7 @@ class Chorus:
     mcp: McpHub = field(default_factory=McpHub)
     """This process's connections to the teams' MCP servers (:mod:`chorus.mcp`)."""
     _metrics: TurnObserver | None = field(default=None, repr=False)
+    _secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, settings: Settings | None = None, *, extra_plugins: Iterable[tuple[str, object]] = ()) -> Chorus:
@@ -98,8 +102,11 @@ class Chorus:
         stream: bool = True,
         checkpoints: CheckpointStore | None = None,
         ledger: UsageLedger | None = None,
+        personal: PersonalKey | None = None,
     ) -> ChatSession:
         """A new conversation with ``team``. Raises ChorusError for an unknown team or model.
+
+        With ``personal`` (the user's own provider key), every call uses that key and its model.
 
         With ``checkpoints``, the team's state is saved after every turn and
         :meth:`ChatSession.resume` restores it. With ``ledger``, every model call is recorded
@@ -116,9 +123,18 @@ class Chorus:
             stream=stream,
             checkpoints=checkpoints,
             ledger=ledger,
+            personal=personal,
         )
         session.build()
         return session
+
+    def personal_keys(self, engine: AsyncEngine) -> PersonalKeys | None:
+        """Users' own provider keys in ``engine``'s store (None when ``CHORUS_PERSONAL_KEYS`` is off)."""
+        if not self.settings.personal_keys:
+            return None
+        if self._secret is None:
+            self._secret = encryption_secret(self.settings.home, self.settings.secret_key)
+        return PersonalKeys(engine, self._secret)
 
     def turn_observers(self) -> list[TurnObserver]:
         """Who observes each turn: the tracer (when tracing is on), the cost ledger, the metrics, then

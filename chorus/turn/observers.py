@@ -83,8 +83,9 @@ class LedgerObserver(TurnObserver):
         session = turn.session
         if session.ledger is None or not turn.calls:
             return
+        source = "user" if session.personal is not None else "operator"
         rows = [UsageRow.of(call, user=session.user_id, thread_id=session.thread_id, turn_id=turn.id,
-                            team=session.spec.name) for call in turn.calls]
+                            team=session.spec.name, key_source=source) for call in turn.calls]
         try:
             await session.ledger.record(rows)
         except Exception as exc:  # a failure is logged, never the user's problem

@@ -19,6 +19,7 @@ from chorus.plugins._specs import ToolContext
 from chorus.settings import OFFLINE_MODEL
 from chorus.store import tool_state
 from chorus.store.checkpoints import CheckpointStore, Saved
+from chorus.store.personal_keys import PersonalKey
 from chorus.store.team_states import TeamStates
 from chorus.store.usage import UsageLedger
 from chorus.teams import BuiltTeam, TeamSpec, build_team
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from chorus.turn.state import Turn
 
 log = logging.getLogger(__name__)
+
+BUSY_CHANGING_KEY = "The team is answering: change your key once it has finished."
 
 
 @dataclass
@@ -61,6 +64,9 @@ class ChatSession:
     turn: Turn | None = None
     """The turn running now, if any (:class:`chorus.turn.state.Turn`): the model clients and the stop
     button reach it through the session."""
+    personal: PersonalKey | None = None
+    """The user's own provider key and model, when they gave one: every call of this conversation
+    uses it (:meth:`use_key` changes it between turns)."""
 
     def build(self) -> None:
         settings = self.chorus.settings
@@ -82,11 +88,29 @@ class ChatSession:
             tool_context=self.tool_context, memories=memories, on_notice=self._on_notice,
             on_failure=self._on_failure,
             other_teams=list(self.chorus.catalog.teams.values()), mcp=self.chorus.mcp,
+            personal=(self.personal.model, self.personal.key) if self.personal is not None else None,
         )
         for model in sorted(self.built.models):
             error = validate_model(model)
             if error:
                 raise ChorusError(error)
+
+    async def use_key(self, personal: PersonalKey | None) -> None:
+        """Call with the user's own key (None: the deployment's again) from the next turn on; the
+        team keeps what it remembers. ChorusError when the key's model cannot be used."""
+        if self.busy:
+            raise ChorusError(BUSY_CHANGING_KEY)
+        await self._prepared()
+        state = await self._save() if self.built is not None else None
+        previous, self.personal = self.personal, personal
+        try:
+            self.build()
+        except ChorusError:
+            self.personal = previous
+            self.build()
+            raise
+        if state is not None:
+            await self._put(state)
 
     def start_preparing(self) -> None:
         """Set the new team's runtime up now, in the background, rather than when the first

@@ -17,7 +17,7 @@ from chorus.attachments import AttachmentError
 from chorus.store.caller import NotYours
 from chorus.store.usage import UsageLedger
 from chorus.turn import ChatSession, ChorusError, run_turn
-from chorus.web import logins
+from chorus.web import logins, personal
 from chorus.web.commands import EXPORT_COMMAND, MEMORIES_COMMAND, export, offer_commands, show_memories
 from chorus.web.context import SYSTEM, current
 from chorus.web.limiter import limiter
@@ -36,6 +36,7 @@ def register() -> None:
     cl.on_chat_start(start)
     cl.on_message(on_message)
     cl.on_stop(on_stop)
+    cl.on_settings_update(personal.on_settings_update)
 
 
 async def chat_profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:
@@ -78,6 +79,7 @@ async def prepare_chat() -> None:
     servers started (a failure is the session's notice, not an error here)."""
     web = current()
     await web.chorus.overlays.refresh(web.engine())
+    await personal.load()
     team = widget_team(cl.user_session.get("user")) or cl.user_session.get("chat_profile")
     with contextlib.suppress(ChorusError):  # an unknown team: session_of_chat says so
         await web.chorus.connect_tools(team)
@@ -101,6 +103,7 @@ def session_of_chat() -> ChatSession:
         thread_id=cl.context.session.thread_id,
         checkpoints=web.checkpoints(),
         ledger=UsageLedger(web.engine()),
+        personal=personal.loaded(),
     )
     cl.user_session.set("chorus", session)
     return session
@@ -144,6 +147,7 @@ async def open_chat() -> ChatSession | None:
         return None
     await offer_commands()
     await show_notices(session)
+    await personal.offer()
     return session
 
 
