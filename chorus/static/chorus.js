@@ -122,7 +122,17 @@
     if (box.nextElementSibling !== before) composer.parentElement.insertBefore(box, before);
   }
 
+  // The settings panel's provider key (chorus/web/personal.py) is typed like a password.
+  function maskKeyField() {
+    const field = document.getElementById("provider_key");
+    if (field && field.tagName === "INPUT" && field.type !== "password") {
+      field.type = "password";
+      field.autocomplete = "off";
+    }
+  }
+
   function update() {
+    maskKeyField();
     labelAuthors(document);
     showBanner();
     showWarnings();
