@@ -139,8 +139,8 @@ class Settings(BaseSettings):
         default="",
         description="Built-in guards to turn on, comma-separated: pii (emails, phone and card numbers removed from "
                     "replies and shown tool results), injection (instructions inside tool results are marked as "
-                    "data), prompt_leak (a reply that repeats its agent's instructions is withheld), reply_cap "
-                    "(replies cut at CHORUS_GUARD_MAX_REPLY_CHARS).",
+                    "data), prompt_leak (a reply that repeats its agent's or a teammate's instructions is withheld), "
+                    "reply_cap (replies cut at CHORUS_GUARD_MAX_REPLY_CHARS).",
     )
     guard_max_reply_chars: int = Field(
         default=4000, ge=100, description="The reply_cap guard's longest reply, in characters.")
@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         default=True,
         description="Logged-in users may enter their own provider key and model in the page's settings, used for "
                     "their calls only and stored encrypted; false = not offered.",
+    )
+    personal_key_api_base: str | None = Field(
+        default=None,
+        description="Where users' own keys are sent: unset = each provider's own endpoint (never "
+                    "CHORUS_MODEL_API_BASE, which may be a gateway that ignores the key and bills the deployment).",
     )
     secret_key: str | None = Field(
         default=None,

@@ -101,7 +101,7 @@ async def test_a_planted_instruction_is_marked_as_data_and_the_prompt_canary_nev
     # The page, the API and the store get a withheld note; nothing of the reply streamed first.
     reply = replies(events)[-1]
     assert reply.agent == "helper" and "withheld by a safety check" in reply.content
-    assert "repeated its instructions" in reply.content and CANARY not in reply.content
+    assert "repeated the team's instructions" in reply.content and CANARY not in reply.content
     assert not events_of(events, TokenEvent)
     assert all(CANARY not in str(e.to_dict()) for e in events)
     assert done(events).stop_reason in ("completed", "max_messages")  # the turn ended normally
@@ -181,6 +181,13 @@ async def test_without_output_guards_replies_still_stream(make_chorus: ChorusFac
     ("4111 1111 1111 1112 fails Luhn", "4111 1111 1111 1112 fails Luhn"),
     ("order 1234-5678 on 2024-05-01 costs $1,299.00; track 3:45; 10 km = 6.21 miles",
      "order 1234-5678 on 2024-05-01 costs $1,299.00; track 3:45; 10 km = 6.21 miles"),
+    ("+14155552671, 415.555.2671, +55 (12) 3923-5555.", "[phone number removed], [phone number removed], "
+                                                        "[phone number removed]."),
+    # What is not personal stays: times and dates, prices, addresses of machines, codes, lists, repos, files.
+    ("Meeting 2024-05-06 10:30, 12.05.2024 14:00, 19.99 24.99 29.99, 192.168.100.200, ZIP 94103-1234",
+     "Meeting 2024-05-06 10:30, 12.05.2024 14:00, 19.99 24.99 29.99, 192.168.100.200, ZIP 94103-1234"),
+    ("10 20 30 40 50, ids 1001 1002 1003, git@github.com:org/repo.git, file@2x.png, ISBN 978-3-16-148410-0",
+     "10 20 30 40 50, ids 1001 1002 1003, git@github.com:org/repo.git, file@2x.png, ISBN 978-3-16-148410-0"),
 ])
 def test_pii_redaction_takes_contacts_and_cards_and_leaves_other_numbers(text: str, expected: str) -> None:
     assert redact(text) == expected

@@ -38,7 +38,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChorusServe
         srv = ChorusServer(workdir, env={
             "CHORUS_MEMORY": "false", "CHORUS_AGENTS_DIR": str(agents), "CHORUS_MODEL": "openai/other-model",
             "CHORUS_MODEL_API_BASE": fake.url, "CHORUS_MODEL_API_KEY": OPERATOR, "CHORUS_TRACING": "true",
-            "CHORUS_DEGRADE_TO_OFFLINE": "false", "CHORUS_MODEL_RETRIES": "0"})
+            "CHORUS_DEGRADE_TO_OFFLINE": "false", "CHORUS_MODEL_RETRIES": "0",
+            "CHORUS_PERSONAL_KEY_API_BASE": fake.url})  # (users' keys go to the provider's own endpoint otherwise)
         srv.start()
         try:
             yield srv, fake, api_key
@@ -100,6 +101,12 @@ def test_a_users_own_key_is_used_for_their_calls_only_and_is_found_nowhere_in_pl
 
             await alice.settings(provider_key=KEY)  # no model: refused, nothing saved
             assert "say which model your key is for" in (await alice.said("was not saved"))["output"]
+            alice.messages.clear()  # a provider that bills the server's own credentials: refused
+            await alice.settings(provider_key=KEY, provider_model="vertex_ai/gemini-pro")
+            assert "personal keys work with openai, anthropic" in (await alice.said("was not saved"))["output"]
+            alice.messages.clear()
+            await alice.settings(provider_key="short", provider_model="openai/fake-model")
+            assert "16 to 512 characters" in (await alice.said("was not saved"))["output"]
             await alice.settings(provider_key=KEY, provider_model="openai/fake-model")
             saved = await alice.said("is saved, encrypted")
             assert "••••9d2c" in saved["output"] and KEY not in saved["output"]

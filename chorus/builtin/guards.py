@@ -26,6 +26,8 @@ _INSTRUCTIONS = re.compile(
     r"(?:previous|prior|above|earlier|preceding|original|system)?\s*(?:instructions?|prompts?|rules|directions)"
     r"|\b(?:print|reveal|show|repeat|output|tell me|display|leak)\s+(?:me\s+)?(?:your|the)\s+"
     r"(?:full\s+|whole\s+|hidden\s+|initial\s+)?(?:system\s+prompt|instructions|prompt)"
+    r"|\b(?:ignore|disregard|forget)\s+(?:everything|what|all\s+that)\s+(?:you\s+were|you've\s+been|you\s+have\s+been)"
+    r"\s+(?:told|given|asked)"
     r"|\byou\s+are\s+now\s+(?:a|an|in)\b"
     r"|\bnew\s+instructions\s*:"
     r"|<\s*/?\s*system\s*>",
@@ -53,26 +55,38 @@ LEAK_WORDS = 8
 """A reply that repeats this many consecutive words of its agent's instructions is withheld."""
 
 
+def _runs(instructions: str) -> set[tuple[str, ...]]:
+    words = [w.lower() for w in _WORD.findall(instructions)]
+    if len(words) < 4:
+        return set()
+    size = min(LEAK_WORDS, len(words))
+    return {tuple(words[i:i + size]) for i in range(len(words) - size + 1)}
+
+
 def prompt_leak(text: str, check: GuardCheck) -> Verdict | None:
-    """Withhold a reply that repeats a run of its agent's instructions."""
-    if check.stage != "reply" or not check.system_message:
+    """Withhold a reply that repeats a run of its agent's instructions, or of a teammate's."""
+    if check.stage != "reply":
         return None
-    prompt = [w.lower() for w in _WORD.findall(check.system_message)]
-    if len(prompt) < 4:
-        return None
-    size = min(LEAK_WORDS, len(prompt))
-    runs = {tuple(prompt[i:i + size]) for i in range(len(prompt) - size + 1)}
+    runs: set[tuple[str, ...]] = set()
+    for instructions in {check.system_message or "", *check.team_instructions}:
+        runs |= _runs(instructions)
     reply = [w.lower() for w in _WORD.findall(text)]
-    if any(tuple(reply[i:i + size]) in runs for i in range(len(reply) - size + 1)):
-        return Verdict.block(f"{check.agent or 'the agent'}'s reply repeated its instructions, which stay private")
+    for size in {len(run) for run in runs}:
+        if any(tuple(reply[i:i + size]) in runs for i in range(len(reply) - size + 1)):
+            return Verdict.block(f"{check.agent or 'the agent'}'s reply repeated the team's instructions, which "
+                                 "stay private")
     return None
 
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b(?![:/@])")
+_FILE_ENDINGS = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf", ".zip")  # file@2x.png is a file
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{8,15}"  # +14155552671
-                    r"|(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,5}){0,4})(?![\w-])")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}[./-]\d{2}[./-]\d{4}")
+_PHONE = re.compile(
+    r"(?<![\w+.])(?:"
+    r"\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?)(?:[\s.-]?\d{2,4}){2,4}"  # +1 415 555 2671, +55 (12) 3923-5555, +14155552671
+    r"|\(\d{2,4}\)\s?\d{3,4}[\s.-]\d{3,4}"  # (415) 555-2671
+    r"|\d{3}([\s.-])\d{3}\1\d{4}"  # 415-555-2671, 415.555.2671
+    r")(?![\w:-]|\.\d)")  # (a sentence's full stop may follow; a decimal's digits may not)
 
 
 def luhn(digits: str) -> bool:
@@ -88,7 +102,7 @@ def luhn(digits: str) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with email addresses, card numbers (Luhn-valid) and phone numbers replaced."""
-    text = _EMAIL.sub("[email removed]", text)
+    text = _EMAIL.sub(lambda m: m.group(0) if m.group(0).lower().endswith(_FILE_ENDINGS) else "[email removed]", text)
 
     def card(match: re.Match[str]) -> str:
         digits = re.sub(r"\D", "", match.group(0))
@@ -98,11 +112,7 @@ def redact(text: str) -> str:
 
     def phone(match: re.Match[str]) -> str:
         found = match.group(0)
-        digits = re.sub(r"\D", "", found)
-        shaped = found.startswith(("+", "(")) or bool(re.search(r"[\s.-]", found))  # not a bare id
-        if 9 <= len(digits) <= 15 and shaped and not _DATE.fullmatch(found):
-            return "[phone number removed]"
-        return found
+        return "[phone number removed]" if 9 <= len(re.sub(r"\D", "", found)) <= 15 else found
 
     return _PHONE.sub(phone, text)
 

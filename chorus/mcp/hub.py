@@ -29,7 +29,9 @@ _CONNECTION_LOST = {"", "Connection closed"}
 """What a call's error says when the server went away during it (the ``mcp`` SDK's words)."""
 
 RETRY_START_AFTER_S = 5.0
-"""After a failed start, calls are refused for this long before the server is started again."""
+"""After a failed start, calls are refused for this long before the server is started again; the
+wait doubles with each failure in a row, up to :data:`RETRY_START_AT_MOST_S`."""
+RETRY_START_AT_MOST_S = 300.0
 
 
 class McpCallError(RuntimeError):
@@ -77,7 +79,9 @@ class McpSource:
     _workbench: McpWorkbench | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _lock: asyncio.Lock | None = field(default=None, repr=False)
+    _lock_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _start_failed_at: float | None = field(default=None, repr=False)
+    _failed_starts: int = field(default=0, repr=False)
 
     def status(self) -> ServerStatus:
         return ServerStatus(name=self.name, transport=self.spec.transport, state=self.state,
@@ -107,15 +111,26 @@ class McpSource:
         return actor is not None and bool(getattr(actor, "_active", False)) and (task is None or not task.done())
 
     def _lock_here(self) -> asyncio.Lock:
-        if self._lock is None or self._loop is not asyncio.get_running_loop():
-            self._lock = asyncio.Lock()
+        """One lock per event loop: two conversations opening at once start the server once."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         return self._lock
+
+    def cooling_down(self) -> bool:
+        """Whether the last start failed too recently to try again."""
+        if self.state != "failed" or self._start_failed_at is None:
+            return False
+        wait = min(RETRY_START_AT_MOST_S, RETRY_START_AFTER_S * float(2 ** max(0, self._failed_starts - 1)))
+        return time.monotonic() - self._start_failed_at < wait
 
     async def start(self) -> bool:
         """Connect and list the tools, unless connected already; False (and ``error``) when it fails."""
         async with self._lock_here():
             if self.alive():
                 return True
+            if self.cooling_down():  # (another conversation's start just failed)
+                return False
             await self._drop()
             from autogen_ext.tools.mcp import McpWorkbench
 
@@ -136,7 +151,7 @@ class McpSource:
             allowed = self.spec.tools
             missing = sorted(set(allowed or ()) - {s["name"] for s in listed})
             self.schemas = [s for s in listed if allowed is None or s["name"] in allowed]
-            self.state, self._start_failed_at = "ready", None
+            self.state, self._start_failed_at, self._failed_starts = "ready", None, 0
             if missing:
                 self.error = f"not offered by the server: {', '.join(missing)}"
                 log.warning("MCP server %r does not offer the allowed tools %s", self.name, missing)
@@ -151,6 +166,7 @@ class McpSource:
     def _start_failed(self, reason: str) -> bool:
         self.state, self.error = "failed", f"failed to start: {reason}"
         self._start_failed_at = time.monotonic()
+        self._failed_starts += 1
         log.error("MCP server %r %s; its tools are unavailable until it starts", self.name, self.error)
         return False
 
@@ -159,14 +175,9 @@ class McpSource:
         from autogen_core.tools import TextResultContent
 
         self.calls += 1
-        if not self.alive():
-            waited = time.monotonic() - (self._start_failed_at or -RETRY_START_AFTER_S * 2)
-            if self.state == "failed" and self._start_failed_at is not None and waited < RETRY_START_AFTER_S:
-                self.failures += 1
-                raise McpCallError(f"the MCP server {self.name!r} is not running ({self.error})")
-            if not await self.start():
-                self.failures += 1
-                raise McpCallError(f"the MCP server {self.name!r} is not running ({self.error})")
+        if not self.alive() and not await self.start():
+            self.failures += 1
+            raise McpCallError(f"the MCP server {self.name!r} is not running ({self.error})")
         workbench = self._workbench
         assert workbench is not None
         try:
@@ -254,9 +265,7 @@ class McpHub:
 
     async def connect(self, team: TeamSpec) -> None:
         """Start the team's servers that are not running (together); failures are recorded, not raised."""
-        waiting = [s for s in self.sources(team) if s.state in ("not started", "starting") or not s.alive()]
-        waiting = [s for s in waiting if not (s.state == "failed" and s._start_failed_at is not None
-                                              and time.monotonic() - s._start_failed_at < RETRY_START_AFTER_S)]
+        waiting = [s for s in self.sources(team) if not s.alive() and not s.cooling_down()]
         if waiting:
             await asyncio.gather(*(s.start() for s in waiting))
 
@@ -269,5 +278,4 @@ class McpHub:
 
     async def close(self) -> None:
         """Stop every connection (stdio servers' processes end with it)."""
-        for source in list(self._sources.values()):
-            await source.close()
+        await asyncio.gather(*(source.close() for source in list(self._sources.values())))

@@ -11,6 +11,7 @@ from autogen_core.tools import BaseTool, ToolSchema
 from pydantic import BaseModel, ConfigDict
 
 from chorus.journal import journaled
+from chorus.mcp.hub import McpCallError
 from chorus.plugins import ToolSpec
 from chorus.plugins._guards import guard_tool_result
 
@@ -60,7 +61,11 @@ class McpTool(BaseTool[_AnyArguments, Any]):
         async def call() -> str:
             return await self.source.call(self.tool, arguments, cancellation_token)
 
-        return await guard_tool_result(self.name, str(await journaled(self.name, arguments, call)))
+        try:
+            result = str(await journaled(self.name, arguments, call))
+        except McpCallError as exc:  # the server's own error text is untrusted too
+            raise McpCallError(await guard_tool_result(self.name, str(exc))) from None
+        return await guard_tool_result(self.name, result)
 
     def return_value_as_string(self, value: Any) -> str:
         return str(value)
@@ -78,7 +83,22 @@ def offline_spec(source: McpSource, schema: ToolSchema) -> ToolSpec:
                     description=(schema.get("description") or schema["name"]).strip(), keywords=keywords)
 
 
-def tools_of(source: McpSource) -> tuple[list[McpTool], dict[str, ToolSpec]]:
-    """The source's allowed tools (as last listed) and their specs for the offline model."""
-    tools = [McpTool(source, schema) for schema in source.schemas]
-    return tools, {t.name: offline_spec(source, s) for t, s in zip(tools, source.schemas, strict=True)}
+def tools_of(source: McpSource, taken: set[str] | None = None,
+             problems: list[str] | None = None) -> tuple[list[McpTool], dict[str, ToolSpec]]:
+    """The source's allowed tools (as last listed) and their specs for the offline model. A tool whose
+    name is ``taken`` (another tool's, or the same after ``tool_name`` shortened it) is left out and
+    reported in ``problems``: AutoGen refuses an agent with two tools of one name."""
+    taken = set() if taken is None else taken
+    tools: list[McpTool] = []
+    specs: dict[str, ToolSpec] = {}
+    for schema in source.schemas:
+        tool = McpTool(source, schema)
+        if tool.name in taken:
+            if problems is not None:
+                problems.append(f"MCP server {source.name!r}: its tool {schema['name']!r} is called {tool.name!r} "
+                                "like another tool, and was left out")
+            continue
+        taken.add(tool.name)
+        tools.append(tool)
+        specs[tool.name] = offline_spec(source, schema)
+    return tools, specs

@@ -40,6 +40,8 @@ class GuardCheck:
     """The tool whose result this is (``tool_result``)."""
     system_message: str | None = None
     """The replying agent's instructions (``reply``), for checks that they are not repeated."""
+    team_instructions: tuple[str, ...] = ()
+    """Every member's instructions (``reply``): a member may quote another's."""
 
 
 @dataclass(frozen=True)

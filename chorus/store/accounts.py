@@ -27,6 +27,7 @@ from chorus.store.schema import (
     checkpoints,
     elements,
     feedbacks,
+    personal_keys,
     steps,
     threads,
     turn_states,
@@ -126,8 +127,9 @@ async def change_password(engine: AsyncEngine, identifier: str, password: str) -
 
 
 async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path | None = None) -> None:
-    """Remove the account and everything it owns (conversations, checkpoints, API keys, background
-    runs, and its files under ``files_root``): a later account with the same name must not inherit them."""
+    """Remove the account and everything it owns (conversations, checkpoints, API keys, its own
+    provider key, background runs, and its files under ``files_root``): a later account with the
+    same name must not inherit them."""
     identifier = identifier.strip()
     async with engine.begin() as conn:
         owner_ids = list(await conn.scalars(sa.select(users.c.id).where(users.c.identifier == identifier)))
@@ -142,6 +144,7 @@ async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path 
             await conn.execute(sa.delete(saved).where(saved.c.user_identifier == identifier))
         await conn.execute(sa.delete(users).where(users.c.identifier == identifier))
         await delete_user_keys(conn, identifier)
+        await conn.execute(sa.delete(personal_keys).where(personal_keys.c.user_identifier == identifier))
         await delete_user_runs(conn, identifier)
         await audit.record(conn, "account_removed", identifier)
     if files_root is not None:

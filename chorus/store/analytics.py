@@ -120,5 +120,5 @@ async def spent_today(engine: AsyncEngine) -> dict[str, Any]:
         for user in users:
             since = await budget_counts_from(conn, user)
             spent[user] = float(await conn.scalar(sa.select(sa.func.coalesce(sa.func.sum(usage.c.cost), 0.0)).where(
-                usage.c.user_identifier == user, usage.c.created_at >= since)) or 0.0)
+                usage.c.user_identifier == user, usage.c.created_at >= since, usage.c.key_source != "user")) or 0.0)
     return spent

@@ -19,7 +19,21 @@ from chorus.secrets import hide
 from chorus.store.schema import personal_keys
 
 SECRET_FILE = "secret_key"
-MAX_KEY_CHARS = 512
+MIN_KEY_CHARS, MAX_KEY_CHARS = 16, 512
+PROVIDERS = ("openai", "anthropic", "gemini", "mistral", "groq", "deepseek", "together_ai", "openrouter", "cohere",
+             "xai", "fireworks_ai", "perplexity", "cerebras")
+"""Providers whose calls a key alone pays for: a personal key's model names one of them
+(``openai/gpt-4o-mini``), never a provider that takes credentials from the server's environment
+(cloud service accounts, a local server) and would bill the deployment instead."""
+
+
+def check_model(model: str) -> str | None:
+    """Why ``model`` cannot go with a personal key, or None."""
+    provider, _, name = model.strip().partition("/")
+    if not name or provider not in PROVIDERS:
+        return (f"name the provider and the model, like openai/gpt-4o-mini; personal keys work with "
+                f"{', '.join(PROVIDERS)}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,13 @@ def encryption_secret(home: Path, configured: str | None) -> str:
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
     secret = Fernet.generate_key().decode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker made it first: use theirs
+        import time
+
+        time.sleep(0.2)
+        return path.read_text(encoding="utf-8").strip()
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(secret + "\n")
     return secret
@@ -72,11 +92,13 @@ class PersonalKeys:
 
     async def set(self, user: str, key: str, model: str) -> PersonalKey:
         key, model = key.strip(), model.strip()
-        hide(key)
-        if not key or len(key) > MAX_KEY_CHARS or any(c.isspace() for c in key):
-            raise ValueError(f"a provider key is one word of at most {MAX_KEY_CHARS} characters")
+        if not MIN_KEY_CHARS <= len(key) <= MAX_KEY_CHARS or any(c.isspace() for c in key):
+            raise ValueError(f"a provider key is one word of {MIN_KEY_CHARS} to {MAX_KEY_CHARS} characters")
         if not model:
             raise ValueError("say which model your key is for (a litellm model string, like openai/gpt-4o-mini)")
+        problem = check_model(model)
+        if problem:
+            raise ValueError(problem)
         encrypted = self._cipher.encrypt(key.encode()).decode()  # type: ignore[attr-defined]
         row = {"encrypted": encrypted, "model": model, "hint": key[-4:], "updated_at": datetime.now(UTC)}
         async with self.engine.begin() as conn:
@@ -99,6 +121,11 @@ class PersonalKeys:
         try:
             key = self._cipher.decrypt(row.encrypted.encode()).decode()  # type: ignore[attr-defined]
         except InvalidToken:
+            import logging
+
+            logging.getLogger(__name__).error(
+                "the provider key of %s cannot be decrypted (CHORUS_SECRET_KEY or %s changed?); they must enter it "
+                "again", user, SECRET_FILE)
             return None
         hide(key)  # from now on, masked in every log line of this process
         return PersonalKey(model=row.model, hint=row.hint, key=key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -130,7 +130,7 @@ def build_team(
         raise TeamBuildError(f"team {spec.name!r}: {exc.args[0]}") from None
     members, problems = resolve_members(spec, registry)
     hints_agents = {m.name: m for m in members}
-    server_tools, server_specs = _mcp_tools(spec, mcp, [m.name for m in members], problems)
+    server_tools, server_specs = _mcp_tools(spec, mcp, [m.name for m in members], problems, registry.tools)
     hint_tools = {**registry.tools, **server_specs} if server_specs else registry.tools
     elsewhere = tuple(
         OtherTeam(name=other.name, title=other.title, agents=tuple(resolve_members(other, registry)[0]))
@@ -146,7 +146,7 @@ def build_team(
             temperature=temperature,
             hints=ModelHints(role=role, agent=label, team=spec.name, agents=hints_agents, tools=hint_tools,
                              elsewhere=elsewhere, approval=spec.approval),
-            api_base=settings.model_api_base,
+            api_base=settings.personal_key_api_base if personal is not None else settings.model_api_base,
             api_key=personal[1] if personal is not None else settings.model_api_key,
             timeout=settings.model_timeout,
             first_byte_timeout=settings.model_first_byte_timeout or None,  # 0 = no shorter limit
@@ -159,7 +159,7 @@ def build_team(
             retries=settings.model_retries,
             allowed_fails=settings.model_allowed_fails,
             cooldown_s=settings.model_cooldown,
-            degrade_to_offline=settings.degrade_to_offline,
+            degrade_to_offline=settings.degrade_to_offline and personal is None,  # (a bad key of theirs: say so)
             on_notice=on_notice,
             fast_path=settings.model_fast_path,
             on_failure=on_failure,
@@ -250,8 +250,8 @@ def build_agent(
     return default_agent(context)
 
 
-def _mcp_tools(spec: TeamSpec, mcp: McpHub | None, members: list[str],
-               problems: list[str]) -> tuple[dict[str, list[BaseTool[Any, Any]]], dict[str, Any]]:
+def _mcp_tools(spec: TeamSpec, mcp: McpHub | None, members: list[str], problems: list[str],
+               registry_tools: Collection[str] = ()) -> tuple[dict[str, list[BaseTool[Any, Any]]], dict[str, Any]]:
     """The tools of the team's MCP servers, by the member that gets them, and their specs for the
     offline model. A server that is down keeps the tools it listed before (a call starts it again);
     one that never started adds none, and is a problem."""
@@ -259,6 +259,7 @@ def _mcp_tools(spec: TeamSpec, mcp: McpHub | None, members: list[str],
     specs: dict[str, Any] = {}
     if mcp is None:
         return by_member, specs
+    taken = set(registry_tools)
     for source in mcp.sources(spec):
         if source.state == "failed":
             problems.append(f"team {spec.name!r}: MCP server {source.name!r} {source.error}"
@@ -267,7 +268,9 @@ def _mcp_tools(spec: TeamSpec, mcp: McpHub | None, members: list[str],
         elif not source.schemas and source.state != "ready":
             problems.append(f"team {spec.name!r}: MCP server {source.name!r} is {source.state}; "
                             "its tools join new conversations once it is up")
-        tools, offline = tools_of(source)
+        named: list[str] = []
+        tools, offline = tools_of(source, taken, named)
+        problems.extend(f"team {spec.name!r}: {line}" for line in named)
         wanted = source.spec.agents
         for name in wanted or ():
             if name not in members:

@@ -68,7 +68,7 @@ class GraphEdge(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
-_SERVER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_SERVER_NAME = re.compile(r"^[a-z](?:[a-z0-9]|_(?!_)){0,30}$")  # no "__": it separates server and tool
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -130,8 +130,8 @@ def check_server_names(servers: Mapping[str, McpServerSpec]) -> None:
     """ValueError for a server name that cannot prefix a tool name."""
     for name in servers:
         if not _SERVER_NAME.match(name):
-            raise ValueError(f"MCP server name {name!r}: use lower-case letters, digits and '_' (at most 31), "
-                             "starting with a letter; it prefixes the names of its tools")
+            raise ValueError(f"MCP server name {name!r}: use lower-case letters, digits and single '_' (at most "
+                             "31), starting with a letter; it prefixes the names of its tools")
 
 
 def load_mcp_servers(path: Path) -> dict[str, McpServerSpec]:

@@ -53,7 +53,8 @@ async def guard_events(turn: Turn, events: AsyncGenerator[TurnEvent, None]) -> A
             if isinstance(event, TokenEvent):
                 continue  # the reply comes whole, once checked
             if isinstance(event, MessageEvent) and event.agent != USER:
-                check = replace(base, stage="reply", agent=event.agent, system_message=prompts.get(event.agent))
+                check = replace(base, stage="reply", agent=event.agent, system_message=prompts.get(event.agent),
+                                team_instructions=tuple(prompts.values()))
                 outcome = await apply_guards(hooks, "output", event.content, check, settings)
                 content = outcome.text if outcome.blocked is None else WITHHELD.format(reason=outcome.blocked)
                 if content != event.content and event.content.strip():
@@ -87,4 +88,10 @@ async def rewrite_memory(session: ChatSession, rewrites: Mapping[str, str]) -> N
     team = session.built.team if session.built is not None else None
     if team is None or not rewrites:
         return
-    await team.load_state(rewritten(await team.save_state(), rewrites))
+    try:
+        await team.load_state(rewritten(await team.save_state(), rewrites))
+    except Exception:  # the turn's answer stands; the team keeps the text as the model wrote it
+        import logging
+
+        logging.getLogger(__name__).exception("could not give thread %s's team its guarded replies",
+                                              session.thread_id)

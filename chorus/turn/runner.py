@@ -77,16 +77,23 @@ async def run_turn(
     if rejection is None:
         spent_today = await _spent_today(session)
         cap = settings.user_daily_cost_budget
-        if cap is not None and spent_today >= cap:
+        if cap is not None and spent_today >= cap and session.personal is None:  # (their own key: theirs to spend)
             rejection = ("budget", f"You have used today's budget of ${cap:,.2f} for model calls "
                                    f"(${spent_today:,.4f} spent). It renews at midnight UTC.")
         elif session.busy:  # another message got in while the spending was read
             rejection = ("busy", BUSY)
-    if rejection is None and text and guarding.has(session, "input"):
-        checked = await guarding.check_message(session, text)
-        if checked.blocked is not None:
+    if rejection is None and guarding.has(session, "input"):
+        checked = await guarding.check_message(session, text) if text else None
+        if checked is not None and checked.blocked is not None:
             rejection = ("guard_blocked", f"Your message was not sent to the team: {checked.blocked}.")
-        text = checked.text
+        text = checked.text if checked is not None else text
+        for index, attached in enumerate(attachments):  # attached files go to the team too
+            if rejection is not None:
+                break
+            looked = await guarding.check_message(session, attached.text)
+            if looked.blocked is not None:
+                rejection = ("guard_blocked", f"Your file {attached.name} was not sent to the team: {looked.blocked}.")
+            attachments = [*attachments[:index], replace(attached, text=looked.text), *attachments[index + 1:]]
     if rejection is not None:
         yield ErrorEvent(code=rejection[0], message=rejection[1])
         yield DoneEvent(stop_reason="rejected", detail=rejection[0], duration_ms=_ms(started))
@@ -100,6 +107,8 @@ async def run_turn(
 
             conversation_files(session.tool_context).add(attachments, keep=session.checkpoints is not None)
     daily = settings.user_daily_cost_budget
+    if session.personal is not None:
+        daily = None  # the deployment's daily budget is for the deployment's key
     budget = TurnBudget(max_tokens=settings.turn_token_budget or None,  # 0 = no cap
                         max_cost=None if daily is None else daily - spent_today, daily_cap=daily)
     turn = Turn(id=turn_id or uuid.uuid4().hex, session=session, text=text, typed=typed, message_id=message_id,
@@ -226,10 +235,11 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
                 if isinstance(event, MessageEvent):
                     turn.messages += 1
                     turn.agents.append(event.agent)
-                    if kept is not None:
-                        kept.done.append((event.agent, event.content))
-                        await session._checkpoint_step(snapshot, kept)
                 yield event
+                if isinstance(event, MessageEvent) and kept is not None:
+                    # Kept once shown: as the output guards let it through (chorus.turn.guarding).
+                    kept.done.append((event.agent, turn.rewrites.get(event.content, event.content)))
+                    await session._checkpoint_step(snapshot, kept)
     except GeneratorExit:
         # The consumer stopped reading (closed the generator): end the team's run the same way.
         token.cancel()

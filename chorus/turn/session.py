@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BUSY_CHANGING_KEY = "The team is answering: change your key once it has finished."
-
 
 @dataclass
 class ChatSession:
@@ -96,21 +94,22 @@ class ChatSession:
                 raise ChorusError(error)
 
     async def use_key(self, personal: PersonalKey | None) -> None:
-        """Call with the user's own key (None: the deployment's again) from the next turn on; the
-        team keeps what it remembers. ChorusError when the key's model cannot be used."""
-        if self.busy:
-            raise ChorusError(BUSY_CHANGING_KEY)
-        await self._prepared()
-        state = await self._save() if self.built is not None else None
-        previous, self.personal = self.personal, personal
-        try:
-            self.build()
-        except ChorusError:
-            self.personal = previous
-            self.build()
-            raise
-        if state is not None:
-            await self._put(state)
+        """Call with the user's own key (None: the deployment's again) from the next turn on, once a
+        running turn has ended; the team keeps what it remembers. ChorusError when the key's model
+        cannot be used."""
+        async with self._lock:  # waits for a running turn; no turn starts while the team is rebuilt
+            await self._prepared()
+            state = await self._save() if self.built is not None else None
+            previous, self.personal = self.personal, personal
+            try:
+                self.build()
+            except ChorusError:
+                self.personal = previous
+                self.build()
+                raise
+            finally:
+                if state is not None:
+                    await self._put(state)
 
     def start_preparing(self) -> None:
         """Set the new team's runtime up now, in the background, rather than when the first

@@ -89,7 +89,9 @@ class Turn:
         return self.budget.add(record)
 
     def on_notice(self, text: str) -> None:
-        self._notices.append(text)
+        from chorus.secrets import scrub
+
+        self._notices.append(scrub(text))  # (a provider's error in it may quote the user's own key)
 
     # -- what the turn tells the user -------------------------------------------------------
 

@@ -36,7 +36,7 @@ def register() -> None:
     cl.on_chat_start(start)
     cl.on_message(on_message)
     cl.on_stop(on_stop)
-    cl.on_settings_update(personal.on_settings_update)
+    personal.register()
 
 
 async def chat_profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:

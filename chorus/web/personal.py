@@ -8,6 +8,7 @@ shows only its last four characters."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ import chainlit as cl
 from chainlit.input_widget import Switch, TextInput
 
 from chorus.models import validate_model
-from chorus.store.personal_keys import PersonalKey, PersonalKeys
+from chorus.store.personal_keys import PersonalKey, PersonalKeys, check_model
 from chorus.turn import ChatSession, ChorusError
 from chorus.web import audit
 from chorus.web.context import SYSTEM, current
@@ -24,6 +25,8 @@ from chorus.widget import is_widget_identity
 log = logging.getLogger(__name__)
 
 KEY_FIELD, MODEL_FIELD, FORGET_FIELD = "provider_key", "provider_model", "forget_provider_key"
+BUSY_WAIT_S = 30.0
+"""How long a key change waits for the chat's running turn to end before it is refused."""
 
 
 def _owner() -> str | None:
@@ -73,6 +76,15 @@ async def offer() -> None:
     ]).send()
 
 
+def register() -> None:
+    """The settings handler, called at once by Chainlit's socket event (not as a task: nothing may
+    be awaited before the key is out of Chainlit's copy of the settings)."""
+    from chainlit.config import config
+    from chainlit.utils import wrap_user_function
+
+    config.code.on_settings_update = wrap_user_function(on_settings_update, with_task=False)
+
+
 async def on_settings_update(values: dict[str, Any]) -> None:
     """Save, replace or delete the user's key, and use it from their next message."""
     typed = str(values.get(KEY_FIELD) or "").strip()
@@ -89,13 +101,23 @@ async def on_settings_update(values: dict[str, Any]) -> None:
             await cl.Message(content="Your own provider key needs a login on this server.", author=SYSTEM).send()
         return
     previous = loaded()
+    session = cl.user_session.get("chorus")
+    if isinstance(session, ChatSession) and (typed or forget or model):
+        for _ in range(int(BUSY_WAIT_S / 0.1)):  # a turn winding down: wait for it (briefly)
+            if not session.busy:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            await cl.ErrorMessage(content="The team is answering: change your key once it has finished (nothing "
+                                          "was changed).", author=SYSTEM).send()
+            return
     try:
         if forget:
             await store.delete(owner)
             chosen = None
             said = "Your key was deleted. Your messages go to this server's model again."
         elif typed or (previous is not None and model and model != previous.model):
-            problem = validate_model(model) if model else "say which model your key is for"
+            problem = (check_model(model) or validate_model(model)) if model else "say which model your key is for"
             if problem:
                 await cl.ErrorMessage(content=f"Your key was not saved: {problem}.", author=SYSTEM).send()
                 return
@@ -108,7 +130,6 @@ async def on_settings_update(values: dict[str, Any]) -> None:
         await cl.ErrorMessage(content=f"Your key was not saved: {exc}.", author=SYSTEM).send()
         return
     cl.user_session.set("personal_key", chosen)
-    session = cl.user_session.get("chorus")
     if isinstance(session, ChatSession):
         try:
             await session.use_key(chosen)

@@ -38,7 +38,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChorusServ
     with FakeOpenAI(default=FakeResponse(text_chunks=["Answered ", "by ", "the ", "fake."])) as fake:
         srv = ChorusServer(workdir, env={"CHORUS_MEMORY": "false", "CHORUS_AGENTS_DIR": str(agents),
                                          "CHORUS_MODEL": "openai/house-model", "CHORUS_MODEL_API_BASE": fake.url,
-                                         "CHORUS_MODEL_API_KEY": "sk-house-1234-5678"})
+                                         "CHORUS_MODEL_API_KEY": "sk-house-1234-5678",
+                                         "CHORUS_PERSONAL_KEY_API_BASE": fake.url})
         _add_user(srv, "kate", "kate-password")
         srv.start()
         try:
