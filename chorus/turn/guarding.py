@@ -1,15 +1,14 @@
 """A turn's guards (:mod:`chorus.plugins._guards`): the user's message checked before the team
 sees it, tool results before the model reads them (through :data:`current_guards`), and replies
-and shown tool results before anyone sees them (:func:`guard_events`)."""
+and shown tool results before anyone sees them (:func:`checked`, called by the runner)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from chorus.events import MessageEvent, TokenEvent, ToolResultEvent, TurnEvent
+from chorus.events import MessageEvent, ToolResultEvent, TurnEvent
 from chorus.plugins._guards import GuardCheck, GuardOutcome, TurnGuards, apply_guards
 from chorus.turn.translate import USER
 
@@ -41,31 +40,26 @@ def tool_guards(session: ChatSession) -> TurnGuards | None:
     return TurnGuards(session.chorus.registry.guards, session.chorus.settings, base_check(session))
 
 
-async def guard_events(turn: Turn, events: AsyncGenerator[TurnEvent, None]) -> AsyncIterator[TurnEvent]:
-    """``events`` with each agent's reply checked whole before it goes on (its streamed pieces are
-    held back: a blocked reply is never shown in part) and each tool result as it will be shown."""
+async def checked(turn: Turn, event: TurnEvent) -> TurnEvent:
+    """``event`` as the output guards let it be seen: an agent's reply whole (the runner holds back
+    its streamed pieces, so a blocked reply is never shown in part), a tool's result as shown."""
     session = turn.session
     hooks, settings = session.chorus.registry.guards, session.chorus.settings
-    prompts = {m.name: m.system_message for m in (session.built.members if session.built else [])}
     base = base_check(session)
-    async with contextlib.aclosing(events):
-        async for event in events:
-            if isinstance(event, TokenEvent):
-                continue  # the reply comes whole, once checked
-            if isinstance(event, MessageEvent) and event.agent != USER:
-                check = replace(base, stage="reply", agent=event.agent, system_message=prompts.get(event.agent),
-                                team_instructions=tuple(prompts.values()))
-                outcome = await apply_guards(hooks, "output", event.content, check, settings)
-                content = outcome.text if outcome.blocked is None else WITHHELD.format(reason=outcome.blocked)
-                if content != event.content and event.content.strip():
-                    turn.rewrites[event.content] = content
-                event = replace(event, content=content, streamed=False)
-            elif isinstance(event, ToolResultEvent):
-                check = replace(base, stage="tool_result", agent=event.agent, tool=event.name)
-                outcome = await apply_guards(hooks, "output", event.result, check, settings)
-                shown = outcome.text if outcome.blocked is None else f"[withheld: {outcome.blocked}]"
-                event = replace(event, result=shown)
-            yield event
+    if isinstance(event, MessageEvent) and event.agent != USER:
+        prompts = {m.name: m.system_message for m in (session.built.members if session.built else [])}
+        check = replace(base, stage="reply", agent=event.agent, system_message=prompts.get(event.agent),
+                        team_instructions=tuple(prompts.values()))
+        outcome = await apply_guards(hooks, "output", event.content, check, settings)
+        content = outcome.text if outcome.blocked is None else WITHHELD.format(reason=outcome.blocked)
+        if content != event.content and event.content.strip():
+            turn.rewrites[event.content] = content
+        return replace(event, content=content, streamed=False)
+    if isinstance(event, ToolResultEvent):
+        check = replace(base, stage="tool_result", agent=event.agent, tool=event.name)
+        outcome = await apply_guards(hooks, "output", event.result, check, settings)
+        return replace(event, result=outcome.text if outcome.blocked is None else f"[withheld: {outcome.blocked}]")
+    return event
 
 
 def rewritten(value: Any, rewrites: Mapping[str, str]) -> Any:

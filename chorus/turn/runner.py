@@ -23,7 +23,7 @@ from autogen_agentchat.messages import BaseChatMessage, TextMessage
 from autogen_core import CancellationToken
 
 from chorus.attachments import Attachment, with_attachments
-from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, StopReason, TurnEvent
+from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, StopReason, TokenEvent, TurnEvent
 from chorus.models import ModelError
 from chorus.plugins._guards import TurnGuards, current_guards
 from chorus.secrets import scrub
@@ -119,9 +119,7 @@ async def run_turn(
             session.tool_context.user_message = typed  # what tools may trust as the user's own words
         observers = Observers(session.chorus.turn_observers())
         observers.begin(turn)
-        steps: AsyncGenerator[TurnEvent, None] = _steps(turn)
-        if guarding.has(session, "output"):  # replies, before anyone sees them
-            steps = guarding.guard_events(turn, steps)  # type: ignore[assignment]
+        steps = _steps(turn)
         try:
             async for event in steps:
                 observers.event(turn, event)
@@ -214,6 +212,7 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
             progress.step = len(kept.done)
         yield NoticeEvent(text=f"Going on from step {len(kept.done) + 1} of {kept.total} ({upcoming}), with the "
                                "finished steps' results.", code="pipeline_continued")
+    guarded = guarding.has(session, "output")
     queue: asyncio.Queue[Any] = asyncio.Queue()
     producer = asyncio.create_task(_pump(team, run_task, token, queue, guarding.tool_guards(session)),
                                    name=f"chorus-turn-{session.thread_id}")
@@ -232,14 +231,17 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
                 moved = progress.see(event) if progress is not None else None
                 if moved is not None:
                     yield moved
+                if guarded:  # replies whole and checked, before anyone sees them (chorus.turn.guarding)
+                    if isinstance(event, TokenEvent):
+                        continue
+                    event = await guarding.checked(turn, event)
                 if isinstance(event, MessageEvent):
                     turn.messages += 1
                     turn.agents.append(event.agent)
+                    if kept is not None:
+                        kept.done.append((event.agent, event.content))
+                        await session._checkpoint_step(snapshot, kept)
                 yield event
-                if isinstance(event, MessageEvent) and kept is not None:
-                    # Kept once shown: as the output guards let it through (chorus.turn.guarding).
-                    kept.done.append((event.agent, turn.rewrites.get(event.content, event.content)))
-                    await session._checkpoint_step(snapshot, kept)
     except GeneratorExit:
         # The consumer stopped reading (closed the generator): end the team's run the same way.
         token.cancel()
