@@ -168,6 +168,9 @@ class NoticeEvent(TurnEvent):
     code: str = ""
     """What the notice is about: ``offline_model``, ``plugin_problem`` (empty for others)."""
 
+    def __post_init__(self) -> None:
+        _scrubbed(self, "text")
+
 
 @dataclass(frozen=True)
 class ErrorEvent(TurnEvent):
@@ -176,6 +179,9 @@ class ErrorEvent(TurnEvent):
     type: ClassVar[str] = "error"
     code: str
     message: str
+
+    def __post_init__(self) -> None:
+        _scrubbed(self, "message")
 
 
 @dataclass(frozen=True)
@@ -193,3 +199,14 @@ class DoneEvent(TurnEvent):
     agents: list[str] = field(default_factory=list)
     turn_id: str = ""
     """Identifies the turn in the cost ledger and its trace."""
+
+    def __post_init__(self) -> None:
+        _scrubbed(self, "detail")
+
+
+def _scrubbed(event: TurnEvent, name: str) -> None:
+    """What an event tells users and traces never holds a user's own provider key (a provider's error
+    text may quote it): :func:`chorus.secrets.scrub` masks it, whoever made the event."""
+    from chorus.secrets import scrub
+
+    object.__setattr__(event, name, scrub(getattr(event, name)))

@@ -82,8 +82,10 @@ async def rewrite_memory(session: ChatSession, rewrites: Mapping[str, str]) -> N
     team = session.built.team if session.built is not None else None
     if team is None or not rewrites:
         return
-    try:
-        await team.load_state(rewritten(await team.save_state(), rewrites))
+    try:  # through the session's TeamStates, so the next save still writes only what changed
+        state = rewritten(await session._states.save(team), rewrites)
+        await team.load_state(state)
+        await session._states.loaded(team, state)
     except Exception:  # the turn's answer stands; the team keeps the text as the model wrote it
         import logging
 

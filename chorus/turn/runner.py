@@ -26,7 +26,6 @@ from chorus.attachments import Attachment, with_attachments
 from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, StopReason, TokenEvent, TurnEvent
 from chorus.models import ModelError
 from chorus.plugins._guards import TurnGuards, current_guards
-from chorus.secrets import scrub
 from chorus.store.checkpoints import Saved
 from chorus.teams.iterative import APPROVED_BY
 from chorus.teams.registry import team_type
@@ -87,13 +86,15 @@ async def run_turn(
         if checked is not None and checked.blocked is not None:
             rejection = ("guard_blocked", f"Your message was not sent to the team: {checked.blocked}.")
         text = checked.text if checked is not None else text
-        for index, attached in enumerate(attachments):  # attached files go to the team too
-            if rejection is not None:
-                break
+        files = []
+        for attached in attachments if rejection is None else ():  # attached files go to the team too
             looked = await guarding.check_message(session, attached.text)
             if looked.blocked is not None:
                 rejection = ("guard_blocked", f"Your file {attached.name} was not sent to the team: {looked.blocked}.")
-            attachments = [*attachments[:index], replace(attached, text=looked.text), *attachments[index + 1:]]
+                break
+            files.append(replace(attached, text=looked.text))
+        else:
+            attachments = files
     if rejection is not None:
         yield ErrorEvent(code=rejection[0], message=rejection[1])
         yield DoneEvent(stop_reason="rejected", detail=rejection[0], duration_ms=_ms(started))
@@ -273,7 +274,7 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
         else:
             # (the first line: AutoGen's wrapped error text goes on with the traceback)
             first = str(exc).splitlines()[0] if str(exc) else ""
-            stop_reason, detail = "error", scrub(f"{type(exc).__name__}: {first}")
+            stop_reason, detail = "error", f"{type(exc).__name__}: {first}"
             yield _failure(session, exc)
     if turn.budget.reason and not turn.stopped:
         stop_reason, detail = "budget", turn.budget.reason
@@ -344,15 +345,15 @@ def _failure(session: ChatSession, exc: Exception) -> ErrorEvent:
         several = session.built is not None and len(session.built.members) > 1
         message = f"{agent}: {original}" if agent and several else str(original)
         return ErrorEvent(code="model_error" if isinstance(original, ModelError) else "turn_failed",
-                          message=scrub(message))  # (a provider's error may quote the user's own key)
+                          message=message)
     log.exception("turn failed (%s)", where, exc_info=exc)
     text = str(original).split("\nTraceback:", 1)[0].strip()  # AutoGen's wrapped text ends with the traceback
     kind = type(original).__name__
     if kind == "RuntimeError" and re.match(r"^\w+(Error|Exception|Exhausted|Stalled|Passed|Refused): ", text):
         kind, text = text.split(": ", 1)  # "ValueError: ..." wrapped by AutoGen: show the original type
     who = f" while {agent} was answering" if agent else ""
-    return ErrorEvent(code="turn_failed", message=scrub(f"The team failed to answer{who} ({kind}: {text[:500]}). "
-                                                        "Your message was kept; try again."))
+    return ErrorEvent(code="turn_failed", message=f"The team failed to answer{who} ({kind}: {text[:500]}). "
+                                                  "Your message was kept; try again.")
 
 
 def _stop_reason(result: TaskResult, stopped: bool) -> tuple[StopReason, str]:

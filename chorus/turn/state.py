@@ -89,9 +89,7 @@ class Turn:
         return self.budget.add(record)
 
     def on_notice(self, text: str) -> None:
-        from chorus.secrets import scrub
-
-        self._notices.append(scrub(text))  # (a provider's error in it may quote the user's own key)
+        self._notices.append(text)
 
     # -- what the turn tells the user -------------------------------------------------------
 
