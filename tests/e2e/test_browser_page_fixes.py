@@ -120,14 +120,14 @@ def test_a_resumed_conversation_shows_its_own_team(browser: Any, site: ChorusSer
     assert _wait_for_header(page, "Music store") == "Music store"
     _send(page, "What albums does AC/DC have?")
     page.get_by_text("Let There Be Rock", exact=False).first.wait_for(timeout=30_000)
-    page.locator("#thread-history").get_by_text("What albums does AC/DC have?").wait_for(timeout=15_000)
+    page.locator("#thread-history").get_by_text("What albums does AC/DC have?").first.wait_for(timeout=15_000)
     thread_url = page.url
 
     # Another chat with the default team, then back to the Music store one from the history.
     page.goto(site.url)
     page.locator("#chat-input").wait_for(timeout=30_000)
     assert _wait_for_header(page, "Chorus") == "Chorus"
-    page.locator("#thread-history").get_by_text("What albums does AC/DC have?").click()
+    page.locator("#thread-history").get_by_text("What albums does AC/DC have?").first.click()
     page.get_by_text("Let There Be Rock", exact=False).first.wait_for(timeout=30_000)
     shown = _wait_for_header(page, "Music store")
     page.screenshot(path=str(artifacts / "resumed-team-header.png"))
@@ -213,7 +213,7 @@ def test_deleting_the_open_conversation_says_so_and_starts_a_new_chat(browser: A
     page.context.close()  # its socket closes: Chainlit saves the session, which must not revive the thread
 
     page = _page(browser, site, "carol")
-    page.locator("#thread-history").get_by_text("What time is it in Paris?").wait_for(timeout=15_000)
+    page.locator("#thread-history").get_by_text("What time is it in Paris?").first.wait_for(timeout=15_000)
     titles = str(page.locator("#thread-history").inner_text())
     assert "Tokyo" not in titles and "Untitled Conversation" not in titles, titles
     page.context.close()
@@ -235,7 +235,8 @@ def test_the_new_chat_dialog_says_the_conversation_is_kept(browser: Any, site: C
     assert "clear your current chat history" not in text
     assert "kept" in text and "history" in text
     page.get_by_role("button", name="Confirm").click()
-    page.locator("#thread-history").get_by_text("What time is it in Tokyo?").wait_for(timeout=15_000)  # it was
+    # it was kept (.first: the newest; a rerun of this test adds a second chat of the same title)
+    page.locator("#thread-history").get_by_text("What time is it in Tokyo?").first.wait_for(timeout=15_000)
     page.context.close()
 
 
