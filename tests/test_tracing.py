@@ -198,12 +198,12 @@ async def test_pseudonymous_ids_keep_names_out_of_traces_and_feedback(tmp_path: 
 
     chorus = traced_chorus(tmp_path, pseudonymous_ids=True)
     assert chorus.tracer is not None
-    scripted_model.queue("bob", "Hello.")
+    scripted_model.queue("bob", "Hello.", "alice", "Hi.")
     done = (await collect(chorus, "hi"))[-1]
-    assert isinstance(done, DoneEvent)
-    scripted_model.queue("bob", "Hello again.")
+    assert isinstance(done, DoneEvent) and done.stop_reason != "error", done
+    scripted_model.queue("bob", "Hello again.", "alice", "Hi again.")
     again = (await collect(chorus, "hi again"))[-1]
-    assert isinstance(again, DoneEvent)
+    assert isinstance(again, DoneEvent) and again.stop_reason != "error", again
     assert chorus.tracer.flush(60)
     assert chorus.tracer.log_feedback(done.turn_id, "alice@example.com", True)
     client = MlflowClient(chorus.tracer.uri)

@@ -26,6 +26,10 @@ PAUSE_AFTER_FAILURE_S = 60.0
 # overrides it): enough for a few turns to a loaded server, short of systemd's 90 s stop timeout.
 EXIT_FLUSH_TIMEOUT_S = 15.0
 _QUEUE_LIMIT = 1000  # turns waiting for export; beyond it traces are dropped, never the chat slowed
+# MLflow's tracking URI is process-wide. Each MLflow call of a tracer sets its own URI and runs under
+# this lock, so that two tracers in one process (tests, a CLI command beside the app) never write one
+# store's trace with another store's experiment id ("No Experiment with id=1 exists").
+_MLFLOW_LOCK = threading.RLock()
 
 
 class Tracer:
@@ -149,9 +153,11 @@ class Tracer:
                 if record is None:
                     return
                 if record is _CONNECT:
-                    self._mlflow()
+                    with _MLFLOW_LOCK:
+                        self._mlflow()
                 elif time.monotonic() >= self._paused_until:
-                    self._export(record)
+                    with _MLFLOW_LOCK:
+                        self._export(record)
                     self.problem = None
             except Exception as exc:
                 self.problem = f"{type(exc).__name__}: {exc}"
@@ -198,25 +204,27 @@ class Tracer:
 
     def trace_id_of(self, turn_id: str) -> str | None:
         """The MLflow trace id of a turn (blocking; None when it was not exported)."""
-        mlflow = self._mlflow()
-        found = mlflow.search_traces(
-            locations=[str(self._experiment_id)], filter_string=f"metadata.`{TURN_ID_KEY}` = '{_quote(turn_id)}'",
-            max_results=1, return_type="list",
-        )
+        with _MLFLOW_LOCK:
+            mlflow = self._mlflow()
+            found = mlflow.search_traces(
+                locations=[str(self._experiment_id)],
+                filter_string=f"metadata.`{TURN_ID_KEY}` = '{_quote(turn_id)}'", max_results=1, return_type="list",
+            )
         return str(found[0].info.trace_id) if found else None
 
     def log_feedback(self, turn_id: str, user: str, value: bool, comment: str | None = None) -> bool:
         """Attach a user's thumbs up/down to the turn's trace (blocking); False when there is no trace."""
-        self.flush(15)  # a quick thumbs-up may come before the trace is written
-        trace_id = self.trace_id_of(turn_id)
-        if trace_id is None:
-            return False
-        mlflow = self._mlflow()
-        from mlflow.entities import AssessmentSource, AssessmentSourceType
+        self.flush(15)  # a quick thumbs-up may come before the trace is written (outside the lock)
+        with _MLFLOW_LOCK:
+            trace_id = self.trace_id_of(turn_id)
+            if trace_id is None:
+                return False
+            mlflow = self._mlflow()
+            from mlflow.entities import AssessmentSource, AssessmentSourceType
 
-        mlflow.log_feedback(trace_id=trace_id, name="user_feedback", value=value, rationale=comment or None,
-                            source=AssessmentSource(source_type=AssessmentSourceType.HUMAN,
-                                                    source_id=self.pseudonym(user)))
+            mlflow.log_feedback(trace_id=trace_id, name="user_feedback", value=value, rationale=comment or None,
+                                source=AssessmentSource(source_type=AssessmentSourceType.HUMAN,
+                                                        source_id=self.pseudonym(user)))
         return True
 
 
