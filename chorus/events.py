@@ -159,6 +159,30 @@ class UsageEvent(TurnEvent):
 
 
 @dataclass(frozen=True)
+class ApprovalEvent(TurnEvent):
+    """An agent asks to run a tool that needs the user's approval; the turn waits for the answer
+    (:mod:`chorus.approvals`). ``id`` names the stored request the answer goes to."""
+
+    type: ClassVar[str] = "approval"
+    id: str
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    expires_in_s: float
+
+
+@dataclass(frozen=True)
+class ApprovalDoneEvent(TurnEvent):
+    """What became of an approval request: ``approved``, ``denied``, ``expired``."""
+
+    type: ClassVar[str] = "approval_done"
+    id: str
+    tool: str
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class NoticeEvent(TurnEvent):
     """Something the user should know that is not an agent's answer."""
 

@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     )
     guard_max_reply_chars: int = Field(
         default=4000, ge=100, description="The reply_cap guard's longest reply, in characters.")
+    approval_timeout: float = Field(
+        default=600.0, gt=0, le=7 * 24 * 3600,
+        description="Seconds a tool call that needs approval waits for the user's answer; then it counts as a "
+                    "denial and the agent is told.")
     personal_keys: bool = Field(
         default=True,
         description="Logged-in users may enter their own provider key and model in the page's settings, used for "

@@ -10,6 +10,7 @@ from autogen_core import CancellationToken
 from autogen_core.tools import BaseTool, ToolSchema
 from pydantic import BaseModel, ConfigDict
 
+from chorus.approvals import gated
 from chorus.journal import journaled
 from chorus.mcp.hub import McpCallError
 from chorus.plugins import ToolSpec
@@ -58,8 +59,11 @@ class McpTool(BaseTool[_AnyArguments, Any]):
 
     async def _call(self, arguments: dict[str, Any], cancellation_token: CancellationToken) -> str:
         # In a background run, a call an earlier attempt finished is answered from the run's journal.
-        async def call() -> str:
+        async def run() -> str:
             return await self.source.call(self.tool, arguments, cancellation_token)
+
+        async def call() -> str:  # a tool that needs approval waits for it (chorus.approvals)
+            return str(await gated(self.name, arguments, run))
 
         try:
             result = str(await journaled(self.name, arguments, call))

@@ -121,7 +121,9 @@ class ToolSpec:
     ``keywords`` and ``offline_args`` only matter to
     Chorus's offline model: words in a user's message that call for this tool,
     and a parser from that message to the tool's arguments. ``examples`` are
-    prompts users can try; the offline model suggests them.
+    prompts users can try; the offline model suggests them. ``requires_approval`` makes every
+    call wait for the user's Approve or Deny on the page (README, "Approvals"): for a tool with
+    consequences (an order, a payment, a message sent, a file written).
     """
 
     func: Callable[..., Any]
@@ -130,6 +132,7 @@ class ToolSpec:
     keywords: tuple[str, ...] = ()
     offline_args: OfflineArgs | None = None
     examples: tuple[str, ...] = ()
+    requires_approval: bool = False
 
     def __post_init__(self) -> None:
         if not callable(self.func):
@@ -189,15 +192,19 @@ def _schema_once_tool() -> type[_SchemaOnceTool]:
         async def run(self, args: Any, cancellation_token: Any) -> Any:
             """A plugin's tool that raises SystemExit or KeyboardInterrupt fails as a tool, with an
             error the agent is told about; it does not stop the server."""
+            from chorus.approvals import gated
             from chorus.journal import journaled
             from chorus.plugins._guards import current_guards
 
-            async def call() -> Any:
+            async def run() -> Any:
                 try:
                     return await FunctionTool.run(self, args, cancellation_token)
                 except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
                     raise RuntimeError(f"the tool {self.name!r} tried to stop the process "
                                        f"({type(exc).__name__}); it was stopped instead") from None
+
+            async def call() -> Any:  # a tool that needs approval waits for it (chorus.approvals)
+                return await gated(self.name, args, run)
 
             # In a background run, a call an earlier attempt finished is not made again: its
             # result comes from the run's journal (chorus.journal).

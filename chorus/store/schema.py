@@ -334,3 +334,26 @@ personal_keys = sa.Table(
     sa.Column("hint", sa.Text, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Tool calls waiting for a person (chorus.store.approvals): what an agent asked to run, for whom, and
+# what became of it. Kept so that a reload, a lost connection or a restart shows it again.
+approvals = sa.Table(
+    "chorus_approvals",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("thread_id", sa.Text, nullable=False, index=True),
+    sa.Column("user_identifier", sa.Text, nullable=False, index=True),
+    sa.Column("team", sa.Text, nullable=False),
+    sa.Column("agent", sa.Text, nullable=False),
+    sa.Column("tool", sa.Text, nullable=False),
+    sa.Column("arguments", sa.Text, nullable=False),
+    sa.Column("request", sa.Text, nullable=False, server_default=""),
+    sa.Column("run_id", sa.Text, nullable=True, index=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("decided_by", sa.Text, nullable=True),
+    sa.Column("used", sa.Boolean, nullable=False, server_default=sa.false()),
+)

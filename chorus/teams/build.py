@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +39,9 @@ class BuiltTeam:
     clients: dict[str, ChorusModelClient]
     stop: ExternalTermination
     problems: list[str] = field(default_factory=list)
+    approvals: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """The tools whose calls wait for the user's approval (chorus.approvals), each with the members
+    that hold it."""
 
     @property
     def models(self) -> set[str]:
@@ -209,7 +212,27 @@ def build_team(
     team = kind.build(parts)
     for problem in problems:
         log.warning("%s", problem)
-    return BuiltTeam(spec=spec, team=team, members=built, clients=clients, stop=stop, problems=problems)
+    return BuiltTeam(spec=spec, team=team, members=built, clients=clients, stop=stop, problems=problems,
+                     approvals=_needing_approval(spec, built, registry, server_tools))
+
+
+def _needing_approval(spec: TeamSpec, members: Sequence[AgentSpec], registry: Registry,
+                      server_tools: Mapping[str, Sequence[BaseTool[Any, Any]]]) -> dict[str, tuple[str, ...]]:
+    """Each tool of the team whose calls wait for approval: its spec says so, the team file lists it
+    under ``approvals:``, or its MCP server's entry says so; with the members that hold it."""
+    listed = set(spec.approvals)
+    holders: dict[str, list[str]] = {}
+    for member in members:
+        for name in member.tools:
+            tool = registry.tools.get(name)
+            if tool is not None and (tool.requires_approval or name in listed):
+                holders.setdefault(name, []).append(member.name)
+        for mcp_tool in server_tools.get(member.name, ()):
+            source = getattr(mcp_tool, "source", None)
+            original = getattr(mcp_tool, "tool", "")
+            if mcp_tool.name in listed or (source is not None and source.spec.needs_approval(original)):
+                holders.setdefault(mcp_tool.name, []).append(member.name)
+    return {name: tuple(agents) for name, agents in holders.items()}
 
 
 def build_agent(

@@ -98,6 +98,15 @@ class McpServerSpec(BaseModel):
     """Seconds the server may take to start and list its tools."""
     keywords: dict[str, list[str]] = Field(default_factory=dict)
     """Words that call for a tool, by tool name (they help the offline model pick it)."""
+    requires_approval: bool | list[str] = False
+    """``true``: every call of the server's tools waits for the user's approval; a list: these tools'
+    calls do (the server's own tool names)."""
+
+    def needs_approval(self, tool: str) -> bool:
+        """Whether calls of the server's ``tool`` wait for the user's approval."""
+        if isinstance(self.requires_approval, bool):
+            return self.requires_approval
+        return tool in self.requires_approval
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSpec:
@@ -210,6 +219,9 @@ class TeamSpec(BaseModel):
     agents: dict[str, AgentOverride] = Field(default_factory=dict)
     mcp_servers: dict[str, McpServerSpec] = Field(default_factory=dict)
     """MCP servers whose tools join the team, by name (their tools are called ``<name>__<tool>``)."""
+    approvals: list[str] = Field(default_factory=list)
+    """Tools whose calls wait for the user's approval in this team, on top of those that always do
+    (``ToolSpec(requires_approval=True)``); an MCP tool by its team name, ``<server>__<tool>``."""
     starters: list[Starter] = Field(default_factory=list)
     default: bool = False
     source: str | None = Field(default=None, exclude=True)

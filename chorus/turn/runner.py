@@ -22,8 +22,19 @@ from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import BaseChatMessage, TextMessage
 from autogen_core import CancellationToken
 
+from chorus.approvals import Gate, current_gate
 from chorus.attachments import Attachment, with_attachments
-from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, StopReason, TokenEvent, TurnEvent
+from chorus.events import (
+    ApprovalDoneEvent,
+    ApprovalEvent,
+    DoneEvent,
+    ErrorEvent,
+    MessageEvent,
+    NoticeEvent,
+    StopReason,
+    TokenEvent,
+    TurnEvent,
+)
 from chorus.models import ModelError
 from chorus.plugins._guards import TurnGuards, current_guards
 from chorus.store.checkpoints import Saved
@@ -32,7 +43,7 @@ from chorus.teams.registry import team_type
 from chorus.teams.sequential import Pipeline
 from chorus.teams.swarm import ANSWERED
 from chorus.text import clean_text
-from chorus.turn import guarding, pipeline
+from chorus.turn import approving, guarding, pipeline
 from chorus.turn.container import Chorus
 from chorus.turn.errors import ChorusError
 from chorus.turn.observers import Observers
@@ -215,7 +226,8 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
                                "finished steps' results.", code="pipeline_continued")
     guarded = guarding.has(session, "output")
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    producer = asyncio.create_task(_pump(team, run_task, token, queue, guarding.tool_guards(session)),
+    gate = approving.gate_for(turn, queue.put_nowait)  # its requests and answers come through the queue
+    producer = asyncio.create_task(_pump(team, run_task, token, queue, guarding.tool_guards(session), gate),
                                    name=f"chorus-turn-{session.thread_id}")
     try:
         while (item := await queue.get()) is not _END:
@@ -225,6 +237,9 @@ async def _steps(turn: Turn) -> AsyncGenerator[TurnEvent, None]:
                 yield usage
             for notice in turn.notices():
                 yield notice
+            if isinstance(item, (ApprovalEvent, ApprovalDoneEvent)):  # a tool waits for the user (or did)
+                yield item
+                continue
             if isinstance(item, TaskResult):
                 stop_reason, detail = _stop_reason(item, turn.stopped)
                 continue
@@ -385,12 +400,14 @@ _END = object()
 
 
 async def _pump(team: Any, task: str | list[BaseChatMessage], token: CancellationToken,
-                queue: asyncio.Queue[Any], guards: TurnGuards | None = None) -> None:
+                queue: asyncio.Queue[Any], guards: TurnGuards | None = None, gate: Gate | None = None) -> None:
     """Run the team and put every item (or the exception that ended it) on ``queue``, then _END.
 
     ``task`` is the user's text, or the messages a continued pipeline replays (not shown again).
-    ``guards`` check the tools' results before the model reads them (this task's context)."""
+    ``guards`` check the tools' results before the model reads them, and ``gate`` lets the tools that
+    need approval run (both in this task's context)."""
     current_guards.set(guards)
+    current_gate.set(gate)
     replayed = not isinstance(task, str)
     messages = task if not isinstance(task, str) else TextMessage(content=task, source=USER)
     try:

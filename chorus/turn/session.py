@@ -24,6 +24,7 @@ from chorus.store.team_states import TeamStates
 from chorus.store.usage import UsageLedger
 from chorus.teams import BuiltTeam, TeamSpec, build_team
 from chorus.turn import pipeline
+from chorus.turn.approving import Approvals
 from chorus.turn.errors import MEMORY_NOTICE, PROBLEMS_NOTICE, ChorusError
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ class ChatSession:
     personal: PersonalKey | None = None
     """The user's own provider key and model, when they gave one: every call of this conversation
     uses it (:meth:`use_key` changes it between turns)."""
+    approvals: Approvals | None = None
+    """How this conversation asks its user before a tool that needs approval runs (the page and
+    background runs set it; without it such a call is refused, with a reason the agent tells)."""
 
     def build(self) -> None:
         settings = self.chorus.settings

@@ -1,0 +1,226 @@
+"""The turn's approval gate (:mod:`chorus.approvals`): a call of a tool that needs approval is stored,
+shown (an :class:`~chorus.events.ApprovalEvent` among the turn's events) and waits for its user.
+
+How an answer reaches the waiting call: in this process, at once (:data:`WAITING`); from another
+process (a second worker, the runs API), through the database, which the waiting call reads every
+:data:`POLL_S` seconds. When no turn waits any more (the page was reloaded, the server restarted),
+the request stays stored; its answer is then *standing*: the turn that goes on with the user's
+request (:func:`chorus.web.approvals.go_on`) finds it when the agent makes the same call again, and
+acts on it without asking twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chorus.events import ApprovalDoneEvent, ApprovalEvent, TurnEvent
+from chorus.store import approvals as store
+from chorus.store.approvals import ANSWERED, Approval
+
+if TYPE_CHECKING:
+    from chorus.turn.session import ChatSession
+    from chorus.turn.state import Turn
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+"""How often a waiting call reads an answer given in another process."""
+
+
+@dataclass
+class Approvals:
+    """A conversation's way to ask its user for approvals: requests are stored in ``engine`` and wait
+    ``timeout_s``; ``run_id`` ties them to a background run (answered through the runs API)."""
+
+    engine: AsyncEngine
+    timeout_s: float = 600.0
+    run_id: str | None = None
+
+
+@dataclass
+class Waiter:
+    """A call waiting in this process: its answer arrives through ``future``; ``detached`` when a reload
+    took the conversation to another page (the request then stays pending, for that page)."""
+
+    session: ChatSession
+    future: asyncio.Future[None]
+    detached: bool = False
+
+
+WAITING: dict[str, Waiter] = {}
+"""The calls waiting in this process, by request id."""
+
+
+def wake(approval_id: str) -> bool:
+    """Tell the call waiting for ``approval_id`` in this process that it was answered (True if one waits)."""
+    waiter = WAITING.get(approval_id)
+    if waiter is None or waiter.detached:
+        return False
+    if not waiter.future.done():
+        waiter.future.set_result(None)
+    return True
+
+
+async def detach(session: ChatSession, thread_id: str, wait_s: float = 10.0) -> int:
+    """A reload reopened ``thread_id`` in ``session``: the turns of other pages that wait there for an
+    answer are stopped (their requests stay pending, for this page to show), and waited for, so that
+    what they save comes before what this page does. How many were stopped."""
+    stopped = []
+    for waiter in list(WAITING.values()):
+        if waiter.session is session or waiter.session.thread_id != thread_id or waiter.detached:
+            continue
+        waiter.detached = True
+        waiter.session.stop()
+        stopped.append(waiter.session)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while any(s.busy for s in stopped) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    return len(stopped)
+
+
+def described(tool: str, arguments: Mapping[str, Any]) -> str:
+    """``tool(a=1, b="x")``, as the user reads it."""
+    shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in arguments.items())
+    return f"{tool}({shown})"
+
+
+def outcome_for_model(found: Approval) -> str | None:
+    """What the model is told instead of the result when the answer was not yes (None for yes)."""
+    if found.status == "approved":
+        return None
+    call = described(found.tool, found.arguments)
+    if found.status == "denied":
+        why = f" Their reason: {found.reason}" if found.reason else ""
+        return (f"NOT RUN: the user denied {call}.{why} Do not try it again in this turn; tell the user it "
+                "was not done.")
+    if found.status == "expired":
+        return (f"NOT RUN: the user did not answer the approval request for {call} in time, which counts as "
+                "a denial. Tell the user it was not done, and that they can ask again.")
+    return f"NOT RUN: the approval request for {call} was {found.status}. Tell the user it was not done."
+
+
+@dataclass
+class TurnGate:
+    """What the turn's tool calls pass (:class:`chorus.approvals.Gate`); ``emit`` puts an event among the
+    turn's events (the runner's queue)."""
+
+    turn: Turn
+    emit: Any  # Callable[[TurnEvent], None]
+    needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    approvals: Approvals | None = None
+
+    async def permit(self, tool: str, arguments: Mapping[str, Any]) -> str | None:
+        if tool not in self.needs:
+            return None
+        if self.approvals is None:
+            return (f"NOT RUN: {described(tool, arguments)} needs a person's approval before it runs, and this "
+                    "conversation cannot ask for one (it is not on the chat page, nor a background run). Tell the "
+                    "user it was not done, and that they can ask for it on the chat page.")
+        engine, session = self.approvals.engine, self.turn.session
+        found = await store.standing(engine, thread_id=session.thread_id, tool=tool, arguments=arguments,
+                                     run_id=self.approvals.run_id)
+        if found is not None and found.status in ANSWERED:  # answered while no turn waited for it
+            if await store.mark_used(engine, found.id):
+                self._done(found)
+                return outcome_for_model(found)
+            found = None
+        if found is not None and found.id in WAITING and not WAITING[found.id].detached:
+            found = None  # another turn of this conversation waits for it: this call asks on its own
+        if found is None:
+            holders = self.needs.get(tool) or ()
+            agent = holders[0] if len(holders) == 1 else (self.turn.agents[-1] if self.turn.agents else "an agent")
+            found = await store.create(engine, thread_id=session.thread_id, user=session.user_id,
+                                       team=session.spec.name, agent=agent, tool=tool, arguments=arguments,
+                                       request=self.turn.typed, timeout_s=self.approvals.timeout_s,
+                                       run_id=self.approvals.run_id)
+        remaining = (found.expires_at - store.now()).total_seconds()
+        self.emit(ApprovalEvent(id=found.id, agent=found.agent, tool=tool, arguments=dict(arguments),
+                                expires_in_s=max(0.0, round(remaining, 1))))
+        return await self._wait(found)
+
+    async def _wait(self, found: Approval) -> str | None:
+        engine = self.approvals.engine if self.approvals is not None else None
+        assert engine is not None
+        waiter = Waiter(self.turn.session, asyncio.get_running_loop().create_future())
+        WAITING[found.id] = waiter
+        # The stop button (and a reload, and the server stopping) cancels the turn's token, which AutoGen
+        # does not hand to the tool: wake up on it, or the team's run would wait for the answer.
+        self.turn.cancel.add_callback(lambda: waiter.future.done() or waiter.future.set_result(None))
+        try:
+            while True:
+                if self.turn.cancel.is_cancelled():
+                    if not waiter.detached and not self.turn.keep_progress:
+                        await _quietly(store.settle(engine, found.id, "cancelled"))
+                    return f"NOT RUN: the turn was stopped before the user answered about {found.tool}."
+                remaining = (found.expires_at - store.now()).total_seconds()
+                if remaining <= 0 and await store.settle(engine, found.id, "expired"):
+                    expired = await store.get(engine, found.id)
+                    assert expired is not None
+                    self._done(expired)
+                    return outcome_for_model(expired)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiter.future), timeout=max(0.05, min(POLL_S, remaining)))
+                now = await store.get(engine, found.id)
+                if now is None:  # deleted with its conversation
+                    return outcome_for_model(_as(found, "cancelled"))
+                if now.status in ANSWERED:
+                    await store.mark_used(engine, now.id)
+                    self._done(now)
+                    return outcome_for_model(now)
+                if now.status != "pending":
+                    self._done(now)
+                    return outcome_for_model(now)
+        except asyncio.CancelledError:
+            # The turn was stopped. By the user: the question is gone with it. By a reload or the server
+            # stopping: it stays pending, shown again where the conversation opens next.
+            if not waiter.detached and not self.turn.keep_progress:
+                await asyncio.shield(_quietly(store.settle(engine, found.id, "cancelled")))
+            task = asyncio.current_task()
+            if not self.turn.cancel.is_cancelled() or task is None:
+                raise
+            # Cancelled through the turn's token, which AutoGen links to the tool's task: a tool that
+            # raises CancelledError leaves AssistantAgent waiting for its results for ever, so it
+            # returns instead, and the stopped run winds down as after any tool.
+            task.uncancel()
+            return f"NOT RUN: the turn was stopped before the user answered about {found.tool}."
+        finally:
+            if WAITING.get(found.id) is waiter:
+                del WAITING[found.id]
+
+    def _done(self, found: Approval) -> None:
+        self.emit(ApprovalDoneEvent(id=found.id, tool=found.tool, status=found.status, reason=found.reason))
+
+
+def _as(found: Approval, status: str) -> Approval:
+    from dataclasses import replace
+
+    return replace(found, status=status)
+
+
+async def _quietly(call: Any) -> None:
+    try:
+        await call
+    except Exception as exc:
+        log.warning("could not close an approval request: %s", exc)
+
+
+def gate_for(turn: Turn, emit: Any) -> TurnGate:
+    """The gate of ``turn``'s tool calls, putting its events through ``emit``."""
+    session = turn.session
+    needs = session.built.approvals if session.built is not None else {}
+    return TurnGate(turn=turn, emit=emit, needs=needs, approvals=session.approvals)
+
+
+def is_approval_event(item: object) -> bool:
+    return isinstance(item, (ApprovalEvent, ApprovalDoneEvent))
+
+
+__all__ = ["POLL_S", "WAITING", "Approvals", "TurnEvent", "TurnGate", "detach", "gate_for", "wake"]
