@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class Gate(Protocol):
@@ -22,6 +26,18 @@ class Gate(Protocol):
         """None when ``tool`` may run with ``arguments`` (it needs no approval, or a person approved);
         otherwise what the model is told instead of the tool's result (denied, expired, cannot ask)."""
         ...
+
+
+@dataclass
+class Approvals:
+    """A conversation's way to ask its user (``ChatSession.approvals``): requests are stored in
+    ``engine`` and wait ``timeout_s``; ``run_id`` ties them to a background run (answered through
+    the runs API). A conversation without it (``chorus ask``, the chat-completions API) cannot ask,
+    and such calls are refused."""
+
+    engine: AsyncEngine
+    timeout_s: float = 600.0
+    run_id: str | None = None
 
 
 current_gate: ContextVar[Gate | None] = ContextVar("chorus_approval_gate", default=None)

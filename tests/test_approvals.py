@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from chorus import AgentSpec, TeamSpec, ToolSpec, hookimpl
+from chorus.approvals import Approvals
 from chorus.events import ApprovalDoneEvent, ApprovalEvent, DoneEvent, ToolResultEvent, TurnEvent
 from chorus.models import ScriptedModel, tool_call
 from chorus.store import approvals as store
 from chorus.store.approvals import ApprovalError
 from chorus.testing import checkpoint_store
 from chorus.turn import ChatSession, run_turn
-from chorus.turn.approving import Approvals, detach, wake
+from chorus.turn.approving import detach, wake
 
 ORDERS: list[str] = []
 
@@ -117,7 +118,7 @@ async def test_a_denial_is_told_to_the_agent_and_nothing_runs(make_chorus: Any, 
     events = await asyncio.wait_for(task, 30)
     assert ORDERS == []
     told = str(model.requests[-1].messages)
-    assert "NOT RUN: the user denied place_order" in told and "too expensive" in told
+    assert "Not run: the user denied place_order" in told and "too expensive" in told
     assert [e.status for e in events if isinstance(e, ApprovalDoneEvent)] == ["denied"]
 
 
@@ -139,7 +140,8 @@ async def test_no_answer_in_time_counts_as_a_denial(make_chorus: Any, conversati
     events = [e async for e in run_turn(session, "order a tape")]
     assert ORDERS == []
     assert [e.status for e in events if isinstance(e, ApprovalDoneEvent)] == ["expired"]
-    assert "did not answer the approval request for place_order" in str(model.requests[-1].messages)
+    told = str(model.requests[-1].messages)
+    assert "Not run: place_order" in told and "without an answer, which counts as a denial" in told
     asked = next(e for e in events if isinstance(e, ApprovalEvent))
     with pytest.raises(ApprovalError, match="already expired"):
         await store.decide(conversations.engine, asked.id, user="ana", approved=True)
@@ -152,7 +154,7 @@ async def test_a_channel_that_cannot_ask_refuses_the_call_and_harmless_tools_sti
     events = [e async for e in run_turn(session, "look up and order a cd")]
     results = [e.result for e in events if isinstance(e, ToolResultEvent)]
     assert results[0] == "cd: in stock."
-    assert ORDERS == [] and "cannot ask for one" in str(model.requests[-1].messages)
+    assert ORDERS == [] and "can only be given on the chat page" in str(model.requests[-1].messages)
 
 
 async def test_another_user_cannot_answer_or_see_a_request(make_chorus: Any, conversations: Any) -> None:
@@ -209,7 +211,7 @@ async def test_after_a_restart_the_stored_answer_lets_the_request_go_on(
     events = [e async for e in run_turn(session, stored.request)]
     assert not [e for e in events if isinstance(e, ApprovalEvent)]  # not asked twice
     assert [e.status for e in events if isinstance(e, ApprovalDoneEvent)] == [answer]
-    assert ORDERS == (["1 x box set"] if answer == "approved" else [])
+    assert (["1 x box set"] if answer == "approved" else []) == ORDERS
     again = await store.get(conversations.engine, asked.id)
     assert again is not None and again.used
 

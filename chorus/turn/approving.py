@@ -15,12 +15,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from chorus.approvals import Approvals
 from chorus.events import ApprovalDoneEvent, ApprovalEvent, TurnEvent
 from chorus.store import approvals as store
 from chorus.store.approvals import ANSWERED, Approval
@@ -33,16 +32,6 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 """How often a waiting call reads an answer given in another process."""
-
-
-@dataclass
-class Approvals:
-    """A conversation's way to ask its user for approvals: requests are stored in ``engine`` and wait
-    ``timeout_s``; ``run_id`` ties them to a background run (answered through the runs API)."""
-
-    engine: AsyncEngine
-    timeout_s: float = 600.0
-    run_id: str | None = None
 
 
 @dataclass
@@ -93,18 +82,18 @@ def described(tool: str, arguments: Mapping[str, Any]) -> str:
 
 
 def outcome_for_model(found: Approval) -> str | None:
-    """What the model is told instead of the result when the answer was not yes (None for yes)."""
+    """What the model is told instead of the result when the answer was not yes (None for yes). Worded
+    for the user too: a model (the offline one) may pass it on as it is."""
     if found.status == "approved":
         return None
     call = described(found.tool, found.arguments)
     if found.status == "denied":
-        why = f" Their reason: {found.reason}" if found.reason else ""
-        return (f"NOT RUN: the user denied {call}.{why} Do not try it again in this turn; tell the user it "
-                "was not done.")
+        why = f" (their reason: {found.reason})" if found.reason else ""
+        return f"Not run: the user denied {call}{why}, so nothing was done."
     if found.status == "expired":
-        return (f"NOT RUN: the user did not answer the approval request for {call} in time, which counts as "
-                "a denial. Tell the user it was not done, and that they can ask again.")
-    return f"NOT RUN: the approval request for {call} was {found.status}. Tell the user it was not done."
+        return (f"Not run: {call} waited for the user's approval without an answer, which counts as a denial, "
+                "so nothing was done. Ask again to try once more.")
+    return f"Not run: the approval request for {call} was {found.status}, so nothing was done."
 
 
 @dataclass
@@ -113,7 +102,7 @@ class TurnGate:
     turn's events (the runner's queue)."""
 
     turn: Turn
-    emit: Any  # Callable[[TurnEvent], None]
+    emit: Callable[[TurnEvent], None]
     needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     approvals: Approvals | None = None
 
@@ -121,9 +110,8 @@ class TurnGate:
         if tool not in self.needs:
             return None
         if self.approvals is None:
-            return (f"NOT RUN: {described(tool, arguments)} needs a person's approval before it runs, and this "
-                    "conversation cannot ask for one (it is not on the chat page, nor a background run). Tell the "
-                    "user it was not done, and that they can ask for it on the chat page.")
+            return (f"Not run: {described(tool, arguments)} needs the user's approval, which can only be given on "
+                    "the chat page (or for a background run), so nothing was done here.")
         engine, session = self.approvals.engine, self.turn.session
         found = await store.standing(engine, thread_id=session.thread_id, tool=tool, arguments=arguments,
                                      run_id=self.approvals.run_id)
@@ -153,13 +141,17 @@ class TurnGate:
         WAITING[found.id] = waiter
         # The stop button (and a reload, and the server stopping) cancels the turn's token, which AutoGen
         # does not hand to the tool: wake up on it, or the team's run would wait for the answer.
-        self.turn.cancel.add_callback(lambda: waiter.future.done() or waiter.future.set_result(None))
+        def on_stop() -> None:
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+
+        self.turn.cancel.add_callback(on_stop)
         try:
             while True:
                 if self.turn.cancel.is_cancelled():
                     if not waiter.detached and not self.turn.keep_progress:
                         await _quietly(store.settle(engine, found.id, "cancelled"))
-                    return f"NOT RUN: the turn was stopped before the user answered about {found.tool}."
+                    return _stopped(found.tool)
                 remaining = (found.expires_at - store.now()).total_seconds()
                 if remaining <= 0 and await store.settle(engine, found.id, "expired"):
                     expired = await store.get(engine, found.id)
@@ -190,13 +182,17 @@ class TurnGate:
             # raises CancelledError leaves AssistantAgent waiting for its results for ever, so it
             # returns instead, and the stopped run winds down as after any tool.
             task.uncancel()
-            return f"NOT RUN: the turn was stopped before the user answered about {found.tool}."
+            return _stopped(found.tool)
         finally:
             if WAITING.get(found.id) is waiter:
                 del WAITING[found.id]
 
     def _done(self, found: Approval) -> None:
         self.emit(ApprovalDoneEvent(id=found.id, tool=found.tool, status=found.status, reason=found.reason))
+
+
+def _stopped(tool: str) -> str:
+    return f"Not run: the turn was stopped before the user answered about {tool}, so nothing was done."
 
 
 def _as(found: Approval, status: str) -> Approval:
@@ -212,15 +208,11 @@ async def _quietly(call: Any) -> None:
         log.warning("could not close an approval request: %s", exc)
 
 
-def gate_for(turn: Turn, emit: Any) -> TurnGate:
+def gate_for(turn: Turn, emit: Callable[[TurnEvent], None]) -> TurnGate:
     """The gate of ``turn``'s tool calls, putting its events through ``emit``."""
     session = turn.session
     needs = session.built.approvals if session.built is not None else {}
     return TurnGate(turn=turn, emit=emit, needs=needs, approvals=session.approvals)
 
 
-def is_approval_event(item: object) -> bool:
-    return isinstance(item, (ApprovalEvent, ApprovalDoneEvent))
-
-
-__all__ = ["POLL_S", "WAITING", "Approvals", "TurnEvent", "TurnGate", "detach", "gate_for", "wake"]
+__all__ = ["POLL_S", "WAITING", "TurnGate", "detach", "gate_for", "wake"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from autogen_core.memory import Memory
 
+from chorus.approvals import Approvals
 from chorus.events import CallRecord, NoticeEvent
 from chorus.models import OFFLINE_NOTICE, validate_model
 from chorus.plugins._specs import ToolContext
@@ -24,7 +25,6 @@ from chorus.store.team_states import TeamStates
 from chorus.store.usage import UsageLedger
 from chorus.teams import BuiltTeam, TeamSpec, build_team
 from chorus.turn import pipeline
-from chorus.turn.approving import Approvals
 from chorus.turn.errors import MEMORY_NOTICE, PROBLEMS_NOTICE, ChorusError
 
 if TYPE_CHECKING:

@@ -8,16 +8,17 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import chainlit as cl
 from chainlit.data import get_data_layer
 
-from chorus.attachments import AttachmentError
+from chorus.attachments import Attachment, AttachmentError
 from chorus.store.caller import NotYours
 from chorus.store.usage import UsageLedger
 from chorus.turn import ChatSession, ChorusError, run_turn
-from chorus.web import logins, personal
+from chorus.web import approvals, logins, personal
 from chorus.web.commands import EXPORT_COMMAND, MEMORIES_COMMAND, export, offer_commands, show_memories
 from chorus.web.context import SYSTEM, current
 from chorus.web.limiter import limiter
@@ -37,6 +38,7 @@ def register() -> None:
     cl.on_message(on_message)
     cl.on_stop(on_stop)
     personal.register()
+    approvals.register(show_turn)
 
 
 async def chat_profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:
@@ -105,6 +107,7 @@ def session_of_chat() -> ChatSession:
         ledger=UsageLedger(web.engine()),
         personal=personal.loaded(),
     )
+    session.approvals = approvals.approvals_for_chat()  # tools that need approval ask on the page
     cl.user_session.set("chorus", session)
     return session
 
@@ -254,11 +257,16 @@ async def _run_and_show(session: ChatSession, message: cl.Message) -> None:
     except AttachmentError as exc:
         await cl.ErrorMessage(content=f"{exc}. Send the message again without it.", author=SYSTEM).send()
         return
-    turn_id = uuid.uuid4().hex
+    await show_turn(session, message.content or "", message_id=message.id, attachments=attachments,
+                    turn_id=uuid.uuid4().hex)
+
+
+async def show_turn(session: ChatSession, text: str, *, message_id: str | None, turn_id: str,
+                    attachments: Sequence[Attachment] = ()) -> None:
+    """Run a turn with ``text`` and draw its events on the page."""
     renderer = Renderer(persist_every=PARTIAL_REPLY_EVERY_S if current().history else None, turn_id=turn_id,
-                        message=message.content or "", message_id=message.id)
-    turn = run_turn(session, message.content or "", message_id=message.id, attachments=attachments,
-                    turn_id=turn_id)
+                        message=text, message_id=message_id)
+    turn = run_turn(session, text, message_id=message_id, attachments=attachments, turn_id=turn_id)
     try:
         # aclosing: a stop that lands while the page is drawing must still end the turn (and its lock).
         async with contextlib.aclosing(turn) as events:

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from chorus.store.accounts import account_exists, authenticate
 from chorus.turn import ChatSession
-from chorus.web import chainlit_fixes, logins
+from chorus.web import approvals, chainlit_fixes, logins
 from chorus.web.audit import note
 from chorus.web.context import SYSTEM, current
 from chorus.web.handlers import open_chat
@@ -102,12 +102,14 @@ async def resume(thread: Any) -> None:
     session = await open_chat()
     if session is None or reconnect:
         return
+    await approvals.take_over(session)  # another page's turn waiting for an answer: this page's now
     if not await session.resume():
         await _say_on_resume(thread, "ℹ️ The team has no saved memory of this conversation; it starts afresh "
                                      "from here.")
     elif session.interrupted is not None and session.built is not None:  # a restart cut a pipeline short
         members = [m.name for m in session.built.members]
         await _say_on_resume(thread, "ℹ️ " + session.interrupted.notice(members))
+    await approvals.show_pending(session, thread)
 
 
 async def _say_on_resume(thread: Any, text: str) -> None:

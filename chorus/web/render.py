@@ -16,6 +16,8 @@ import chainlit as cl
 from chainlit.data import get_data_layer
 
 from chorus.events import (
+    ApprovalDoneEvent,
+    ApprovalEvent,
     DoneEvent,
     ErrorEvent,
     HandoffEvent,
@@ -31,6 +33,7 @@ from chorus.events import (
 from chorus.produced import files_in
 from chorus.tracing.picture import PICTURED, picture_of
 from chorus.web import chainlit_fixes
+from chorus.web.approvals import ApprovalMessages
 from chorus.web.context import SYSTEM, current
 from chorus.web.guard import ImageGuard, neutralise_images
 from chorus.web.pictures import picture_step
@@ -120,6 +123,7 @@ class Renderer:
         self.passed: list[str] = []
         self.persist_every = persist_every
         self.persisted_at: dict[str, float] = {}
+        self.approvals = ApprovalMessages()
 
     async def _persist_partial(self, msg: cl.Message) -> None:
         """Store the reply so far, marked interrupted: what a crash leaves is what was said."""
@@ -178,6 +182,10 @@ class Renderer:
             step = cl.Step(name=event.kind, type="retrieval")  # the page shows "Used memory"
             step.output = neutralise_images("\n".join(f"- {item}" for item in event.items) or "(nothing)")
             await step.send()
+        elif isinstance(event, ApprovalEvent):  # a tool waits for the user's Approve or Deny
+            await self.approvals.ask(event)
+        elif isinstance(event, ApprovalDoneEvent):
+            await self.approvals.settled(event)
         elif isinstance(event, ProgressEvent):
             await self._progress(event)
         elif isinstance(event, HandoffEvent):  # a swarm's member handed the conversation on

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chorus import AgentSpec, Settings, Starter, TeamSpec, ToolSpec, hookimpl
 from chorus_music_store._account import account_tools
 from chorus_music_store._catalog import catalog_tools
+from chorus_music_store._orders import ORDERS_FILE, Orders
 from chorus_music_store._store import MusicStore, StoreError, resolve_url
 
 __version__ = "0.1.0"
@@ -42,13 +43,16 @@ so you never need (and must never accept) a customer id from the conversation.
 If a tool says verification is needed, ask the customer for their customer id, email or phone
 number, then stop and wait for their reply. When they give one, call verify_customer with
 exactly what they typed. Refuse any request about another customer's data, whatever reason or
-instruction is given. Present invoice data as the tools return it."""
+instruction is given. Present invoice data as the tools return it.
+To buy a track for the verified customer, call order_track with its exact title; the customer
+approves the order on the page before it is placed. If a tool says "Not run", nothing was ordered:
+say so plainly."""
 
 ROUTING = """- catalog: music questions: albums, artists, bands, songs, tracks, genres, recommendations,
   and the customer telling which music they like.
 - invoices: anything about the customer's account: invoices, purchases, orders, totals, prices
-  paid, the employee who handled an invoice, and the customer identifying themselves (customer
-  id, email, phone) to be verified.
+  paid, the employee who handled an invoice, buying a track, and the customer identifying
+  themselves (customer id, email, phone) to be verified.
 When a message answers a question the previous speaker asked, choose that speaker again."""
 
 _stores: dict[tuple[str, Path], MusicStore] = {}
@@ -82,7 +86,8 @@ def _tools(settings: Settings) -> tuple[list[ToolSpec], list[ToolSpec]]:
     def get_store() -> MusicStore:
         return store
 
-    return catalog_tools(get_store), account_tools(get_store)
+    orders = Orders(Path(settings.home).expanduser() / ORDERS_FILE)
+    return catalog_tools(get_store), account_tools(get_store, orders)
 
 
 @hookimpl
@@ -109,12 +114,13 @@ def chorus_register_agents(settings: Settings) -> list[AgentSpec]:
         AgentSpec(
             name="invoices",
             description="Music store invoice specialist: a verified customer's own invoices by date or unit "
-                        "price, and the employee who handled an invoice. Verifies the customer first.",
+                        "price, the employee who handled an invoice, and buying a track (an order the customer "
+                        "approves). Verifies the customer first.",
             system_message=INVOICES_PROMPT,
             tools=tuple(t.name for t in account),
             keywords=("invoice", "invoices", "purchase", "purchases", "order", "orders", "bought", "receipt",
                       "bill", "my account", "email", "phone", "customer id", "customer", "verify", "employee",
-                      "spent", "how much did i", "did i buy", "did i pay"),
+                      "spent", "how much did i", "did i buy", "did i pay", "buy", "purchase the"),
             examples=("Show my invoices",),
             team_only=True,
         ),

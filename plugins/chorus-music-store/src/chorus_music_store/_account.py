@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from chorus import ToolContext, ToolSpec
 from chorus_music_store import _parse
+from chorus_music_store._orders import Orders
 from chorus_music_store._store import Customer, IdentityKind, MusicStore, StoreError, phone_digits
 
 CUSTOMER = "music_store.customer"
@@ -92,8 +94,9 @@ def foreign_reference(context: ToolContext, customer: Customer) -> str | None:
     return None
 
 
-def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
-    """The invoice tools over the store ``get_store`` returns."""
+def account_tools(get_store: Callable[[], MusicStore], orders: Orders | None = None) -> list[ToolSpec]:
+    """The invoice tools over the store ``get_store`` returns, and with ``orders`` the tools that buy
+    a track (placing an order waits for the customer's approval) and list what was bought here."""
 
     async def in_thread(call: Callable[[MusicStore], Any]) -> Any:
         return await asyncio.to_thread(lambda: call(get_store()))
@@ -244,7 +247,63 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
         found = _parse.identification(text)
         return {"identifier": found[1]} if found else None
 
+    # -- orders ---------------------------------------------------------------------------
+
+    async def order_track(context: ToolContext, title: str) -> str:
+        """Buy one track for the verified customer: it is added to their orders at the track's price.
+        The customer approves each order on the page before it is placed."""
+        async def place(customer: Customer) -> str:
+            assert orders is not None
+            found = await in_thread(lambda store: store.find_tracks(title, limit=5))
+            exact = [t for t in found if t["name"].casefold() == title.strip().casefold()]
+            if not exact:
+                names = ", ".join(f"“{t['name']}”" for t in found[:5])
+                return (f"No track is called exactly “{title}”, so nothing was ordered."
+                        + (f" Close titles: {names}." if names else ""))
+            track = exact[0]
+            number = await asyncio.to_thread(orders.place, customer.id, track)
+            by = f" by {track['artist']}" if track.get("artist") else ""
+            return (f"Order **{number}** is placed, {customer.first_name}: **{track['name']}**{by} for "
+                    f"{track['price']}. It is on your next invoice.")
+        # Not remembered as a pending request: an order is placed only by a call the customer approved.
+        customer = verified(context)
+        if customer is None:
+            return ("Before I can place an order I need to verify who you are. Please reply with your "
+                    "**customer id**, the **email address** or the **phone number** on your account; then ask "
+                    "for the track again.")
+        refusal = foreign_reference(context, customer)
+        if refusal:
+            return refusal
+        try:
+            return await place(customer)
+        except StoreError as exc:
+            return f"Sorry, the music store is unavailable right now: {exc}. Nothing was ordered."
+
+    def order_args(text: str) -> Mapping[str, Any] | None:
+        title = _parse.track_to_buy(text)
+        return {"title": title} if title else None
+
+    async def orders_text(customer: Customer, _args: Mapping[str, Any]) -> str:
+        assert orders is not None
+        rows = await asyncio.to_thread(orders.of, customer.id)
+        if not rows:
+            return f"{customer.first_name}, you have not ordered anything here yet."
+        table = "\n".join(f"| {r['order']} | {r['track']} | {r['artist'] or ''} | {r['price']} | {r['placed_at']} |"
+                          for r in rows)
+        return ("Your orders, newest first:\n\n| Order | Track | Artist | Price | Placed |\n"
+                f"|---|---|---|---|---|\n{table}")
+
+    async def my_orders(context: ToolContext) -> str:
+        """The tracks the verified customer ordered in the chat, newest first."""
+        return await guarded(context, "my_orders", {}, lambda c: orders_text(c, {}))
+
+    def my_orders_args(text: str) -> Mapping[str, Any] | None:
+        return {} if re.search(r"\b(?:my|recent)\s+(?:new\s+)?orders?\s+(?:here|in the chat)"
+                               r"|what (?:did|have) i ordere?d?|orders i placed",
+                               text, re.I) else None
+
     PENDING_HANDLERS: dict[str, Callable[[Customer, Mapping[str, Any]], Awaitable[str]]] = {
+        "my_orders": orders_text,
         "my_invoices": invoices_text,
         "my_purchases_by_unit_price": by_price_text,
         "invoice_details": invoice_text,
@@ -268,4 +327,11 @@ def account_tools(get_store: Callable[[], MusicStore]) -> list[ToolSpec]:
                                             "details of invoice", "what was on invoice", "last order"),
                  offline_args=invoice_args,
                  examples=("Who handled invoice 98?", "What was on invoice 2?", "Who helped me with my last order?")),
-    ]
+    ] + ([] if orders is None else [
+        ToolSpec(order_track, keywords=("buy the song", "buy the track", "order the song", "order the track",
+                                        "purchase the song", "purchase the track", "buy", "purchase"),
+                 offline_args=order_args, requires_approval=True, examples=("Buy the song Black Dog",)),
+        ToolSpec(my_orders, keywords=("what did i order", "what have i ordered", "orders i placed", "my orders here",
+                                     "orders in the chat", "i ordered"),
+                 offline_args=my_orders_args, examples=("What did I order?",)),
+    ])

@@ -375,3 +375,16 @@ def invoices_order(text: str) -> str | None:
     if _BY_TOTAL.search(text):
         return "total"
     return "newest"
+
+
+_BUY = re.compile(r"\b(?:buy|order|purchase)\s+(?:me\s+)?(?:the\s+|a\s+)?(?:song|track|single)\s+"
+                  r"[\"“']?(?P<t>[^\"”'?!.]+?)[\"”']?\s*(?:please)?[?!.]*$", re.I)
+
+
+def track_to_buy(text: str) -> str | None:
+    """The track a message asks to buy ("Buy the song Black Dog" -> "Black Dog")."""
+    found = _BUY.search(text.strip())
+    if not found:
+        return None
+    title = re.split(r"\s+(?:by|from)\s+", found.group("t").strip(), maxsplit=1)[0].strip()
+    return title or None
