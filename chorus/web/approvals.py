@@ -85,12 +85,15 @@ class ApprovalMessages:
         outcome = OUTCOMES.get(event.status, event.status) + (f" ({event.reason})" if event.reason else "")
         for action in _actions(event.id):
             await action.remove()
-        if msg is not None:
+        if msg is not None:  # (else it was answered before this turn asked: the page already says so)
             msg.actions = []
-            msg.content = f"{msg.content.rsplit(chr(10) * 2, 1)[0]}\n\n**{outcome}.**"
+            msg.content = with_outcome(msg.content, outcome)
             await msg.update()
-        else:  # answered before the turn asked (after a reload or a restart): say what it acts on
-            await cl.Message(content=f"{outcome}: **{event.tool}**.", author=SYSTEM).send()
+
+
+def with_outcome(content: str, outcome: str) -> str:
+    """A request's text with its last line (what to do) replaced by what became of it."""
+    return f"{content.rsplit(chr(10) * 2, 1)[0]}\n\n**{outcome}.**"
 
 
 async def take_over(session: ChatSession) -> None:
@@ -147,7 +150,12 @@ async def on_answer(action: cl.Action) -> None:
                          author=SYSTEM).send()
         return
     if wake(approval_id):
-        return  # the turn that asked goes on, here
+        return  # the turn that asked goes on, here, and its request on the page says what became of it
+    if action.forId:  # the request shown again after a reload: it says so too
+        shown = cl.Message(id=action.forId, author=found.agent, metadata={"approval": found.id},
+                           content=with_outcome(request_text(found.agent, found.tool, found.arguments, 0, again=True),
+                                                OUTCOMES[found.status]))
+        await cl.context.emitter.update_step(shown.to_dict())
     if await _taken_elsewhere(approval_id):
         await cl.Message(content=f"{OUTCOMES[found.status]}. The turn that asked is running in another window or "
                                  "server; its answer appears there, and here once you reload.", author=SYSTEM).send()
