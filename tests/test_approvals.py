@@ -243,3 +243,15 @@ async def test_team_files_and_mcp_entries_mark_tools_that_need_approval(make_cho
     assert McpServerSpec(command="x", requires_approval=True).needs_approval("anything")
     listed = McpServerSpec(command="x", requires_approval=["delete"])
     assert listed.needs_approval("delete") and not listed.needs_approval("read")
+
+
+async def test_the_test_kit_answers_approvals_for_a_plugins_tests(make_chorus: Any) -> None:
+    """What docs/plugins.md shows a plugin author: ``run(..., approve=True)``."""
+    from chorus.testing import events_of, run
+
+    model = scripted(tool_call("place_order", item="cd"), "Ordered.", tool_call("place_order", item="lp"), "No.")
+    chorus = make_chorus(plugins=[ShopPlugin()], model=model, teams=[TEAM])
+    approved = await run(chorus, "order a cd", approve=True)
+    assert ORDERS == ["1 x cd"] and [e.tool for e in events_of(approved, ApprovalEvent)] == ["place_order"]
+    denied = await run(chorus, "order an lp", approve=False)
+    assert ORDERS == ["1 x cd"] and [e.status for e in events_of(denied, ApprovalDoneEvent)] == ["denied"]

@@ -229,3 +229,42 @@ def test_python_dash_m_runs_every_command(module: str) -> None:
                          timeout=120, cwd=ROOT)
     for command in ("run", "ask", "users", "widget", "memory", "mlflow", "usage", "export"):
         assert command in top.stdout, command
+
+
+@pytest.mark.parametrize("typed, needle", [("y", "verify who you are"), ("n", "Not run: the user denied order_track")])
+def test_ask_at_a_terminal_asks_before_a_tool_that_needs_approval(tmp_path: Path, typed: str, needle: str) -> None:
+    """With a person at the terminal, ``chorus ask`` asks y/N; the order tool then runs (and asks the
+    unverified customer to verify) or does not."""
+    import pty
+    import select
+    import time
+
+    env = {**os.environ, "CHORUS_OFFLINE_TOKEN_DELAY": "0", "CHORUS_AGENTS_DIR": str(ROOT / "agents"),
+           "CHORUS_HOME": str(tmp_path), "CHORUS_MEMORY": "false", **WITH_INSTALLED_PLUGINS}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, on the terminal
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "chorus.cli", "ask", "--team", "music-store",
+                                   "Buy the song Black Dog"], env)
+    seen, answered, deadline = b"", False, time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not answered and b"Approve? [y/N]" in seen:
+                os.write(fd, typed.encode() + b"\n")
+                answered = True
+    finally:
+        os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert answered, text
+    assert "invoices wants to run order_track(title=\"Black Dog\")" in text
+    assert needle in text

@@ -273,3 +273,32 @@ async def test_the_units_team_in_agents_answers_with_its_mcp_servers_tools_on_a_
         assert reply["name"] == "converter"
     finally:
         await client.sio.disconnect()
+
+
+async def test_mcp_tools_marked_by_the_entry_or_the_team_file_wait_for_approval(
+        make_chorus: ChorusFactory, fake: FakeOpenAI) -> None:
+    from chorus.testing import ApprovalDoneEvent, ApprovalEvent
+
+    spec = team(calc=stdio(tools=["add", "crash"], requires_approval=["crash"]))
+    spec["approvals"] = ["calc__add"]
+    chorus = over_http(make_chorus, fake, spec)
+    try:
+        # Denied: the server never gets the call (it would have stopped the server).
+        fake.queue_tool_call("calc__crash", {}).queue_text("I did not crash it.")
+        events = await run(chorus, "Crash the server", approve=False)
+        assert [(e.tool, e.agent) for e in events_of(events, ApprovalEvent)] == [("calc__crash", "helper")]
+        assert [e.status for e in events_of(events, ApprovalDoneEvent)] == ["denied"]
+        assert "Not run: the user denied calc__crash" in json.dumps(fake.requests[1]["messages"])
+        [status] = [s.status() for s in chorus.mcp.sources(chorus.team("tools"))]
+        assert status.state == "ready" and status.calls == 0
+
+        # Listed in the team file and approved: the server runs it once.
+        fake.queue_tool_call("calc__add", {"a": 1, "b": 2}).queue_text("3.")
+        events = await run(chorus, "What is 1 + 2?", approve=True)
+        assert [e.tool for e in events_of(events, ApprovalEvent)] == ["calc__add"]
+        [result] = results(events)
+        assert "1 + 2 = 3" in result.result
+        [status] = [s.status() for s in chorus.mcp.sources(chorus.team("tools"))]
+        assert status.calls == 1
+    finally:
+        await chorus.mcp.close()

@@ -215,6 +215,39 @@ async def test_another_users_thread_cannot_be_renamed_or_deleted(world: World) -
     assert world.rows('SELECT "name" FROM threads WHERE "id" = :t', t=world.thread)[0]["name"] != "bob was here"
 
 
+async def test_another_users_approval_request_cannot_be_answered(world: World) -> None:
+    """Bob holds Alice's approval request id (an order waiting in her conversation) and posts it as
+    an action: from his own chat it is not found, into her session Chainlit refuses him; it stays
+    pending until Alice answers it herself."""
+    alice = ChatClient(world.srv, cookie=world.alice)
+    alice.chat_profile = "Music store"
+    await alice.connect()
+    await alice.answer_to("My email is ana.souza@example.com", "verified as customer 1")
+    await alice.send("Buy the song Black Dog")
+    asked = await alice.wait_for(lambda m: bool((m.get("metadata") or {}).get("approval")), timeout=30)
+    approval = asked["metadata"]["approval"]
+
+    def action(name: str, session: str) -> dict[str, Any]:
+        return {"sessionId": session, "action": {"name": name, "payload": {"id": approval}, "label": "Approve",
+                                                 "id": f"{approval}-approve", "forId": asked["id"]}}
+
+    bob = await _bob(world)
+    async with httpx.AsyncClient(base_url=world.srv.url, headers={"Cookie": world.bob}, timeout=30) as http:
+        mine = await http.post("/project/action", json=action("chorus_approve", bob.session_id))
+        assert mine.status_code == 200, mine.text
+        await bob.wait_for(lambda m: "no such approval request" in (m.get("output") or ""))
+        theirs = await http.post("/project/action", json=action("chorus_approve", alice.session_id))
+        assert theirs.status_code == 401, theirs.text
+    assert world.rows("SELECT status FROM chorus_approvals WHERE id = :id", id=approval) == [{"status": "pending"}]
+    async with httpx.AsyncClient(base_url=world.srv.url, headers={"Cookie": world.alice}, timeout=30) as http:
+        denied = await http.post("/project/action", json=action("chorus_deny", alice.session_id))
+        assert denied.status_code == 200, denied.text
+    await alice.wait_for(lambda m: "Not run: the user denied order_track" in (m.get("output") or ""), timeout=30)
+    assert world.rows("SELECT status FROM chorus_approvals WHERE id = :id", id=approval) == [{"status": "denied"}]
+    await alice.sio.disconnect()
+    await bob.sio.disconnect()
+
+
 async def test_the_owner_still_can(world: World) -> None:
     """The checks refuse others, not the owner: Alice changes her own feedback."""
     async with httpx.AsyncClient(base_url=world.srv.url, headers={"Cookie": world.alice}) as http:
@@ -242,8 +275,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/project/share/{thread_id}"): "read: only threads their owner shared (sharing is off)",
     ("GET", "/project/thread/{thread_id}/element/{element_id}"): "read: Chainlit checks the thread's author",
     ("POST", "/project/threads"): "read: Chainlit lists the caller's own threads only",
-    ("POST", "/project/action"): "session: Chainlit checks the session is the caller's; writes go through the "
-                                 "data layer as that user",
+    ("POST", "/project/action"): "session: Chainlit checks the session is the caller's; an approval is answered "
+                                 "only for the caller's own request in that conversation (test_another_users_"
+                                 "approval_request_cannot_be_answered)",
     ("POST", "/project/file"): "session: an upload into the caller's own session (quota and size checked)",
     ("GET", "/project/file/{file_id}"): "session: a file of the caller's own session",
     ("POST", "/login"): "login", ("POST", "/logout"): "login", ("POST", "/auth/jwt"): "login (widget tokens)",
@@ -277,6 +311,12 @@ ROUTES: dict[tuple[str, str], str] = {
                                           "test_a_second_user_with_the_first_users_run_gets_nothing)",
     ("POST", "/api/runs/{run_id}/cancel"): "key: 404 for another user's run, which goes on (tests/test_runs.py::"
                                            "test_a_second_user_with_the_first_users_run_gets_nothing)",
+    ("GET", "/api/runs/{run_id}/approvals"): "key: 404 for another user's run (tests/test_runs.py::test_a_run_"
+                                             "waits_for_an_approval_given_through_the_api_and_only_its_user_may_give_it)",
+    ("POST", "/api/runs/{run_id}/approvals/{approval_id}"): "key: 404 for another user's run or request; it stays "
+                                                            "pending (tests/test_runs.py::test_a_run_waits_for_an_"
+                                                            "approval_given_through_the_api_and_only_its_user_may_"
+                                                            "give_it)",
     ("POST", "/v1/chat/completions"): "key: acts as the key's user; another user's thread id gets 404 and nothing "
                                       "is written (tests/test_api.py::"
                                       "test_a_second_user_with_the_first_users_thread_gets_nothing)",

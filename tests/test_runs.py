@@ -209,6 +209,48 @@ async def test_a_second_user_with_the_first_users_run_gets_nothing(
         assert other.status_code == 404 and other.json()["error"]["param"] == "team"
 
 
+async def test_a_run_waits_for_an_approval_given_through_the_api_and_only_its_user_may_give_it(
+        runs_server: tuple[ChorusServer, dict[str, str]]) -> None:
+    srv, keys = runs_server
+    ann, bob = _auth(keys["ann"]), _auth(keys["bob"])
+    async with httpx.AsyncClient(base_url=srv.url, timeout=60) as http:
+        made = await http.post("/api/runs", headers=ann, json={"team": "music-store",
+                                                              "input": "My email is ana.souza@example.com"})
+        verified = await _wait(http, made.json()["id"], keys["ann"])
+        assert "verified as customer 1" in verified["result"]["content"]
+        made = await http.post("/api/runs", headers=ann, json={"team": "music-store", "input": "Buy the song Black Dog",
+                                                              "thread_id": verified["thread_id"]})
+        run_id = made.json()["id"]
+        deadline, pending = time.monotonic() + 60, []
+        while not pending and time.monotonic() < deadline:
+            listed = await http.get(f"/api/runs/{run_id}/approvals?status=pending", headers=ann)
+            assert listed.status_code == 200, listed.text
+            pending = listed.json()["data"]
+            await asyncio.sleep(0.2)
+        assert [(p["agent"], p["tool"], p["arguments"]) for p in pending] == [
+            ("invoices", "order_track", {"title": "Black Dog"})]
+        assert (await http.get(f"/api/runs/{run_id}", headers=ann)).json()["status"] == "running"  # it waits
+        approval = pending[0]["id"]
+        # Bob, holding ann's run and request ids, can neither see nor answer it.
+        for method, path in (("GET", f"/api/runs/{run_id}/approvals"),
+                             ("POST", f"/api/runs/{run_id}/approvals/{approval}")):
+            refused = await http.request(method, path, headers=bob, json={"approve": True})
+            assert refused.status_code == 404 and refused.json()["error"]["code"] == "run_not_found", refused.text
+        bad = await http.post(f"/api/runs/{run_id}/approvals/{approval}", headers=ann, json={"approve": "yes"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "approve"
+        missing = await http.post(f"/api/runs/{run_id}/approvals/nope", headers=ann, json={"approve": True})
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "approval_not_found"
+        answered = await http.post(f"/api/runs/{run_id}/approvals/{approval}", headers=ann, json={"approve": True})
+        assert answered.status_code == 200 and answered.json()["status"] == "approved", answered.text
+        again = await http.post(f"/api/runs/{run_id}/approvals/{approval}", headers=ann, json={"approve": False})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "approval_closed"
+        done = await _wait(http, run_id, keys["ann"])
+        assert done["status"] == "completed" and "Order **1** is placed" in done["result"]["content"], done
+        events, _ = await _events(http, run_id, keys["ann"])
+        kinds = [kind for _, kind, _ in events]
+        assert kinds.index("approval") < kinds.index("approval_done")  # the stream tells a client, too
+
+
 async def test_a_run_cancelled_twice_stops_once_and_a_finished_run_is_left_alone(
         runs_server: tuple[ChorusServer, dict[str, str]]) -> None:
     srv, keys = runs_server

@@ -84,6 +84,10 @@ async def _ledgered_turn(session: Any, text: str, as_json: bool, attachments: Se
 
     engine = make_engine(_migrated_url())
     session.ledger = UsageLedger(engine)
+    if not as_json and sys.stdin.isatty() and sys.stderr.isatty():  # a person at the terminal can approve tools
+        from chorus.approvals import Approvals
+
+        session.approvals = Approvals(engine, session.chorus.settings.approval_timeout)
     try:
         return await _print_turn(session, text, as_json, attachments, save_files)
     finally:
@@ -96,6 +100,7 @@ async def _ledgered_turn(session: Any, text: str, as_json: bool, attachments: Se
 async def _print_turn(session: object, text: str, as_json: bool, attachments: Sequence[Any] = (),
                       save_files: Path | None = None) -> int:
     from chorus.events import (
+        ApprovalEvent,
         DoneEvent,
         ErrorEvent,
         HandoffEvent,
@@ -144,6 +149,9 @@ async def _print_turn(session: object, text: str, as_json: bool, attachments: Se
         elif isinstance(event, HandoffEvent):
             typer.secho(f"\n  ↪ {event.agent} → {event.target}: {event.content}", dim=True, err=True)
             speaking = None
+        elif isinstance(event, ApprovalEvent):
+            await _ask_approval(session, event)
+            speaking = None
         elif isinstance(event, ErrorEvent):
             typer.secho(f"\nerror: {event.message}", fg=typer.colors.RED, err=True)
         elif isinstance(event, NoticeEvent):
@@ -160,6 +168,24 @@ async def _print_turn(session: object, text: str, as_json: bool, attachments: Se
             if event.stop_reason in ("error", "rejected", "budget"):
                 code = 1
     return code
+
+
+async def _ask_approval(session: Any, event: Any) -> None:
+    """A tool that needs approval, asked at the terminal (``chorus ask`` with a person at it)."""
+    from chorus.store import approvals
+    from chorus.turn.approving import described, wake
+
+    typer.secho(f"\n  ? {event.agent} wants to run {described(event.tool, event.arguments)}", bold=True, err=True)
+    try:
+        said = await asyncio.to_thread(input, "    Approve? [y/N] ")
+    except EOFError:
+        said = ""
+    approved = said.strip().lower() in ("y", "yes")
+    try:
+        await approvals.decide(session.approvals.engine, event.id, user=session.user_id, approved=approved)
+    except approvals.ApprovalError as exc:
+        typer.secho(f"  {exc}", fg=typer.colors.YELLOW, err=True)
+    wake(event.id)
 
 
 @app.command("export")

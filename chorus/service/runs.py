@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chorus.approvals import Approvals
 from chorus.events import DoneEvent, ErrorEvent, MessageEvent, NoticeEvent, TokenEvent, TurnEvent
 from chorus.journal import current_journal
 from chorus.service.conversation import ConversationError, Conversations
@@ -264,6 +265,8 @@ class RunService:
         conversation = await self.conversations.open(
             run.user, run.team, run.thread_id if existing else None, new_id=run.thread_id)
         self.sessions[run_id] = conversation.session
+        # A tool that needs approval waits for an answer through the API (POST /api/runs/{id}/approvals/...).
+        conversation.session.approvals = Approvals(self.engine, self.chorus.settings.approval_timeout, run_id=run_id)
         watcher = asyncio.create_task(self._watch_cancel(run_id, conversation.session))
         messages: list[dict[str, str]] = []
         notices: list[dict[str, str]] = []

@@ -23,6 +23,7 @@ from chorus.store.keys import delete_user_keys
 from chorus.store.runs import delete_user_runs
 from chorus.store.schema import (
     accounts,
+    approvals,
     checkpoint_log,
     checkpoints,
     elements,
@@ -128,7 +129,7 @@ async def change_password(engine: AsyncEngine, identifier: str, password: str) -
 
 async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path | None = None) -> None:
     """Remove the account and everything it owns (conversations, checkpoints, API keys, its own
-    provider key, background runs, and its files under ``files_root``): a later account with the
+    provider key, background runs, approval requests, and its files under ``files_root``): a later account with the
     same name must not inherit them."""
     identifier = identifier.strip()
     async with engine.begin() as conn:
@@ -145,6 +146,7 @@ async def remove_account(engine: AsyncEngine, identifier: str, files_root: Path 
         await conn.execute(sa.delete(users).where(users.c.identifier == identifier))
         await delete_user_keys(conn, identifier)
         await conn.execute(sa.delete(personal_keys).where(personal_keys.c.user_identifier == identifier))
+        await conn.execute(sa.delete(approvals).where(approvals.c.user_identifier == identifier))
         await delete_user_runs(conn, identifier)
         await audit.record(conn, "account_removed", identifier)
     if files_root is not None:

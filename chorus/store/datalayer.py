@@ -310,7 +310,8 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
         return None
 
     async def delete_thread(self, thread_id: str) -> None:
-        """Delete the thread, its steps, elements (and their files) and feedback, and the team's saved states."""
+        """Delete the thread, its steps, elements (and their files) and feedback, the team's saved states
+        and its approval requests."""
         caller = current_caller()
         exists, owner = await self._thread_owner(thread_id)
         if caller is not TRUSTED and exists and owner != caller:
@@ -319,7 +320,7 @@ class ChorusDataLayer(SQLAlchemyDataLayer):  # type: ignore[misc]
         gone = getattr(self, "chorus_thread_gone", None)
         if gone is not None:  # from now on, late writes naming it are dropped (chainlit_fixes)
             gone(thread_id)
-        for table in ("chorus_checkpoint_log", "chorus_checkpoints", "chorus_turn_states"):
+        for table in ("chorus_checkpoint_log", "chorus_checkpoints", "chorus_turn_states", "chorus_approvals"):
             await self.execute_sql(f"DELETE FROM {table} WHERE thread_id = :id", {"id": thread_id})
         if exists:
             await self._audit("conversation_deleted", thread_id, {"owner": owner})

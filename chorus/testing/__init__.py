@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chorus.events import (
+        ApprovalDoneEvent,
+        ApprovalEvent,
         DoneEvent,
         ErrorEvent,
         HandoffEvent,
@@ -53,7 +55,8 @@ if TYPE_CHECKING:
     from chorus.turn import ChatSession, Chorus, run_turn
 
 _WHERE = {
-    "chorus.events": ("DoneEvent", "ErrorEvent", "HandoffEvent", "MessageEvent", "NoticeEvent", "ProgressEvent",
+    "chorus.events": ("ApprovalDoneEvent", "ApprovalEvent", "DoneEvent",
+                      "ErrorEvent", "HandoffEvent", "MessageEvent", "NoticeEvent", "ProgressEvent",
                       "RetrievalEvent", "SelectionEvent", "TokenEvent", "ToolCallEvent", "ToolResultEvent", "TurnEvent",
                       "UsageEvent"),
     "chorus.models.local": ("ModelReply", "ModelRequest", "ToolCall"),
@@ -81,6 +84,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ApprovalDoneEvent",
+    "ApprovalEvent",
     "ChatSession",
     "Chorus",
     "ChorusFactory",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TypeVar
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from chorus.attachments import Attachment
-from chorus.events import DoneEvent, MessageEvent, ToolCallEvent, ToolResultEvent, TurnEvent
+from chorus.events import ApprovalEvent, DoneEvent, MessageEvent, ToolCallEvent, ToolResultEvent, TurnEvent
 from chorus.turn import ChatSession, Chorus, run_turn
 
 E = TypeVar("E", bound=TurnEvent)
@@ -20,6 +22,7 @@ async def run(
     user_id: str | None = None,
     message_id: str | None = None,
     attachments: Sequence[Attachment] = (),
+    approve: bool | None = None,
 ) -> list[TurnEvent]:
     """Run one turn with the user's ``text`` and return all its events (a ``DoneEvent`` last).
 
@@ -27,6 +30,10 @@ async def run(
     None, as ``user_id``, ``"local"`` when None) or a :class:`ChatSession` from ``chorus.open_session(...)``, whose team
     remembers the earlier turns. ``message_id`` and ``attachments`` are passed to the turn as the
     page passes them (an earlier ``message_id`` is an edit: the team is rewound first).
+
+    ``approve`` answers every approval the turn asks for (a tool marked ``requires_approval``), as a
+    user on the page would: True approves, False denies. Left None, the turn cannot ask, and such a
+    call is refused (as in the chat-completions API).
     """
     if isinstance(target, Chorus):
         await target.connect_tools(team)  # the team's MCP servers
@@ -35,7 +42,43 @@ async def run(
         raise TypeError("team and user_id choose a new conversation: pass a Chorus, or open the session with them")
     else:
         session = target
-    return [event async for event in run_turn(session, text, message_id=message_id, attachments=attachments)]
+    if approve is None:
+        return [event async for event in run_turn(session, text, message_id=message_id, attachments=attachments)]
+    from chorus.approvals import Approvals
+    from chorus.store import approvals as approval_store
+    from chorus.turn.approving import wake
+
+    async with _approvals_store(session) as engine:
+        if session.approvals is None:
+            session.approvals = Approvals(engine, session.chorus.settings.approval_timeout)
+        events: list[TurnEvent] = []
+        async for event in run_turn(session, text, message_id=message_id, attachments=attachments):
+            events.append(event)
+            if isinstance(event, ApprovalEvent):
+                await approval_store.decide(session.approvals.engine, event.id, user=session.user_id,
+                                            approved=approve)
+                wake(event.id)
+        return events
+
+
+@asynccontextmanager
+async def _approvals_store(session: ChatSession) -> AsyncIterator[Any]:
+    """Where a test's approval requests are stored: the session's own store, else a SQLite file in
+    the Chorus's home (made and migrated on first use)."""
+    if session.approvals is not None:
+        yield session.approvals.engine
+        return
+    from chorus.store import make_engine, upgrade
+    from chorus.store.db import database_url
+
+    url = database_url(session.chorus.settings)
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        session.approvals = None
+        await engine.dispose()
 
 
 def events_of(events: Iterable[TurnEvent], kind: type[E]) -> list[E]:

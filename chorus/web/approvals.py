@@ -135,6 +135,10 @@ async def on_answer(action: cl.Action) -> None:
         await cl.Message(content="⚠️ This chat has ended; reload the page to answer.", author=SYSTEM).send()
         return
     try:
+        # Only a request of this conversation and this user (an action's payload comes from the page).
+        asked = await store.get(web.engine(), approval_id, user=user)
+        if asked is None or asked.thread_id != session.thread_id:
+            raise ApprovalError("There is no such approval request in this conversation.")
         found = await store.decide(web.engine(), approval_id, user=user, approved=approved)
     except ApprovalError as exc:
         await cl.Message(content=f"⚠️ {exc}", author=SYSTEM).send()
@@ -145,10 +149,6 @@ async def on_answer(action: cl.Action) -> None:
         return
     for button in _actions(approval_id):
         await button.remove()
-    if found.thread_id != session.thread_id:
-        await cl.Message(content=f"{OUTCOMES[found.status]}: it is acted on when that conversation goes on.",
-                         author=SYSTEM).send()
-        return
     if wake(approval_id):
         return  # the turn that asked goes on, here, and its request on the page says what became of it
     if action.forId:  # the request shown again after a reload: it says so too

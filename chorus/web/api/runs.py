@@ -1,6 +1,8 @@
 """Background runs over HTTP (README, "Background runs"): ``POST /api/runs`` (202 and the run),
 ``GET /api/runs`` (``?status=``), ``GET /api/runs/{id}``, ``GET /api/runs/{id}/events`` (server-sent
-events a client may reconnect to with ``Last-Event-ID``), ``POST /api/runs/{id}/cancel``.
+events a client may reconnect to with ``Last-Event-ID``), ``POST /api/runs/{id}/cancel``, and the run's
+approval requests: ``GET /api/runs/{id}/approvals``, ``POST /api/runs/{id}/approvals/{approval_id}``
+(``{"approve": true}`` or ``false``, with an optional ``reason``).
 
 The same keys as the OpenAI-compatible API; a run is its key's user's, and another user's run id
 gets the same 404 as one that does not exist.
@@ -19,9 +21,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from chorus.service.runs import RunRefused
+from chorus.store import approvals as approval_store
 from chorus.store import runs as store
+from chorus.store.approvals import ApprovalError
 from chorus.store.keys import ApiKey
 from chorus.store.runs import STATUSES, Run
+from chorus.turn.approving import wake
 from chorus.web.api.chat import MODEL_PREFIX, team_of_model
 from chorus.web.api.errors import ApiError
 from chorus.web.api.state import Api, api
@@ -46,7 +51,7 @@ def run_json(run: Run) -> dict[str, Any]:
                                                 "calls_replayed")} if run.result else None),
         "usage": result.get("usage"), "error": run.error,
         "trace": f"/chorus/trace/{run.turn_id}" if run.started_at is not None else None,
-        "events": f"/api/runs/{run.id}/events",
+        "events": f"/api/runs/{run.id}/events", "approvals": f"/api/runs/{run.id}/approvals",
         "webhook": None if run.webhook is None else {"url": run.webhook, "status": run.webhook_status},
     }
 
@@ -187,10 +192,57 @@ async def events(request: Request) -> Response:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+async def approvals(request: Request) -> Response:
+    """The run's approval requests (``?status=pending`` for those waiting), newest first."""
+    try:
+        service, key = await _caller(request)
+        run = await _theirs(service, key, request.path_params["run_id"])
+        status = request.query_params.get("status") or None
+        if status is not None and status not in approval_store.STATUSES:
+            raise ApiError(400, f"Unknown status {status}; one of {', '.join(approval_store.STATUSES)}.",
+                           param="status", code="invalid_value")
+        found = await approval_store.listed(service.runs.engine, user=key.user, run_id=run.id, status=status)
+        return JSONResponse({"object": "list", "data": [a.to_dict() for a in found]})
+    except ApiError as exc:
+        return exc.response()
+
+
+async def answer(request: Request) -> Response:
+    """Approve or deny one of the run's requests; the waiting run goes on within a second. 409 when it
+    was already answered or has expired (then it counted as a denial)."""
+    try:
+        service, key = await _caller(request)
+        run = await _theirs(service, key, request.path_params["run_id"])
+        body = await service.access.body(request)
+        approve = body.get("approve")
+        if not isinstance(approve, bool):
+            raise ApiError(400, "'approve' is required: true to run the tool, false to refuse it.", param="approve",
+                           code="invalid_value")
+        reason = body.get("reason", "")
+        if not isinstance(reason, str):
+            raise ApiError(400, "'reason' is text.", param="reason", code="invalid_value")
+        approval_id = request.path_params["approval_id"]
+        engine = service.runs.engine
+        existing = await approval_store.get(engine, approval_id, user=key.user)
+        if existing is None or existing.run_id != run.id:
+            raise ApiError(404, f"No approval request {approval_id!r} in this run.", param="approval_id",
+                           code="approval_not_found")
+        try:
+            decided = await approval_store.decide(engine, approval_id, user=key.user, approved=approve, reason=reason)
+        except ApprovalError as exc:
+            raise ApiError(409, str(exc), param="approval_id", code="approval_closed") from None
+        wake(approval_id)  # when the run waits in this process; else it reads the answer within a second
+        return JSONResponse(decided.to_dict())
+    except ApiError as exc:
+        return exc.response()
+
+
 ROUTES = [
     Route("/api/runs", create, methods=["POST"]),
     Route("/api/runs", listing, methods=["GET"]),
     Route("/api/runs/{run_id}", show, methods=["GET"]),
     Route("/api/runs/{run_id}/events", events, methods=["GET"]),
     Route("/api/runs/{run_id}/cancel", cancel, methods=["POST"]),
+    Route("/api/runs/{run_id}/approvals", approvals, methods=["GET"]),
+    Route("/api/runs/{run_id}/approvals/{approval_id}", answer, methods=["POST"]),
 ]
