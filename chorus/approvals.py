@@ -46,7 +46,7 @@ current_gate: ContextVar[Gate | None] = ContextVar("chorus_approval_gate", defau
 def arguments_of(args: Any) -> dict[str, Any]:
     """A tool call's arguments as plain JSON data (a pydantic model's dump, or the mapping)."""
     if hasattr(args, "model_dump"):
-        dumped = args.model_dump(mode="json")
+        dumped = args.model_dump(mode="json", exclude_unset=True)  # as the model gave them
         return dict(dumped) if isinstance(dumped, Mapping) else {}
     return dict(args) if isinstance(args, Mapping) else {}
 

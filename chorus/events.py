@@ -173,7 +173,7 @@ class ApprovalEvent(TurnEvent):
 
 @dataclass(frozen=True)
 class ApprovalDoneEvent(TurnEvent):
-    """What became of an approval request: ``approved``, ``denied``, ``expired``."""
+    """What became of an approval request: ``approved``, ``denied``, ``expired``, ``cancelled``."""
 
     type: ClassVar[str] = "approval_done"
     id: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +256,86 @@ async def test_the_test_kit_answers_approvals_for_a_plugins_tests(make_chorus: A
     assert ORDERS == ["1 x cd"] and [e.tool for e in events_of(approved, ApprovalEvent)] == ["place_order"]
     denied = await run(chorus, "order an lp", approve=False)
     assert ORDERS == ["1 x cd"] and [e.status for e in events_of(denied, ApprovalDoneEvent)] == ["denied"]
+
+
+async def test_two_identical_calls_in_one_reply_each_wait_for_their_own_answer(
+        make_chorus: Any, conversations: Any) -> None:
+    from chorus.models.local import ModelReply, ToolCall
+
+    twice = ModelReply(tool_calls=(ToolCall(name="place_order", arguments={"item": "cd"}),
+                                   ToolCall(name="place_order", arguments={"item": "cd"})))
+    model = scripted(twice, "Done.")
+    chorus = make_chorus(plugins=[ShopPlugin()], model=model, teams=[TEAM])
+    session = open_session(chorus, conversations)
+    seen: list[ApprovalEvent] = []
+
+    async def consume() -> list[TurnEvent]:
+        events = []
+        async for event in run_turn(session, "order a cd, twice"):
+            events.append(event)
+            if isinstance(event, ApprovalEvent):
+                seen.append(event)
+                if len(seen) == 1:  # the first is approved, the second denied
+                    await store.decide(conversations.engine, event.id, user="ana", approved=True)
+                else:
+                    await store.decide(conversations.engine, event.id, user="ana", approved=False)
+                wake(event.id)
+        return events
+
+    events = await asyncio.wait_for(consume(), 30)
+    assert len({e.id for e in seen}) == 2  # two requests, not one approval for both
+    assert ORDERS == ["1 x cd"]
+    assert sorted(e.status for e in events if isinstance(e, ApprovalDoneEvent)) == ["approved", "denied"]
+
+
+async def test_an_old_answer_no_turn_acted_on_does_not_stand_for_a_later_call(
+        make_chorus: Any, conversations: Any) -> None:
+    import sqlalchemy as sa
+
+    model = scripted(tool_call("place_order", item="tape"), "x")
+    chorus = make_chorus(plugins=[ShopPlugin()], model=model, teams=[TEAM])
+    session = open_session(chorus, conversations, timeout_s=30)
+    task, asked = await turn_until_asked(session, "order a tape")
+    session.stop(keep_progress=True)
+    await asyncio.wait_for(task, 30)
+    await store.decide(conversations.engine, asked.id, user="ana", approved=True)
+    async with conversations.engine.begin() as conn:  # answered long ago, and never acted on
+        await conn.execute(sa.text("UPDATE chorus_approvals SET decided_at = :at WHERE id = :id"),
+                           {"at": store.now() - timedelta(hours=1), "id": asked.id})
+    model.queue(tool_call("place_order", item="tape"), "y")
+    task, again = await turn_until_asked(session, "order a tape")  # asked afresh
+    assert again.id != asked.id and ORDERS == []
+    session.stop()
+    await asyncio.wait_for(task, 30)
+
+
+async def test_an_autogen_tool_a_plugin_hands_over_waits_when_the_team_file_says_so(make_chorus: Any) -> None:
+    from autogen_core.tools import FunctionTool
+
+    from chorus.testing import events_of, run
+
+    fired: list[str] = []
+
+    def launch(target: str) -> str:
+        """Launch something."""
+        fired.append(target)
+        return f"launched {target}"
+
+    class RawTools:
+        @hookimpl
+        def chorus_register_tools(self) -> list[Any]:
+            return [FunctionTool(launch, description="Launch something.")]
+
+        @hookimpl
+        def chorus_register_agents(self) -> list[AgentSpec]:
+            return [AgentSpec(name="pilot", description="Launches.", tools=("launch",))]
+
+    team = TeamSpec(name="ops", type="round_robin", members=["pilot"], default=True,
+                    approvals=["launch", "lanuch"])
+    model = scripted(tool_call("launch", target="probe"), "Not launched.")
+    chorus = make_chorus(plugins=[RawTools()], model=model, teams=[team])
+    session = chorus.open_session("ops")
+    assert session.built is not None and session.built.approvals == {"launch": ("pilot",)}
+    assert any("'lanuch'" in p and "no member has" in p for p in session.built.problems)  # a typo is reported
+    events = await run(session, "launch the probe", approve=False)
+    assert fired == [] and [e.status for e in events_of(events, ApprovalDoneEvent)] == ["denied"]

@@ -36,7 +36,7 @@ TOOL_AGENT = {
     "albums_by_artist": "catalog", "tracks_by_artist": "catalog", "tracks_by_genre": "catalog",
     "find_song": "catalog", "recommend_tracks": "catalog", "remember_music_taste": "catalog",
     "verify_customer": "invoices", "my_invoices": "invoices", "my_purchases_by_unit_price": "invoices",
-    "invoice_details": "invoices",
+    "invoice_details": "invoices", "order_track": "invoices", "my_orders": "invoices",
 }
 MUSIC_TOOLS = {name for name, agent in TOOL_AGENT.items() if agent in ("catalog", "invoices")}
 VERIFIED = ("my customer id is 1",)  # the demo store's customer 1: Ana Souza, ana.souza@example.com
@@ -240,6 +240,15 @@ CASES: list[Case] = [
     case("details for invoice #3", "invoice_details", "Invoice **3**", VERIFIED),
     case("what was on invoice 2?", "invoice_details", "Invoice **2**", VERIFIED),
     case("invoice 5 please", "invoice_details", "Elif Yilmaz", VERIFIED),
+    # -- invoices: order_track (needs approval, which a turn without a page cannot ask: refused) ---------
+    case("Buy the song Black Dog", "order_track", 'order_track(title="Black Dog") needs the user\'s approval',
+         VERIFIED),
+    case("i'd like to purchase the track Black Dog please", "order_track", 'order_track(title="Black Dog")',
+         VERIFIED),
+    case("can you order the song Stairway To Heaven for me", "order_track", "Stairway To Heaven", VERIFIED),
+    # -- invoices: my_orders ------------------------------------------------------------------
+    case("what did I order?", "my_orders", "not ordered anything here yet", VERIFIED),
+    case("show the orders I placed", "my_orders", "not ordered anything here yet", VERIFIED),
 ]
 
 

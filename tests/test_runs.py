@@ -70,7 +70,7 @@ def runs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chor
     workdir = tmp_path_factory.mktemp("runs")
     add_accounts(workdir / "data", "ann", "bob")
     keys = make_keys(workdir / "data", ("ann", "ann", None), ("bob", "bob", None),
-                     ("ann-music", "ann", ["music-store"]))
+                     ("ann-music", "ann", ["music-store"]), ("ann-approvals", "ann", None))
     srv = ChorusServer(workdir, env={"CHORUS_OFFLINE_TOKEN_DELAY": "0.01", "CHORUS_RUN_WEBHOOK_HOSTS": "127.0.0.1",
                                      "CHORUS_PLUGINS": FIRST_PARTY_PLUGINS + ",chorus-builder",
                                      "CHORUS_API_MAX_BODY_KB": "16"})
@@ -212,11 +212,12 @@ async def test_a_second_user_with_the_first_users_run_gets_nothing(
 async def test_a_run_waits_for_an_approval_given_through_the_api_and_only_its_user_may_give_it(
         runs_server: tuple[ChorusServer, dict[str, str]]) -> None:
     srv, keys = runs_server
-    ann, bob = _auth(keys["ann"]), _auth(keys["bob"])
+    # A key of ann's own for this test: its polling must not spend the rate limit of the module's other tests.
+    ann, bob = _auth(keys["ann-approvals"]), _auth(keys["bob"])
     async with httpx.AsyncClient(base_url=srv.url, timeout=60) as http:
         made = await http.post("/api/runs", headers=ann, json={"team": "music-store",
                                                               "input": "My email is ana.souza@example.com"})
-        verified = await _wait(http, made.json()["id"], keys["ann"])
+        verified = await _wait(http, made.json()["id"], keys["ann-approvals"])
         assert "verified as customer 1" in verified["result"]["content"]
         made = await http.post("/api/runs", headers=ann, json={"team": "music-store", "input": "Buy the song Black Dog",
                                                               "thread_id": verified["thread_id"]})
@@ -226,7 +227,7 @@ async def test_a_run_waits_for_an_approval_given_through_the_api_and_only_its_us
             listed = await http.get(f"/api/runs/{run_id}/approvals?status=pending", headers=ann)
             assert listed.status_code == 200, listed.text
             pending = listed.json()["data"]
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
         assert [(p["agent"], p["tool"], p["arguments"]) for p in pending] == [
             ("invoices", "order_track", {"title": "Black Dog"})]
         assert (await http.get(f"/api/runs/{run_id}", headers=ann)).json()["status"] == "running"  # it waits
@@ -244,9 +245,9 @@ async def test_a_run_waits_for_an_approval_given_through_the_api_and_only_its_us
         assert answered.status_code == 200 and answered.json()["status"] == "approved", answered.text
         again = await http.post(f"/api/runs/{run_id}/approvals/{approval}", headers=ann, json={"approve": False})
         assert again.status_code == 409 and again.json()["error"]["code"] == "approval_closed"
-        done = await _wait(http, run_id, keys["ann"])
+        done = await _wait(http, run_id, keys["ann-approvals"])
         assert done["status"] == "completed" and "Order **1** is placed" in done["result"]["content"], done
-        events, _ = await _events(http, run_id, keys["ann"])
+        events, _ = await _events(http, run_id, keys["ann-approvals"])
         kinds = [kind for _, kind, _ in events]
         assert kinds.index("approval") < kinds.index("approval_done")  # the stream tells a client, too
 
@@ -525,3 +526,74 @@ def _runs_it(proc: subprocess.Popen[bytes], url: str, run_id: str) -> bool:
     finally:
         engine.dispose()
     return bool(worker) and f"-{proc.pid}-" in str(worker)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "kill -9"])
+async def test_a_run_waiting_for_approval_waits_again_after_a_restart(tmp_path: Path, how: str) -> None:
+    """The server stops while a run's tool waits for approval: the run is taken up again after the
+    restart, waits for the same request (never "not run"), and the answer given then places the order
+    once; the model calls made before the restart are not made again."""
+    from fake_openai import FakeOpenAI
+
+    workdir = tmp_path / "w"
+    add_accounts(workdir / "data", "ann")
+    key = make_keys(workdir / "data", ("ann", "ann", None))["ann"]
+    agents = workdir / "agents"
+    agents.mkdir(parents=True)
+    (agents / "shop.yaml").write_text("name: shop\ntype: round_robin\nmembers: [invoices]\ndefault: true\n"
+                                      "termination:\n  max_messages: 2\n")
+    with FakeOpenAI() as fake:
+        env = {"CHORUS_MEMORY": "false", "CHORUS_AGENTS_DIR": str(agents), "CHORUS_MODEL": "openai/fake-model",
+               "CHORUS_MODEL_API_KEY": "sk-test", "CHORUS_MODEL_API_BASE": fake.url, "CHORUS_MODEL_RETRIES": "0",
+               "CHORUS_DEGRADE_TO_OFFLINE": "false"}
+        fake.queue_tool_call("verify_customer", {"identifier": "ana.souza@example.com"}).queue_text("Verified.")
+        fake.queue_tool_call("order_track", {"title": "Black Dog"}).queue_text("Your order is placed.")
+        srv = ChorusServer(workdir, env=env).start()
+        try:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60) as http:
+                made = await http.post("/api/runs", headers=_auth(key),
+                                       json={"team": "shop", "input": "My email is ana.souza@example.com"})
+                first = await _wait(http, made.json()["id"], key)
+                assert first["status"] == "completed", first
+                made = await http.post("/api/runs", headers=_auth(key), json={
+                    "team": "shop", "input": "Buy the song Black Dog", "thread_id": first["thread_id"]})
+                run_id = made.json()["id"]
+                pending = await _pending(http, run_id, key)
+            asked = len(fake.requests)
+            if how == "kill -9":
+                assert srv.proc is not None
+                srv.proc.kill()
+                srv.proc.wait(10)
+        finally:
+            srv.stop()
+        srv = ChorusServer(workdir, env=env).start()
+        try:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60) as http:
+                again = await _pending(http, run_id, key)
+                assert [a["id"] for a in again] == [a["id"] for a in pending]  # the same request, still open
+                answered = await http.post(f"/api/runs/{run_id}/approvals/{again[0]['id']}", headers=_auth(key),
+                                           json={"approve": True})
+                assert answered.status_code == 200, answered.text
+                done = await _wait(http, run_id, key, timeout=90)
+                assert done["status"] == "completed", (done, srv.output()[-3000:])
+                assert done["result"]["content"] == "Your order is placed."
+        finally:
+            srv.stop()
+        # The order tool ran once, after the approval: its result went to the model once.
+        results = [m for r in fake.requests for m in r["messages"] if m.get("role") == "tool"]
+        placed = [m for m in results if "Order **1** is placed" in str(m.get("content"))]
+        assert placed and all("Not run" not in str(m.get("content")) for m in results)
+        assert asked == 3  # verify, its answer, the order's call: nothing after them before the restart
+        assert sum(1 for r in fake.requests if r["messages"][-1].get("role") == "tool"
+                   and "Order **1**" in str(r["messages"][-1].get("content"))) == 1
+
+
+async def _pending(http: httpx.AsyncClient, run_id: str, key: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = await http.get(f"/api/runs/{run_id}/approvals?status=pending", headers=_auth(key))
+        assert listed.status_code == 200, listed.text
+        if listed.json()["data"]:
+            return list(listed.json()["data"])
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"run {run_id} never asked for approval")

@@ -373,12 +373,39 @@ def as_tool_spec(item: Any) -> ToolSpec:
 
 @dataclass(frozen=True)
 class _AutogenToolSpec(ToolSpec):
-    """A ToolSpec around a ready-made AutoGen tool (kept as is)."""
+    """A ToolSpec around a ready-made AutoGen tool: kept as is, but its calls pass the turn's approval
+    gate (chorus.approvals) like every other tool's, so a team file can require approval for it."""
 
     tool: Any = None
 
     def to_autogen(self, context: Any = None) -> Any:
-        return self.tool
+        return _gated_tool(self.tool)
+
+
+def _gated_tool(tool: Any) -> Any:
+    """``tool`` (an AutoGen BaseTool), its calls waiting for approval when the turn's gate says so."""
+    from autogen_core.tools import BaseTool
+
+    from chorus.approvals import gated
+
+    class Gated(BaseTool[Any, Any]):
+        def __init__(self) -> None:
+            super().__init__(tool.args_type(), tool.return_type(), tool.name, tool.description)
+
+        @property
+        def schema(self) -> Any:
+            return tool.schema
+
+        async def run(self, args: Any, cancellation_token: Any) -> Any:
+            return await tool.run(args, cancellation_token)
+
+        async def run_json(self, args: Any, cancellation_token: Any, call_id: str | None = None) -> Any:
+            return await gated(tool.name, args, lambda: tool.run_json(args, cancellation_token, call_id=call_id))
+
+        def return_value_as_string(self, value: Any) -> str:
+            return str(tool.return_value_as_string(value))
+
+    return Gated()
 
 
 def load_plugins(settings: Settings, *, extra: Iterable[tuple[str, object]] = ()) -> Registry:

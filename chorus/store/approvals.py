@@ -155,16 +155,20 @@ async def mark_used(engine: AsyncEngine, approval_id: str) -> bool:
 
 
 async def standing(engine: AsyncEngine, *, thread_id: str, tool: str, arguments: Mapping[str, Any],
-                   run_id: str | None = None) -> Approval | None:
+                   run_id: str | None = None, within_s: float = 600.0) -> Approval | None:
     """An earlier request for this very call in this conversation (or run) that no turn has acted on:
-    answered while no turn waited (a reload, a restart), or still pending. The newest first."""
+    answered while no turn waited (a reload, a restart) within the last ``within_s`` seconds, or still
+    pending and not expired. The newest first. A conversation's requests and a run's are apart."""
+    moment = now()
+    fresh = sa.or_(
+        sa.and_(approvals.c.status == "pending", approvals.c.expires_at > moment),
+        sa.and_(approvals.c.status.in_(ANSWERED), approvals.c.decided_at > moment - timedelta(seconds=within_s)),
+    )
     query = (sa.select(approvals)
              .where(approvals.c.thread_id == thread_id, approvals.c.tool == tool,
-                    approvals.c.arguments == canonical(arguments), approvals.c.used.is_(False),
-                    approvals.c.status.in_(("pending", *ANSWERED)))
+                    approvals.c.arguments == canonical(arguments), approvals.c.used.is_(False), fresh,
+                    approvals.c.run_id == run_id if run_id is not None else approvals.c.run_id.is_(None))
              .order_by(approvals.c.created_at.desc()).limit(1))
-    if run_id is not None:
-        query = query.where(approvals.c.run_id == run_id)
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
     return _row(row) if row is not None else None

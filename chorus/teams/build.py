@@ -213,13 +213,15 @@ def build_team(
     for problem in problems:
         log.warning("%s", problem)
     return BuiltTeam(spec=spec, team=team, members=built, clients=clients, stop=stop, problems=problems,
-                     approvals=_needing_approval(spec, built, registry, server_tools))
+                     approvals=_needing_approval(spec, built, registry, server_tools, problems))
 
 
 def _needing_approval(spec: TeamSpec, members: Sequence[AgentSpec], registry: Registry,
-                      server_tools: Mapping[str, Sequence[BaseTool[Any, Any]]]) -> dict[str, tuple[str, ...]]:
+                      server_tools: Mapping[str, Sequence[BaseTool[Any, Any]]],
+                      problems: list[str]) -> dict[str, tuple[str, ...]]:
     """Each tool of the team whose calls wait for approval: its spec says so, the team file lists it
-    under ``approvals:``, or its MCP server's entry says so; with the members that hold it."""
+    under ``approvals:``, or its MCP server's entry says so; with the members that hold it. A name
+    listed that no member holds is a problem (a typo must not look like a tool under approval)."""
     listed = set(spec.approvals)
     holders: dict[str, list[str]] = {}
     for member in members:
@@ -232,6 +234,9 @@ def _needing_approval(spec: TeamSpec, members: Sequence[AgentSpec], registry: Re
             original = getattr(mcp_tool, "tool", "")
             if mcp_tool.name in listed or (source is not None and source.spec.needs_approval(original)):
                 holders.setdefault(mcp_tool.name, []).append(member.name)
+    for name in sorted(listed - set(holders)):
+        problems.append(f"team {spec.name!r}: approvals names {name!r}, which no member has as a tool; "
+                        "nothing waits for approval under that name")
     return {name: tuple(agents) for name, agents in holders.items()}
 
 

@@ -113,32 +113,34 @@ class TurnGate:
             return (f"Not run: {described(tool, arguments)} needs the user's approval, which can only be given on "
                     "the chat page (or for a background run), so nothing was done here.")
         engine, session = self.approvals.engine, self.turn.session
-        found = await store.standing(engine, thread_id=session.thread_id, tool=tool, arguments=arguments,
-                                     run_id=self.approvals.run_id)
-        if found is not None and found.status in ANSWERED:  # answered while no turn waited for it
-            if await store.mark_used(engine, found.id):
-                self._done(found)
-                return outcome_for_model(found)
-            found = None
-        if found is not None and found.id in WAITING and not WAITING[found.id].detached:
-            found = None  # another turn of this conversation waits for it: this call asks on its own
-        if found is None:
-            holders = self.needs.get(tool) or ()
-            agent = holders[0] if len(holders) == 1 else (self.turn.agents[-1] if self.turn.agents else "an agent")
-            found = await store.create(engine, thread_id=session.thread_id, user=session.user_id,
-                                       team=session.spec.name, agent=agent, tool=tool, arguments=arguments,
-                                       request=self.turn.typed, timeout_s=self.approvals.timeout_s,
-                                       run_id=self.approvals.run_id)
+        async with _CLAIMING:  # one call at a time finds or makes its request, and says it waits for it
+            found = await store.standing(engine, thread_id=session.thread_id, tool=tool, arguments=arguments,
+                                         run_id=self.approvals.run_id, within_s=self.approvals.timeout_s)
+            if found is not None and found.status in ANSWERED:  # answered while no turn waited for it
+                if await store.mark_used(engine, found.id):
+                    self._done(found)
+                    return outcome_for_model(found)
+                found = None
+            if found is not None and found.id in WAITING and not WAITING[found.id].detached:
+                found = None  # another call waits for it (the same call twice in one reply): this one asks too
+            if found is None:
+                holders = self.needs.get(tool) or ()
+                agent = holders[0] if len(holders) == 1 else (self.turn.agents[-1] if self.turn.agents else "an agent")
+                found = await store.create(engine, thread_id=session.thread_id, user=session.user_id,
+                                           team=session.spec.name, agent=agent, tool=tool, arguments=arguments,
+                                           request=self.turn.typed, timeout_s=self.approvals.timeout_s,
+                                           run_id=self.approvals.run_id)
+            waiter = Waiter(session, asyncio.get_running_loop().create_future())
+            WAITING[found.id] = waiter
         remaining = (found.expires_at - store.now()).total_seconds()
         self.emit(ApprovalEvent(id=found.id, agent=found.agent, tool=tool, arguments=dict(arguments),
                                 expires_in_s=max(0.0, round(remaining, 1))))
-        return await self._wait(found)
+        return await self._wait(found, waiter)
 
-    async def _wait(self, found: Approval) -> str | None:
-        engine = self.approvals.engine if self.approvals is not None else None
-        assert engine is not None
-        waiter = Waiter(self.turn.session, asyncio.get_running_loop().create_future())
-        WAITING[found.id] = waiter
+    async def _wait(self, found: Approval, waiter: Waiter) -> str | None:
+        assert self.approvals is not None
+        engine = self.approvals.engine
+
         # The stop button (and a reload, and the server stopping) cancels the turn's token, which AutoGen
         # does not hand to the tool: wake up on it, or the team's run would wait for the answer.
         def on_stop() -> None:
@@ -149,9 +151,7 @@ class TurnGate:
         try:
             while True:
                 if self.turn.cancel.is_cancelled():
-                    if not waiter.detached and not self.turn.keep_progress:
-                        await _quietly(store.settle(engine, found.id, "cancelled"))
-                    return _stopped(found.tool)
+                    return await self._stopped(found, waiter)
                 remaining = (found.expires_at - store.now()).total_seconds()
                 if remaining <= 0 and await store.settle(engine, found.id, "expired"):
                     expired = await store.get(engine, found.id)
@@ -164,28 +164,49 @@ class TurnGate:
                 if now is None:  # deleted with its conversation
                     return outcome_for_model(_as(found, "cancelled"))
                 if now.status in ANSWERED:
-                    await store.mark_used(engine, now.id)
+                    if not await store.mark_used(engine, now.id):  # another call acted on this answer
+                        return (f"Not run: the approval of {described(now.tool, now.arguments)} was already used "
+                                "by another call, so nothing more was done.")
                     self._done(now)
                     return outcome_for_model(now)
                 if now.status != "pending":
                     self._done(now)
                     return outcome_for_model(now)
         except asyncio.CancelledError:
-            # The turn was stopped. By the user: the question is gone with it. By a reload or the server
-            # stopping: it stays pending, shown again where the conversation opens next.
-            if not waiter.detached and not self.turn.keep_progress:
-                await asyncio.shield(_quietly(store.settle(engine, found.id, "cancelled")))
             task = asyncio.current_task()
             if not self.turn.cancel.is_cancelled() or task is None:
+                if not waiter.detached and not self.turn.keep_progress:
+                    await asyncio.shield(_quietly(store.settle(engine, found.id, "cancelled")))
                 raise
             # Cancelled through the turn's token, which AutoGen links to the tool's task: a tool that
             # raises CancelledError leaves AssistantAgent waiting for its results for ever, so it
-            # returns instead, and the stopped run winds down as after any tool.
+            # returns (or raises another error) instead, and the stopped run winds down as after any tool.
             task.uncancel()
-            return _stopped(found.tool)
+            return await self._stopped(found, waiter)
         finally:
             if WAITING.get(found.id) is waiter:
                 del WAITING[found.id]
+
+    async def _stopped(self, found: Approval, waiter: Waiter) -> str:
+        """The turn was stopped while the call waited. By the user: the request is withdrawn. By a reload
+        or the server stopping: it stays pending, shown again where the conversation opens next. In a
+        background run it raises, so that the run's journal does not keep "not run" as the tool's
+        result: the run taken up again after a restart waits for the same request."""
+        assert self.approvals is not None
+        engine, run_id = self.approvals.engine, self.approvals.run_id
+        keep = waiter.detached or self.turn.keep_progress
+        if run_id is not None and not keep:
+            from chorus.store.runs import cancel_requested
+
+            try:
+                keep = not await cancel_requested(engine, run_id)  # not the user's cancel: the server stopping
+            except Exception:
+                keep = True
+        if not keep and await _settled(engine, found.id):
+            self._done(_as(found, "cancelled"))
+        if run_id is not None:
+            raise RuntimeError(f"the run was stopped while {found.tool} waited for the user's approval")
+        return _stopped(found.tool)
 
     def _done(self, found: Approval) -> None:
         self.emit(ApprovalDoneEvent(id=found.id, tool=found.tool, status=found.status, reason=found.reason))
@@ -199,6 +220,18 @@ def _as(found: Approval, status: str) -> Approval:
     from dataclasses import replace
 
     return replace(found, status=status)
+
+
+_CLAIMING = asyncio.Lock()
+"""Held while a call finds or makes its request and registers as its waiter (all in this process)."""
+
+
+async def _settled(engine: Any, approval_id: str) -> bool:
+    try:
+        return await store.settle(engine, approval_id, "cancelled")
+    except Exception as exc:
+        log.warning("could not withdraw approval request %s: %s", approval_id, exc)
+        return False
 
 
 async def _quietly(call: Any) -> None:

@@ -11,6 +11,7 @@ turn being gone with the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -188,10 +189,16 @@ async def go_on(session: ChatSession, found: Approval) -> None:
                          author=SYSTEM).send()
         if before is not None and not before.done() and not await wait_in_line(before, queue, stops):
             return
+        if session.checkpoints is not None and not session.busy:
+            await session.resume()  # as the conversation was last saved (another tab may have gone on)
         assert _show_turn is not None, "chorus.web.approvals.register() was not called"
         await _show_turn(session, found.request, message_id=None, turn_id=uuid.uuid4().hex)
     except Exception:
         log.exception("could not go on with thread %s after an approval", session.thread_id)
     finally:
         queue.leave(before, mine)
+        # An answer the turn did not act on (the agent called the tool otherwise, or not at all) does not
+        # stay standing for some later call.
+        with contextlib.suppress(Exception):
+            await store.mark_used(web.engine(), found.id)
         web.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]

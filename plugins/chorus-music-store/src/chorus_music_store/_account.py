@@ -249,17 +249,23 @@ def account_tools(get_store: Callable[[], MusicStore], orders: Orders | None = N
 
     # -- orders ---------------------------------------------------------------------------
 
-    async def order_track(context: ToolContext, title: str) -> str:
+    async def order_track(context: ToolContext, title: str, artist: str | None = None) -> str:
         """Buy one track for the verified customer: it is added to their orders at the track's price.
-        The customer approves each order on the page before it is placed."""
+        Give the artist too when several artists have a track of that title. The customer approves
+        each order (this title and artist) on the page before it is placed."""
         async def place(customer: Customer) -> str:
             assert orders is not None
-            found = await in_thread(lambda store: store.find_tracks(title, limit=5))
-            exact = [t for t in found if t["name"].casefold() == title.strip().casefold()]
+            found = await in_thread(lambda store: store.find_tracks(title, limit=20))
+            exact = [t for t in found if t["name"].casefold() == title.strip().casefold()
+                     and (not artist or (t.get("artist") or "").casefold() == artist.strip().casefold())]
             if not exact:
                 names = ", ".join(f"“{t['name']}”" for t in found[:5])
-                return (f"No track is called exactly “{title}”, so nothing was ordered."
-                        + (f" Close titles: {names}." if names else ""))
+                return (f"No track is called exactly “{title}”{f' by {artist}' if artist else ''}, so nothing was "
+                        "ordered." + (f" Close titles: {names}." if names else ""))
+            if len({(t.get("artist") or "") for t in exact}) > 1:  # what was approved must name one track
+                choices = ", ".join(sorted({t.get("artist") or "unknown artist" for t in exact}))
+                return (f"Several artists have a track called “{title}” ({choices}), so nothing was ordered: "
+                        "ask again with the artist.")
             track = exact[0]
             number = await asyncio.to_thread(orders.place, customer.id, track)
             by = f" by {track['artist']}" if track.get("artist") else ""

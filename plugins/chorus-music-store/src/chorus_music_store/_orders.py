@@ -4,6 +4,7 @@ thing this plugin writes). Placing an order is a tool that needs the customer's 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ class Orders:
 
     def place(self, customer_id: int, track: dict[str, Any]) -> int:
         """A new order of ``track`` (a row of :meth:`MusicStore.find_tracks`); its number."""
-        with self._lock, self._connect() as conn:
+        with self._lock, contextlib.closing(self._connect()) as conn, conn:
             cursor = conn.execute(
                 "INSERT INTO orders (customer_id, track_id, track, artist, price, placed_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (customer_id, track["id"], track["name"], track.get("artist"), str(track["price"]),
@@ -39,7 +40,7 @@ class Orders:
 
     def of(self, customer_id: int) -> list[dict[str, Any]]:
         """The customer's orders, newest first."""
-        with self._lock, self._connect() as conn:
+        with self._lock, contextlib.closing(self._connect()) as conn:
             rows = conn.execute("SELECT id, track, artist, price, placed_at FROM orders WHERE customer_id = ? "
                                 "ORDER BY id DESC", (customer_id,)).fetchall()
         return [{"order": r[0], "track": r[1], "artist": r[2], "price": r[3], "placed_at": r[4]} for r in rows]
