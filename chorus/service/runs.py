@@ -202,12 +202,19 @@ class RunService:
             if why is not None:
                 raise RunRefused(400, "webhook_not_allowed", f"The webhook is refused: {why}. It was not called.")
         if thread_id is not None:
-            # The conversation must be the user's and the team's (the same answers as the API's).
-            try:
-                await self.conversations.open(user, spec.name, thread_id)
-            except ConversationError as exc:
-                raise RunRefused(exc.status, exc.code, str(exc)) from None
+            # One unfinished run per conversation. Checked first: a run that has just begun may not have
+            # stored its conversation yet, and its user must hear "busy", not "no such conversation"
+            # (another user's run on that id still gets the 404 below).
             waiting = await store.unfinished_on_thread(self.engine, thread_id)
+            if waiting is not None and await store.get_run(self.engine, waiting, user) is None:
+                waiting = None
+            if waiting is None:
+                # The conversation must be the user's and the team's (the same answers as the API's).
+                try:
+                    await self.conversations.open(user, spec.name, thread_id)
+                except ConversationError as exc:
+                    raise RunRefused(exc.status, exc.code, str(exc)) from None
+                waiting = await store.unfinished_on_thread(self.engine, thread_id)
             if waiting is not None:
                 raise RunRefused(409, "conversation_busy", f"The run {waiting} in this conversation has not finished: "
                                                            "wait for it (or cancel it) before the next one.")

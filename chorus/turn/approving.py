@@ -204,6 +204,11 @@ class TurnGate:
                 keep = True
         if not keep and await _settled(engine, found.id):
             self._done(_as(found, "cancelled"))
+        if run_id is not None and keep:
+            # The server is stopping: this attempt must not go on at all (a model call made now could be
+            # answered and lost before the journal keeps it). It waits until the process ends; the run
+            # taken up after the restart waits for the same request.
+            await asyncio.Event().wait()
         if run_id is not None:
             raise RuntimeError(f"the run was stopped while {found.tool} waited for the user's approval")
         return _stopped(found.tool)
