@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from chorus.approvals import Approvals
@@ -113,7 +114,7 @@ class TurnGate:
             return (f"Not run: {described(tool, arguments)} needs the user's approval, which can only be given on "
                     "the chat page (or for a background run), so nothing was done here.")
         engine, session = self.approvals.engine, self.turn.session
-        async with _CLAIMING:  # one call at a time finds or makes its request, and says it waits for it
+        async with _claiming():  # one call at a time finds or makes its request, and says it waits for it
             found = await store.standing(engine, thread_id=session.thread_id, tool=tool, arguments=arguments,
                                          run_id=self.approvals.run_id, within_s=self.approvals.timeout_s)
             if found is not None and found.status in ANSWERED:  # answered while no turn waited for it
@@ -222,13 +223,20 @@ def _stopped(tool: str) -> str:
 
 
 def _as(found: Approval, status: str) -> Approval:
-    from dataclasses import replace
-
     return replace(found, status=status)
 
 
-_CLAIMING = asyncio.Lock()
-"""Held while a call finds or makes its request and registers as its waiter (all in this process)."""
+_CLAIMS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _claiming() -> asyncio.Lock:
+    """Held while a call finds or makes its request and registers as its waiter: one lock per event loop
+    (an asyncio lock belongs to the loop it first waited in)."""
+    loop = asyncio.get_running_loop()
+    lock = _CLAIMS.get(loop)
+    if lock is None:
+        lock = _CLAIMS[loop] = asyncio.Lock()
+    return lock
 
 
 async def _settled(engine: Any, approval_id: str) -> bool:

@@ -33,6 +33,12 @@ ASK_TO_VERIFY = (
 )
 
 
+ASK_TO_VERIFY_ORDER = (
+    "Before I can place an order I need to verify who you are. Please reply with your **customer id**, the "
+    "**email address** or the **phone number** on your account; then ask for the track again."
+)
+
+
 def verified(context: ToolContext) -> Customer | None:
     """The customer this conversation is verified as, if any. Kept as plain data in
     ``ToolContext.state``, so Chorus saves it with the conversation: it survives a resume and a
@@ -102,9 +108,12 @@ def account_tools(get_store: Callable[[], MusicStore], orders: Orders | None = N
         return await asyncio.to_thread(lambda: call(get_store()))
 
     async def guarded(context: ToolContext, name: str, args: Mapping[str, Any],
-                      answer: Callable[[Customer], Awaitable[str]]) -> str:
-        """Run ``answer`` for the verified customer, or ask for verification and remember the request."""
+                      answer: Callable[[Customer], Awaitable[str]], *, ordering: bool = False) -> str:
+        """Run ``answer`` for the verified customer, or ask for verification and remember the request.
+        An order (``ordering``) is never remembered: it is placed only by a call the customer approved."""
         customer = verified(context)
+        if customer is None and ordering:
+            return ASK_TO_VERIFY_ORDER
         if customer is None:
             others = _parse.identities(context.user_message)
             context.state[PENDING] = [name, dict(args)]
@@ -118,7 +127,8 @@ def account_tools(get_store: Callable[[], MusicStore], orders: Orders | None = N
         try:
             return await answer(customer)
         except StoreError as exc:
-            return f"Sorry, the music store is unavailable right now: {exc}. Please try again later."
+            return (f"Sorry, the music store is unavailable right now: {exc}. "
+                    + ("Nothing was ordered." if ordering else "Please try again later."))
 
     # -- verification --------------------------------------------------------------------
 
@@ -271,19 +281,7 @@ def account_tools(get_store: Callable[[], MusicStore], orders: Orders | None = N
             by = f" by {track['artist']}" if track.get("artist") else ""
             return (f"Order **{number}** is placed, {customer.first_name}: **{track['name']}**{by} for "
                     f"{track['price']}. It is on your next invoice.")
-        # Not remembered as a pending request: an order is placed only by a call the customer approved.
-        customer = verified(context)
-        if customer is None:
-            return ("Before I can place an order I need to verify who you are. Please reply with your "
-                    "**customer id**, the **email address** or the **phone number** on your account; then ask "
-                    "for the track again.")
-        refusal = foreign_reference(context, customer)
-        if refusal:
-            return refusal
-        try:
-            return await place(customer)
-        except StoreError as exc:
-            return f"Sorry, the music store is unavailable right now: {exc}. Nothing was ordered."
+        return await guarded(context, "order_track", {"title": title, "artist": artist}, place, ordering=True)
 
     def order_args(text: str) -> Mapping[str, Any] | None:
         title = _parse.track_to_buy(text)
